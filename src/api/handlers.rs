@@ -1,0 +1,231 @@
+//! `/api/v1/handlers`: the same rules as the form, answered in JSON.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{auth::ApiClient, parse_id, read_json_object};
+use crate::{
+    app::AppState,
+    db::{
+        handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
+        logs::{ExecutionLog, LogFilter},
+    },
+    dispatcher::signing::generate_secret,
+    domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType},
+    error::{ApiError, ApiResult},
+};
+
+/// A handler as the API shows it (DESIGN §3.2, `secret` included).
+#[derive(Debug, Serialize)]
+pub struct HandlerOut {
+    pub id: i64,
+    pub name: String,
+    pub events_id: String,
+    #[serde(rename = "type")]
+    pub handler_type: String,
+    pub target: String,
+    pub status: String,
+    pub priority: i32,
+    pub timeout_ms: i32,
+    pub secret: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn utc(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+impl From<Handler> for HandlerOut {
+    fn from(h: Handler) -> Self {
+        Self {
+            id: h.id,
+            name: h.name,
+            events_id: h.events_id,
+            handler_type: h.handler_type,
+            target: h.target,
+            status: h.status,
+            priority: h.priority,
+            timeout_ms: h.timeout_ms,
+            secret: h.secret,
+            created_at: utc(h.created_at),
+            updated_at: utc(h.updated_at),
+        }
+    }
+}
+
+/// Fields the API reads; the others of a handler's JSON are read-only and ignored.
+const WRITABLE: &[&str] = &["name", "events_id", "type", "target", "status", "priority", "timeout_ms"];
+const READ_ONLY: &[&str] = &["id", "secret", "created_at", "updated_at"];
+
+/// Lays the JSON fields over a form: strings and numbers are read as the form
+/// would read them; anything else is an error on that field.
+fn merge_json(mut form: HandlerForm, body: Map<String, Value>) -> Result<HandlerForm, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    for (key, value) in body {
+        if READ_ONLY.contains(&key.as_str()) {
+            continue;
+        }
+        if !WRITABLE.contains(&key.as_str()) {
+            errors.add(&key, format!("unknown field; the fields are {}", WRITABLE.join(", ")));
+            continue;
+        }
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Null => String::new(),
+            _ => {
+                errors.add(&key, "must be a string or a number");
+                continue;
+            }
+        };
+        let slot = match key.as_str() {
+            "name" => &mut form.name,
+            "events_id" => &mut form.events_id,
+            "type" => &mut form.handler_type,
+            "target" => &mut form.target,
+            "status" => &mut form.status,
+            "priority" => &mut form.priority,
+            _ => &mut form.timeout_ms,
+        };
+        *slot = text;
+    }
+    if errors.is_empty() { Ok(form) } else { Err(errors) }
+}
+
+fn invalid(errors: FieldErrors) -> ApiError {
+    ApiError::Unprocessable { message: "the handler is not valid; see `errors` by field".into(), errors: Some(errors) }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct ListQuery {
+    event: Option<String>,
+    #[serde(rename = "type")]
+    handler_type: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /api/v1/handlers`: filtered like the Advanced Search; sorted by priority then id.
+pub async fn list_handlers(
+    _: ApiClient,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = query.into_inner();
+    let mut errors = FieldErrors::default();
+    let events_id = q.event.filter(|e| !e.is_empty());
+    if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
+        errors.add("event", "not an event of the catalogue");
+    }
+    let handler_type = q.handler_type.filter(|t| !t.is_empty()).and_then(|t| {
+        t.parse::<HandlerType>().map_err(|_| errors.add("type", "must be http or script")).ok()
+    });
+    let status = q.status.filter(|s| !s.is_empty()).and_then(|s| {
+        s.parse::<HandlerStatus>().map_err(|_| errors.add("status", "must be enabled, disabled or archived")).ok()
+    });
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        errors.add("limit", "must be from 1 to 10000");
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        errors.add("offset", "must not be negative");
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Unprocessable { message: "invalid query parameters".into(), errors: Some(errors) });
+    }
+    let filter = HandlerFilter { events_id, handler_type, status };
+    let (rows, total) = state.db.run(move |conn| Handler::list(conn, &filter, offset, limit)).await?;
+    let handlers: Vec<HandlerOut> = rows.into_iter().map(HandlerOut::from).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "handlers": handlers, "total": total })))
+}
+
+/// `POST /api/v1/handlers` → 201 with the handler.
+pub async fn create_handler(_: ApiClient, state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
+    let body = read_json_object(body, state.settings.max_body_bytes).await?;
+    let form = merge_json(HandlerForm::default(), body).map_err(invalid)?;
+    let valid = form.validate(&state.settings.scripts_dir).map_err(invalid)?;
+    let new = NewHandler::new(valid, generate_secret());
+    let handler = state.db.run(move |conn| Handler::create(conn, &new)).await?;
+    tracing::info!(handler = handler.id, name = %handler.name, "handler created through the API");
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/handlers/{}", handler.id)))
+        .json(HandlerOut::from(handler)))
+}
+
+pub async fn get_handler(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id)?;
+    let handler = state.db.run(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
+    Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
+}
+
+/// `PATCH /api/v1/handlers/{id}`: the fields given replace the stored ones; the
+/// result must pass every rule.
+pub async fn update_handler(
+    _: ApiClient,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id)?;
+    let body = read_json_object(body, state.settings.max_body_bytes).await?;
+    let handler = state.db.run(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
+    let form = merge_json(handler.to_form(), body).map_err(invalid)?;
+    let valid = form.validate(&state.settings.scripts_dir).map_err(invalid)?;
+    let changes = HandlerChangeset::from(valid);
+    let handler = state.db.run(move |conn| Handler::update(conn, id, &changes)).await.map_err(not_found(id))?;
+    tracing::info!(handler = handler.id, "handler updated through the API");
+    Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
+}
+
+pub async fn delete_handler(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id)?;
+    let handler = state.db.run(move |conn| Handler::delete(conn, id)).await.map_err(not_found(id))?;
+    tracing::info!(handler = handler.id, "handler deleted through the API");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/v1/handlers/{id}/secret`: a new signing secret, returned with the handler.
+pub async fn rotate_secret(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id)?;
+    let secret = generate_secret();
+    let handler = state.db.run(move |conn| Handler::set_secret(conn, id, &secret)).await.map_err(not_found(id))?;
+    Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct LogsQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /api/v1/handlers/{id}/logs`: the handler's attempts, newest first.
+pub async fn list_handler_logs(
+    _: ApiClient,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<LogsQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = query.offset.unwrap_or(0).max(0);
+    let (logs, more) = state
+        .db
+        .run(move |conn| {
+            Handler::find(conn, id)?;
+            ExecutionLog::list(conn, &LogFilter { handler_id: Some(id), ..LogFilter::default() }, offset, limit)
+        })
+        .await
+        .map_err(not_found(id))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "logs": logs, "more": more })))
+}
+
+fn not_found(id: i64) -> impl Fn(crate::db::DbError) -> ApiError {
+    move |e| if e.is_not_found() { ApiError::NotFound(format!("no handler {id}")) } else { ApiError::from(e) }
+}

@@ -1,0 +1,174 @@
+//! Builds the application from [`Settings`]: database, first-start set-up,
+//! the actix server with every route.
+
+use std::{net::TcpListener, time::Duration};
+
+use actix_web::{App, HttpServer, dev::Server, middleware, web};
+
+use crate::{
+    api,
+    config::Settings,
+    db::{self, Db, DbError, admins::Admin, sessions::Session},
+    error::cause_chain,
+    security, web as pages,
+};
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub settings: Settings,
+    /// SHA-256 of the API bearer token.
+    pub api_token_hash: String,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A server bound to its port, not yet running.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let db = {
+            let (url, size) = (settings.database_url.clone(), settings.db_pool_size);
+            tokio::task::spawn_blocking(move || Db::connect(&url, size))
+                .await
+                .map_err(|e| StartupError::Setup(e.to_string()))??
+        };
+        ensure_admin(&db, &settings).await?;
+        let api_token_hash = ensure_api_token(&db, &settings).await?;
+        if !settings.scripts_dir.is_dir() {
+            tracing::warn!(
+                dir = %settings.scripts_dir.display(),
+                "the scripts directory does not exist; script handlers cannot be created until it does"
+            );
+        }
+
+        let listener = TcpListener::bind(settings.bind).map_err(|e| StartupError::Bind(settings.bind, e))?;
+        let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.bind, e))?.port();
+        let workers = if settings.http_workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            settings.http_workers
+        };
+        let state = web::Data::new(AppState { db, settings, api_token_hash });
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("X-Frame-Options", "DENY"))
+                    .add(("Referrer-Policy", "same-origin")))
+                .wrap(middleware::Compress::default())
+                .configure(api::configure)
+                .configure(pages::configure)
+        })
+        .workers(workers)
+        .listen(listener)
+        .map_err(|e| StartupError::Setup(e.to_string()))?
+        .run();
+        Ok(Self { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM), with housekeeping beside it.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let result = self.server.await;
+        housekeeping.abort();
+        result
+    }
+}
+
+/// Creates the administrator at first start; a configured password replaces the stored one.
+async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> {
+    let username = settings.admin_user.trim().to_owned();
+    if username.is_empty() {
+        return Err(StartupError::Setup("PROVISIOND_ADMIN_USER must not be empty".into()));
+    }
+    let lookup = username.clone();
+    let existing = db.run(move |conn| Admin::find_by_username(conn, &lookup)).await?;
+    let configured = settings.admin_password.clone().filter(|p| !p.is_empty());
+    match (existing, configured) {
+        (Some(admin), Some(password)) => {
+            let hash = admin.password_hash.clone();
+            let matches = blocking(move || security::verify_password(&password, &hash)).await?;
+            if !matches {
+                let password = settings.admin_password.clone().unwrap_or_default();
+                let hash = blocking(move || security::hash_password(&password)).await?.map_err(StartupError::Setup)?;
+                db.run(move |conn| Admin::set_password_hash(conn, admin.id, &hash)).await?;
+                tracing::info!(user = %username, "administrator password set from PROVISIOND_ADMIN_PASSWORD");
+            }
+        }
+        (Some(_), None) => {}
+        (None, configured) => {
+            let generated = configured.is_none();
+            let password = configured.unwrap_or_else(security::generate_password);
+            let to_hash = password.clone();
+            let hash = blocking(move || security::hash_password(&to_hash)).await?.map_err(StartupError::Setup)?;
+            let user = username.clone();
+            db.run(move |conn| Admin::create(conn, &user, &hash)).await?;
+            if generated {
+                eprintln!(
+                    "\n  provisiond: administrator `{username}` created with password: {password}\n  \
+                     (shown once; set PROVISIOND_ADMIN_PASSWORD to choose your own)\n"
+                );
+            } else {
+                tracing::info!(user = %username, "administrator created");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The API token's hash: from PROVISIOND_API_TOKEN, or generated at first start and printed once.
+async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, StartupError> {
+    if let Some(token) = settings.api_token.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(security::sha256_hex(token));
+    }
+    let stored = db.run(|conn| db::settings::get(conn, db::settings::API_TOKEN_SHA256)).await?;
+    if let Some(hash) = stored {
+        return Ok(hash);
+    }
+    let token = security::random_token();
+    let hash = security::sha256_hex(&token);
+    let to_store = hash.clone();
+    db.run(move |conn| db::settings::put(conn, db::settings::API_TOKEN_SHA256, &to_store)).await?;
+    eprintln!(
+        "\n  provisiond: API bearer token generated: {token}\n  \
+         (shown once; set PROVISIOND_API_TOKEN to choose your own)\n"
+    );
+    Ok(hash)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StartupError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StartupError::Setup(e.to_string()))
+}
+
+/// Background chores that keep the database small: expired sessions.
+async fn housekeeping(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.db.run(Session::delete_expired).await {
+            tracing::warn!(error = %cause_chain(&e), "cannot remove expired sessions");
+        }
+    }
+}
+

@@ -1,0 +1,80 @@
+//! Settings: every flag and `PROVISIOND_*` variable in one place.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+use crate::{dispatcher::retry::RetrySchedule, domain::duration::parse_duration};
+
+/// provisiond — the Provisioning API server: billing events delivered durably,
+/// in order, to HTTP and script handlers.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Settings {
+    /// Database: `sqlite://path` (a file, created if missing) or `postgres://user@host/db`.
+    #[arg(long, env = "PROVISIOND_DATABASE_URL", default_value = "sqlite://provisiond.db")]
+    pub database_url: String,
+
+    /// Address the web UI and API listen on.
+    #[arg(long, env = "PROVISIOND_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory script handlers live in; relative targets resolve here.
+    #[arg(long, env = "PROVISIOND_SCRIPTS_DIR", default_value = "./scripts")]
+    pub scripts_dir: PathBuf,
+
+    /// Delays between attempts of a failed delivery, e.g. `5s,30s,2m`; k delays give at most 1 + k attempts.
+    #[arg(
+        long,
+        env = "PROVISIOND_RETRY_SCHEDULE",
+        default_value = "5s,30s,2m,10m,30m,1h,3h,6h",
+        value_parser = RetrySchedule::parse
+    )]
+    pub retry_schedule: RetrySchedule,
+
+    /// User name of the administrator created at first start.
+    #[arg(long, env = "PROVISIOND_ADMIN_USER", default_value = "admin")]
+    pub admin_user: String,
+
+    /// The administrator's password; when unset, one is generated and printed once at first start.
+    /// When set, it replaces the stored password at start.
+    #[arg(long, env = "PROVISIOND_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Bearer token for /api/v1; when unset, one is generated and printed once at first start.
+    #[arg(long, env = "PROVISIOND_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Largest accepted request body for the API, in bytes.
+    #[arg(long, env = "PROVISIOND_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "PROVISIOND_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub db_pool_size: u32,
+
+    /// HTTP worker threads (0 = one per core).
+    #[arg(long, env = "PROVISIOND_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+
+    /// How long an administrator stays signed in without activity, e.g. `12h`.
+    #[arg(long, env = "PROVISIOND_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+
+    /// Mark cookies `Secure` (set this when the UI is served over HTTPS, e.g. behind a TLS proxy).
+    #[arg(long, env = "PROVISIOND_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `provisiond=debug`.
+    #[arg(long, env = "PROVISIOND_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Settings {
+    /// Settings for a test or an embedding program: defaults, with the given database.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        let mut settings = Settings::parse_from(["provisiond"]);
+        settings.database_url = database_url.into();
+        settings
+    }
+}

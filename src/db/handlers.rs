@@ -1,0 +1,208 @@
+//! The `handlers` table.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::{DbConnection, now, schema::handlers};
+use crate::domain::{HandlerForm, HandlerStatus, HandlerType, ValidHandler};
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Identifiable, Serialize)]
+#[diesel(table_name = handlers)]
+pub struct Handler {
+    pub id: i64,
+    pub name: String,
+    pub events_id: String,
+    #[serde(rename = "type")]
+    pub handler_type: String,
+    pub target: String,
+    pub status: String,
+    pub priority: i32,
+    pub timeout_ms: i32,
+    pub secret: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = handlers)]
+pub struct NewHandler {
+    pub name: String,
+    pub events_id: String,
+    pub handler_type: String,
+    pub target: String,
+    pub status: String,
+    pub priority: i32,
+    pub timeout_ms: i32,
+    pub secret: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = handlers)]
+pub struct HandlerChangeset {
+    pub name: String,
+    pub events_id: String,
+    pub handler_type: String,
+    pub target: String,
+    pub status: String,
+    pub priority: i32,
+    pub timeout_ms: i32,
+    pub updated_at: NaiveDateTime,
+}
+
+impl NewHandler {
+    pub fn new(valid: ValidHandler, secret: String) -> Self {
+        let at = now();
+        Self {
+            name: valid.name,
+            events_id: valid.events_id,
+            handler_type: valid.handler_type.as_str().to_owned(),
+            target: valid.target,
+            status: valid.status.as_str().to_owned(),
+            priority: valid.priority,
+            timeout_ms: valid.timeout_ms,
+            secret,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
+impl From<ValidHandler> for HandlerChangeset {
+    fn from(valid: ValidHandler) -> Self {
+        Self {
+            name: valid.name,
+            events_id: valid.events_id,
+            handler_type: valid.handler_type.as_str().to_owned(),
+            target: valid.target,
+            status: valid.status.as_str().to_owned(),
+            priority: valid.priority,
+            timeout_ms: valid.timeout_ms,
+            updated_at: now(),
+        }
+    }
+}
+
+/// The Advanced Search: every part optional; no status means enabled and disabled.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerFilter {
+    pub events_id: Option<String>,
+    pub handler_type: Option<HandlerType>,
+    pub status: Option<HandlerStatus>,
+}
+
+impl Handler {
+    pub fn status(&self) -> HandlerStatus {
+        self.status.parse().unwrap_or(HandlerStatus::Disabled)
+    }
+
+    pub fn handler_type(&self) -> HandlerType {
+        self.handler_type.parse().unwrap_or(HandlerType::Http)
+    }
+
+    /// The form filled with this handler, for editing.
+    pub fn to_form(&self) -> HandlerForm {
+        HandlerForm {
+            name: self.name.clone(),
+            events_id: self.events_id.clone(),
+            handler_type: self.handler_type.clone(),
+            target: self.target.clone(),
+            status: self.status.clone(),
+            priority: self.priority.to_string(),
+            timeout_ms: self.timeout_ms.to_string(),
+        }
+    }
+
+    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Handler> {
+        handlers::table.find(id).first(conn)
+    }
+
+    /// One page of the list, sorted by priority then id, and the total count.
+    pub fn list(
+        conn: &mut DbConnection,
+        filter: &HandlerFilter,
+        offset: i64,
+        limit: i64,
+    ) -> QueryResult<(Vec<Handler>, i64)> {
+        let query = || {
+            let mut q = handlers::table.into_boxed();
+            if let Some(event) = &filter.events_id {
+                q = q.filter(handlers::events_id.eq(event.clone()));
+            }
+            if let Some(t) = filter.handler_type {
+                q = q.filter(handlers::handler_type.eq(t.as_str()));
+            }
+            q = match filter.status {
+                Some(s) => q.filter(handlers::status.eq(s.as_str())),
+                None => q.filter(handlers::status.eq_any([
+                    HandlerStatus::Enabled.as_str(),
+                    HandlerStatus::Disabled.as_str(),
+                ])),
+            };
+            q
+        };
+        let total = query().count().get_result(conn)?;
+        let rows = query()
+            .order((handlers::priority.asc(), handlers::id.asc()))
+            .offset(offset)
+            .limit(limit)
+            .load(conn)?;
+        Ok((rows, total))
+    }
+
+    /// The handlers enabled for an event, in chain order.
+    pub fn enabled_for(conn: &mut DbConnection, events_id: &str) -> QueryResult<Vec<Handler>> {
+        handlers::table
+            .filter(handlers::events_id.eq(events_id))
+            .filter(handlers::status.eq(HandlerStatus::Enabled.as_str()))
+            .order((handlers::priority.asc(), handlers::id.asc()))
+            .load(conn)
+    }
+
+    pub fn create(conn: &mut DbConnection, new: &NewHandler) -> QueryResult<Handler> {
+        let id = diesel::insert_into(handlers::table)
+            .values(new)
+            .returning(handlers::id)
+            .get_result(conn)?;
+        Self::find(conn, id)
+    }
+
+    pub fn update(conn: &mut DbConnection, id: i64, changes: &HandlerChangeset) -> QueryResult<Handler> {
+        let n = diesel::update(handlers::table.find(id)).set(changes).execute(conn)?;
+        if n == 0 {
+            return Err(diesel::result::Error::NotFound);
+        }
+        Self::find(conn, id)
+    }
+
+    pub fn set_status(conn: &mut DbConnection, id: i64, status: HandlerStatus) -> QueryResult<Handler> {
+        let n = diesel::update(handlers::table.find(id))
+            .set((handlers::status.eq(status.as_str()), handlers::updated_at.eq(now())))
+            .execute(conn)?;
+        if n == 0 {
+            return Err(diesel::result::Error::NotFound);
+        }
+        Self::find(conn, id)
+    }
+
+    pub fn set_secret(conn: &mut DbConnection, id: i64, secret: &str) -> QueryResult<Handler> {
+        let n = diesel::update(handlers::table.find(id))
+            .set((handlers::secret.eq(secret), handlers::updated_at.eq(now())))
+            .execute(conn)?;
+        if n == 0 {
+            return Err(diesel::result::Error::NotFound);
+        }
+        Self::find(conn, id)
+    }
+
+    /// Deletes the handler with its deliveries and execution logs.
+    pub fn delete(conn: &mut DbConnection, id: i64) -> QueryResult<Handler> {
+        conn.transaction(|conn| {
+            let handler = Self::find(conn, id)?;
+            diesel::delete(handlers::table.find(id)).execute(conn)?;
+            Ok(handler)
+        })
+    }
+}

@@ -1,0 +1,127 @@
+// The schema, written by hand for both backends (see migrations/sqlite and
+// migrations/postgres): BigInt ids, Integer, Text, Bool and UTC Timestamp only.
+
+diesel::table! {
+    handlers (id) {
+        id -> BigInt,
+        name -> Text,
+        events_id -> Text,
+        handler_type -> Text,
+        target -> Text,
+        status -> Text,
+        priority -> Integer,
+        timeout_ms -> Integer,
+        secret -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        events_id -> Text,
+        entity -> Text,
+        object_id -> Text,
+        payload -> Text,
+        received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (key) {
+        key -> Text,
+        event_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        handler_id -> BigInt,
+        webhook_id -> Text,
+        priority -> Integer,
+        entity -> Text,
+        object_id -> Text,
+        state -> Text,
+        attempts -> Integer,
+        first_attempt_done -> Bool,
+        next_attempt_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    execution_logs (id) {
+        id -> BigInt,
+        delivery_id -> BigInt,
+        handler_id -> BigInt,
+        event_id -> BigInt,
+        events_id -> Text,
+        entity -> Text,
+        object_id -> Text,
+        attempt -> Integer,
+        started_at -> Timestamp,
+        duration_ms -> BigInt,
+        outcome -> Text,
+        status_code -> Nullable<Integer>,
+        request_body -> Text,
+        request_headers -> Text,
+        response_body -> Text,
+        error -> Nullable<Text>,
+        next_attempt_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    admins (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (token_hash) {
+        token_hash -> Text,
+        admin_id -> BigInt,
+        csrf_token -> Text,
+        flash -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(deliveries -> events (event_id));
+diesel::joinable!(deliveries -> handlers (handler_id));
+diesel::joinable!(execution_logs -> deliveries (delivery_id));
+diesel::joinable!(execution_logs -> handlers (handler_id));
+diesel::joinable!(execution_logs -> events (event_id));
+diesel::joinable!(idempotency_keys -> events (event_id));
+diesel::joinable!(sessions -> admins (admin_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    handlers,
+    events,
+    idempotency_keys,
+    deliveries,
+    execution_logs,
+    admins,
+    sessions,
+    settings,
+);

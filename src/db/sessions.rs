@@ -1,0 +1,75 @@
+//! The `sessions` table: signed-in administrators. The cookie holds a random
+//! token; only its SHA-256 is stored, so a leaked database signs no one in.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{DbConnection, now, schema::sessions};
+
+#[derive(Debug, Clone, Queryable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub token_hash: String,
+    pub admin_id: i64,
+    pub csrf_token: String,
+    pub flash: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+impl Session {
+    pub fn create(
+        conn: &mut DbConnection,
+        token_hash: &str,
+        admin_id: i64,
+        csrf_token: &str,
+        expires_at: NaiveDateTime,
+    ) -> QueryResult<()> {
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::token_hash.eq(token_hash),
+                sessions::admin_id.eq(admin_id),
+                sessions::csrf_token.eq(csrf_token),
+                sessions::created_at.eq(now()),
+                sessions::expires_at.eq(expires_at),
+            ))
+            .execute(conn)
+            .map(drop)
+    }
+
+    /// The live session of a token hash; an expired one is removed.
+    pub fn find_live(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<Session>> {
+        let found: Option<Session> = sessions::table.find(token_hash).first(conn).optional()?;
+        match found {
+            Some(s) if s.expires_at > now() => Ok(Some(s)),
+            Some(_) => {
+                Self::delete(conn, token_hash)?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Pushes the expiry forward (sliding sessions).
+    pub fn extend(conn: &mut DbConnection, token_hash: &str, expires_at: NaiveDateTime) -> QueryResult<()> {
+        diesel::update(sessions::table.find(token_hash))
+            .set(sessions::expires_at.eq(expires_at))
+            .execute(conn)
+            .map(drop)
+    }
+
+    pub fn set_flash(conn: &mut DbConnection, token_hash: &str, message: Option<&str>) -> QueryResult<()> {
+        diesel::update(sessions::table.find(token_hash))
+            .set(sessions::flash.eq(message))
+            .execute(conn)
+            .map(drop)
+    }
+
+    pub fn delete(conn: &mut DbConnection, token_hash: &str) -> QueryResult<()> {
+        diesel::delete(sessions::table.find(token_hash)).execute(conn).map(drop)
+    }
+
+    pub fn delete_expired(conn: &mut DbConnection) -> QueryResult<usize> {
+        diesel::delete(sessions::table.filter(sessions::expires_at.le(now()))).execute(conn)
+    }
+}

@@ -1,0 +1,4 @@
+//! The dispatcher: delivers every event to its handlers (DESIGN §4).
+
+pub mod retry;
+pub mod signing;

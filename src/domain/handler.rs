@@ -1,0 +1,276 @@
+//! The handler form and its validation (DESIGN §3.2), shared by the web form and the API.
+
+use std::{collections::BTreeMap, fmt, path::Path, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use super::target::{parse_http_target, parse_script_target};
+use crate::catalogue;
+
+pub const NAME_MAX_CHARS: usize = 200;
+pub const PRIORITY_MAX: i32 = 1_000_000;
+pub const TIMEOUT_MS_MIN: i32 = 100;
+pub const TIMEOUT_MS_MAX: i32 = 300_000;
+pub const TIMEOUT_MS_DEFAULT: i32 = 10_000;
+
+/// What a handler calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlerType {
+    Http,
+    Script,
+}
+
+/// Whether a handler receives events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlerStatus {
+    Enabled,
+    Disabled,
+    Archived,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = ();
+
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $($text => Ok($ty::$variant),)+ _ => Err(()) }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(HandlerType { Http => "http", Script => "script" });
+text_enum!(HandlerStatus { Enabled => "enabled", Disabled => "disabled", Archived => "archived" });
+
+impl HandlerStatus {
+    /// The status a click on the status icon leads to: enabled and disabled
+    /// swap; an archived handler comes back disabled, so it starts nothing by surprise.
+    pub fn toggled(self) -> Self {
+        match self {
+            HandlerStatus::Enabled | HandlerStatus::Archived => HandlerStatus::Disabled,
+            HandlerStatus::Disabled => HandlerStatus::Enabled,
+        }
+    }
+}
+
+/// The handler form as submitted: raw text, kept as typed so an invalid form
+/// can be shown again with every value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HandlerForm {
+    pub name: String,
+    pub events_id: String,
+    #[serde(rename = "type")]
+    pub handler_type: String,
+    pub target: String,
+    pub status: String,
+    pub priority: String,
+    pub timeout_ms: String,
+}
+
+/// A handler that passed every rule, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidHandler {
+    pub name: String,
+    pub events_id: String,
+    pub handler_type: HandlerType,
+    pub target: String,
+    pub status: HandlerStatus,
+    pub priority: i32,
+    pub timeout_ms: i32,
+}
+
+/// Messages by form field name (`name`, `events_id`, `type`, `target`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FieldErrors(BTreeMap<String, String>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_owned()).or_insert_with(|| message.into());
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl HandlerForm {
+    /// Applies every rule of DESIGN §3.2; all failures are reported at once.
+    pub fn validate(&self, scripts_dir: &Path) -> Result<ValidHandler, FieldErrors> {
+        let mut errors = FieldErrors::default();
+
+        let name = self.name.trim();
+        if name.is_empty() {
+            errors.add("name", "Enter a name");
+        } else if name.chars().count() > NAME_MAX_CHARS {
+            errors.add("name", format!("The name must be at most {NAME_MAX_CHARS} characters"));
+        } else if name.chars().any(char::is_control) {
+            errors.add("name", "The name must not contain control characters");
+        }
+
+        let event = catalogue::find(self.events_id.trim());
+        if event.is_none() {
+            errors.add("events_id", "Choose an event from the list");
+        }
+
+        let handler_type = self.handler_type.trim().parse::<HandlerType>().ok();
+        let target = match handler_type {
+            None => {
+                errors.add("type", "Choose a handler type: http or script");
+                None
+            }
+            Some(HandlerType::Http) => parse_http_target(&self.target).map_err(|e| errors.add("target", e)).ok(),
+            Some(HandlerType::Script) => {
+                parse_script_target(&self.target, scripts_dir).map_err(|e| errors.add("target", e)).ok()
+            }
+        };
+
+        let status = match self.status.trim() {
+            "" => Some(HandlerStatus::Enabled),
+            s => s.parse().ok(),
+        };
+        if status.is_none() {
+            errors.add("status", "Choose a status: enabled, disabled or archived");
+        }
+
+        let priority = match self.priority.trim() {
+            "" => Some(0),
+            p => p.parse::<i32>().ok().filter(|p| (0..=PRIORITY_MAX).contains(p)),
+        };
+        if priority.is_none() {
+            errors.add("priority", format!("Enter a whole number from 0 to {PRIORITY_MAX}"));
+        }
+
+        let timeout_ms = match self.timeout_ms.trim() {
+            "" => Some(TIMEOUT_MS_DEFAULT),
+            t => t.parse::<i32>().ok().filter(|t| (TIMEOUT_MS_MIN..=TIMEOUT_MS_MAX).contains(t)),
+        };
+        if timeout_ms.is_none() {
+            errors.add(
+                "timeout_ms",
+                format!("Enter a timeout in milliseconds from {TIMEOUT_MS_MIN} to {TIMEOUT_MS_MAX}"),
+            );
+        }
+
+        match (event, handler_type, target, status, priority, timeout_ms) {
+            (Some(event), Some(handler_type), Some(target), Some(status), Some(priority), Some(timeout_ms))
+                if errors.is_empty() =>
+            {
+                Ok(ValidHandler {
+                    name: name.to_owned(),
+                    events_id: event.id.to_owned(),
+                    handler_type,
+                    target,
+                    status,
+                    priority,
+                    timeout_ms,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> HandlerForm {
+        HandlerForm {
+            name: "  CRM sync ".into(),
+            events_id: "clients.create".into(),
+            handler_type: "http".into(),
+            target: "127.0.0.1:5000/api".into(),
+            status: "enabled".into(),
+            priority: "10".into(),
+            timeout_ms: "".into(),
+        }
+    }
+
+    fn errors_of(f: HandlerForm) -> FieldErrors {
+        f.validate(Path::new("/nonexistent")).unwrap_err()
+    }
+
+    #[test]
+    fn a_good_form_is_normalised() {
+        let v = form().validate(Path::new("/nonexistent")).unwrap();
+        assert_eq!(v.name, "CRM sync");
+        assert_eq!(v.target, "http://127.0.0.1:5000/api");
+        assert_eq!(v.timeout_ms, TIMEOUT_MS_DEFAULT);
+        assert_eq!(v.status, HandlerStatus::Enabled);
+        assert_eq!(v.priority, 10);
+        let mut blank = form();
+        blank.priority = " ".into();
+        assert_eq!(blank.validate(Path::new("/")).unwrap().priority, 0);
+    }
+
+    #[test]
+    fn each_rule_reports_on_its_field() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut HandlerForm)>)> = vec![
+            ("name", Box::new(|f| f.name = "   ".into())),
+            ("name", Box::new(|f| f.name = "x".repeat(201))),
+            ("events_id", Box::new(|f| f.events_id = "clients.explode".into())),
+            ("type", Box::new(|f| f.handler_type = "ftp".into())),
+            ("target", Box::new(|f| f.target = "ftp://x/y".into())),
+            ("target", Box::new(|f| f.target = "".into())),
+            ("status", Box::new(|f| f.status = "paused".into())),
+            ("priority", Box::new(|f| f.priority = "-1".into())),
+            ("priority", Box::new(|f| f.priority = "1000001".into())),
+            ("priority", Box::new(|f| f.priority = "1.5".into())),
+            ("timeout_ms", Box::new(|f| f.timeout_ms = "99".into())),
+            ("timeout_ms", Box::new(|f| f.timeout_ms = "300001".into())),
+        ];
+        for (field, change) in cases {
+            let mut f = form();
+            change(&mut f);
+            let errors = errors_of(f.clone());
+            assert!(errors.get(field).is_some(), "{field}: {f:?} gave {errors:?}");
+            assert_eq!(errors.iter().count(), 1, "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        let mut f = form();
+        f.name = "é".repeat(200);
+        f.priority = "1000000".into();
+        f.timeout_ms = "100".into();
+        assert!(f.validate(Path::new("/")).is_ok());
+        f.priority = "0".into();
+        f.timeout_ms = "300000".into();
+        assert!(f.validate(Path::new("/")).is_ok());
+    }
+
+    #[test]
+    fn toggling_swaps_enabled_and_disabled() {
+        assert_eq!(HandlerStatus::Enabled.toggled(), HandlerStatus::Disabled);
+        assert_eq!(HandlerStatus::Disabled.toggled(), HandlerStatus::Enabled);
+        assert_eq!(HandlerStatus::Archived.toggled(), HandlerStatus::Disabled);
+    }
+}

@@ -1,0 +1,143 @@
+//! Errors as users see them.
+//!
+//! The policy: a user sees a clear message that says what to do, never database
+//! text or a stack trace. Bad input is answered 4xx and changes nothing. Every
+//! 5xx is logged here, once, with its cause chain, and the user gets a generic
+//! message. Pages answer with HTML ([`AppError`]), `/api/v1` with JSON ([`ApiError`]).
+
+use std::fmt::Write as _;
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode, http::header};
+use askama::Template;
+use serde_json::json;
+
+use crate::{db::DbError, domain::FieldErrors};
+
+pub type AppResult<T> = Result<T, AppError>;
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An error of an HTML page.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("Sign in to continue")]
+    SignedOut { next: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("This form has expired or did not come from this site. Reload the page and try again.")]
+    Csrf,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Something went wrong on the server; the details are in its log.")]
+    Internal(String),
+}
+
+/// An error of the JSON API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{message}")]
+    Unprocessable { message: String, errors: Option<FieldErrors> },
+    #[error("internal server error; the details are in the server's log")]
+    Internal(String),
+}
+
+/// The text of an error and all its causes, for the server log.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        if e.is_not_found() {
+            AppError::NotFound("There is no such item; it may have been deleted.".into())
+        } else {
+            AppError::Internal(cause_chain(&e))
+        }
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
+        AppError::Internal(format!("template: {}", cause_chain(&e)))
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        if e.is_not_found() { ApiError::NotFound("not found".into()) } else { ApiError::Internal(cause_chain(&e)) }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: String,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::SignedOut { .. } => StatusCode::SEE_OTHER,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let AppError::SignedOut { next } = self {
+            let location = format!("/login?{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default());
+            return HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish();
+        }
+        if let AppError::Internal(cause) = self {
+            tracing::error!(%cause, "request failed");
+        }
+        let status = self.status_code();
+        let page = ErrorPage { title: status.canonical_reason().unwrap_or("Error"), message: self.to_string() };
+        let body = page.render().unwrap_or_else(|_| self.to_string());
+        HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(%cause, "API request failed");
+        }
+        let mut body = json!({ "error": self.to_string() });
+        if let ApiError::Unprocessable { errors: Some(errors), .. } = self {
+            body["errors"] = json!(errors);
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(body)
+    }
+}

@@ -1,0 +1,329 @@
+//! The handler pages: list with Advanced Search, New/Edit form, status, delete.
+
+use actix_web::{HttpResponse, get, http::StatusCode, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{
+    render, see_other,
+    session::{CsrfForm, CurrentAdmin, safe_local},
+    views::{EventGroup, Layout, Pager, event_groups, event_label, parse_page},
+};
+use crate::{
+    app::AppState,
+    db::handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
+    dispatcher::signing::generate_secret,
+    domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType},
+    error::{AppError, AppResult},
+};
+
+/// The Advanced Search parameters, as typed in the URL.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct ListQuery {
+    event: String,
+    #[serde(rename = "type")]
+    handler_type: String,
+    status: String,
+    page: String,
+}
+
+impl ListQuery {
+    fn filter(&self) -> Result<HandlerFilter, String> {
+        let events_id = match self.event.trim() {
+            "" => None,
+            e if crate::catalogue::find(e).is_some() => Some(e.to_owned()),
+            e => return Err(format!("There is no event `{e}` in the catalogue.")),
+        };
+        let handler_type = match self.handler_type.trim() {
+            "" => None,
+            t => Some(t.parse::<HandlerType>().map_err(|_| format!("Unknown handler type `{t}`: use http or script."))?),
+        };
+        let status = match self.status.trim() {
+            "" => None,
+            s => Some(
+                s.parse::<HandlerStatus>()
+                    .map_err(|_| format!("Unknown status `{s}`: use enabled, disabled or archived."))?,
+            ),
+        };
+        Ok(HandlerFilter { events_id, handler_type, status })
+    }
+
+    /// The filters as a query string, without the page.
+    fn filters_query(&self) -> String {
+        let pairs: Vec<(&str, &str)> = [("event", &self.event), ("type", &self.handler_type), ("status", &self.status)]
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| (k, v.trim()))
+            .collect();
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+}
+
+/// One row of the handler list.
+pub struct HandlerRow {
+    pub id: i64,
+    pub priority: i32,
+    pub name: String,
+    pub events_id: String,
+    pub event_label: String,
+    pub handler_type: String,
+    pub target: String,
+    pub status: String,
+}
+
+impl From<Handler> for HandlerRow {
+    fn from(h: Handler) -> Self {
+        Self {
+            event_label: event_label(&h.events_id),
+            id: h.id,
+            priority: h.priority,
+            name: h.name,
+            events_id: h.events_id,
+            handler_type: h.handler_type,
+            target: h.target,
+            status: h.status,
+        }
+    }
+}
+
+impl HandlerRow {
+    /// What a click on the status icon does, for its tooltip and label.
+    pub fn toggle_label(&self) -> &'static str {
+        match self.status.as_str() {
+            "enabled" => "Enabled — click to disable",
+            "disabled" => "Disabled — click to enable",
+            _ => "Archived — click to restore as disabled",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "handlers/list.html")]
+pub struct HandlerListPage {
+    pub layout: Layout,
+    pub rows: Vec<HandlerRow>,
+    pub event: String,
+    pub handler_type: String,
+    pub status: String,
+    pub filtered: bool,
+    pub return_to: String,
+    pub pager: Pager,
+    pub groups: Vec<EventGroup>,
+}
+
+#[get("/provisioning")]
+pub async fn list_handlers(
+    state: web::Data<AppState>,
+    admin: CurrentAdmin,
+    query: web::Query<ListQuery>,
+) -> AppResult<HttpResponse> {
+    let filter = query.filter().map_err(AppError::BadRequest)?;
+    let page = parse_page(&query.page).map_err(AppError::BadRequest)?;
+    let (rows, total) =
+        state.db.run(move |conn| Handler::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)).await?;
+    let filters = query.filters_query();
+    let has_more = Pager::offset(page) + (rows.len() as i64) < total;
+    let pager = Pager::new("/provisioning", &filters, page, Some(total), rows.len(), has_more);
+    let mut return_to = String::from("/provisioning");
+    if !filters.is_empty() || page > 1 {
+        return_to = format!("/provisioning?{filters}{}page={page}", if filters.is_empty() { "" } else { "&" });
+    }
+    render(
+        StatusCode::OK,
+        &HandlerListPage {
+            layout: Layout::new(&admin, "Provisioning", "handlers"),
+            rows: rows.into_iter().map(HandlerRow::from).collect(),
+            event: query.event.trim().to_owned(),
+            handler_type: query.handler_type.trim().to_owned(),
+            status: query.status.trim().to_owned(),
+            filtered: !filters.is_empty(),
+            return_to,
+            pager,
+            groups: event_groups(),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "handlers/form.html")]
+pub struct HandlerFormPage {
+    pub layout: Layout,
+    pub heading: String,
+    pub action: String,
+    pub form: HandlerForm,
+    pub errors: FieldErrors,
+    /// Set when editing.
+    pub handler: Option<Handler>,
+    pub groups: Vec<EventGroup>,
+    pub scripts_dir: String,
+}
+
+impl HandlerFormPage {
+    fn new(state: &AppState, admin: &CurrentAdmin, handler: Option<Handler>, form: HandlerForm, errors: FieldErrors) -> Self {
+        let (heading, action) = match &handler {
+            Some(h) => (format!("Edit Handler #{}", h.id), format!("/provisioning/{}", h.id)),
+            None => ("New Handler".to_owned(), "/provisioning".to_owned()),
+        };
+        Self {
+            layout: Layout::new(admin, heading.clone(), "handlers"),
+            heading,
+            action,
+            form,
+            errors,
+            handler,
+            groups: event_groups(),
+            scripts_dir: state.settings.scripts_dir.display().to_string(),
+        }
+    }
+}
+
+#[get("/provisioning/new")]
+pub async fn new_handler_form(state: web::Data<AppState>, admin: CurrentAdmin) -> AppResult<HttpResponse> {
+    let form = HandlerForm {
+        handler_type: "http".into(),
+        status: "enabled".into(),
+        priority: "0".into(),
+        timeout_ms: crate::domain::handler::TIMEOUT_MS_DEFAULT.to_string(),
+        ..HandlerForm::default()
+    };
+    render(StatusCode::OK, &HandlerFormPage::new(&state, &admin, None, form, FieldErrors::default()))
+}
+
+#[post("/provisioning")]
+pub async fn create_handler(state: web::Data<AppState>, input: CsrfForm<HandlerForm>) -> AppResult<HttpResponse> {
+    let CsrfForm { admin, form } = input;
+    let valid = match form.validate(&state.settings.scripts_dir) {
+        Ok(valid) => valid,
+        Err(errors) => {
+            let page = HandlerFormPage::new(&state, &admin, None, form, errors);
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    let new = NewHandler::new(valid, generate_secret());
+    let handler = state.db.run(move |conn| Handler::create(conn, &new)).await?;
+    tracing::info!(handler = handler.id, name = %handler.name, "handler created");
+    admin.flash(&state, format!("Handler “{}” created (#{}). It applies to the next event.", handler.name, handler.id)).await?;
+    Ok(see_other("/provisioning"))
+}
+
+#[get("/provisioning/{id:\\d+}/edit")]
+pub async fn edit_handler_form(
+    state: web::Data<AppState>,
+    admin: CurrentAdmin,
+    id: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
+    let form = handler.to_form();
+    render(StatusCode::OK, &HandlerFormPage::new(&state, &admin, Some(handler), form, FieldErrors::default()))
+}
+
+#[post("/provisioning/{id:\\d+}")]
+pub async fn update_handler(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    input: CsrfForm<HandlerForm>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let CsrfForm { admin, form } = input;
+    let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
+    let valid = match form.validate(&state.settings.scripts_dir) {
+        Ok(valid) => valid,
+        Err(errors) => {
+            let page = HandlerFormPage::new(&state, &admin, Some(handler), form, errors);
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    let changes = HandlerChangeset::from(valid);
+    let handler = state.db.run(move |conn| Handler::update(conn, id, &changes)).await?;
+    tracing::info!(handler = handler.id, "handler updated");
+    admin.flash(&state, format!("Handler “{}” saved. The change applies to the next event.", handler.name)).await?;
+    Ok(see_other("/provisioning"))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct StatusForm {
+    status: String,
+    return_to: String,
+}
+
+/// Sets the status given, or without one toggles enabled/disabled.
+#[post("/provisioning/{id:\\d+}/status")]
+pub async fn change_handler_status(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    input: CsrfForm<StatusForm>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let CsrfForm { admin, form } = input;
+    let wanted = match form.status.trim() {
+        "" => None,
+        s => Some(s.parse::<HandlerStatus>().map_err(|_| {
+            AppError::BadRequest(format!("Unknown status `{s}`: use enabled, disabled or archived."))
+        })?),
+    };
+    let handler = state
+        .db
+        .run(move |conn| {
+            let current = Handler::find(conn, id)?;
+            Handler::set_status(conn, id, wanted.unwrap_or_else(|| current.status().toggled()))
+        })
+        .await?;
+    tracing::info!(handler = handler.id, status = %handler.status, "handler status changed");
+    admin.flash(&state, format!("Handler “{}” is now {}.", handler.name, handler.status)).await?;
+    Ok(see_other(&safe_local(&form.return_to, "/provisioning")))
+}
+
+#[derive(Template)]
+#[template(path = "handlers/delete.html")]
+pub struct DeleteHandlerPage {
+    pub layout: Layout,
+    pub handler: Handler,
+}
+
+/// The confirmation asked before a delete (the page without JavaScript; the
+/// pop-up asks the same question where JavaScript runs).
+#[get("/provisioning/{id:\\d+}/delete")]
+pub async fn confirm_delete_handler(
+    state: web::Data<AppState>,
+    admin: CurrentAdmin,
+    id: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
+    let layout = Layout::new(&admin, format!("Delete Handler #{}", handler.id), "handlers");
+    render(StatusCode::OK, &DeleteHandlerPage { layout, handler })
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct NoFields {}
+
+#[post("/provisioning/{id:\\d+}/delete")]
+pub async fn delete_handler(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    input: CsrfForm<NoFields>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let handler = state.db.run(move |conn| Handler::delete(conn, id)).await?;
+    tracing::info!(handler = handler.id, name = %handler.name, "handler deleted");
+    input.admin.flash(&state, format!("Handler “{}” (#{}) deleted.", handler.name, handler.id)).await?;
+    Ok(see_other("/provisioning"))
+}
+
+/// Replaces the signing secret; the old one stops verifying at once.
+#[post("/provisioning/{id:\\d+}/secret")]
+pub async fn rotate_handler_secret(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    input: CsrfForm<NoFields>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let secret = generate_secret();
+    let handler = state.db.run(move |conn| Handler::set_secret(conn, id, &secret)).await?;
+    tracing::info!(handler = handler.id, "handler secret rotated");
+    input.admin.flash(&state, format!("Handler “{}” has a new signing secret.", handler.name)).await?;
+    Ok(see_other(&format!("/provisioning/{id}/edit")))
+}

@@ -1,0 +1,88 @@
+//! The server-rendered web UI (askama). Every page works without JavaScript.
+
+pub mod auth;
+pub mod handlers;
+pub mod logs;
+pub mod session;
+pub mod views;
+
+use actix_web::{HttpResponse, get, http::StatusCode, http::header, web};
+use askama::Template;
+
+use crate::{app::AppState, error::AppResult};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(auth::login_form)
+        .service(auth::login)
+        .service(auth::logout)
+        .service(home)
+        .service(healthz)
+        .service(readyz)
+        .service(static_file)
+        .service(logs::list_all_logs)
+        .service(handlers::list_handlers)
+        .service(handlers::new_handler_form)
+        .service(handlers::create_handler)
+        .service(handlers::edit_handler_form)
+        .service(handlers::update_handler)
+        .service(handlers::change_handler_status)
+        .service(handlers::confirm_delete_handler)
+        .service(handlers::delete_handler)
+        .service(handlers::rotate_handler_secret)
+        .service(logs::list_handler_logs)
+        .default_service(web::to(not_found));
+}
+
+/// Renders a page with a status.
+pub fn render(status: StatusCode, page: &impl Template) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(page.render()?))
+}
+
+/// The answer to a successful POST: 303 to the next page.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+}
+
+#[get("/")]
+async fn home() -> HttpResponse {
+    see_other("/provisioning")
+}
+
+#[get("/healthz")]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers.
+#[get("/readyz")]
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.db.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(e) => {
+            tracing::warn!(error = %crate::error::cause_chain(&e), "not ready");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unavailable" }))
+        }
+    }
+}
+
+/// Static files, compiled into the binary so it runs from any directory.
+#[get("/static/{file}")]
+async fn static_file(file: web::Path<String>) -> HttpResponse {
+    let (body, content_type) = match file.as_str() {
+        "app.css" => (include_str!("../../static/app.css"), "text/css; charset=utf-8"),
+        "app.js" => (include_str!("../../static/app.js"), "text/javascript; charset=utf-8"),
+        "favicon.svg" => (include_str!("../../static/favicon.svg"), "image/svg+xml"),
+        _ => return HttpResponse::NotFound().content_type("text/plain").body("no such file"),
+    };
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(body)
+}
+
+async fn not_found() -> AppResult<HttpResponse> {
+    Err(crate::error::AppError::NotFound("There is no page at this address.".into()))
+}

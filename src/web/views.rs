@@ -1,0 +1,91 @@
+//! Pieces every page shares: the layout data, pagination, the grouped catalogue.
+
+use crate::{catalogue, web::session::CurrentAdmin};
+
+/// What `base.html` needs on every signed-in page.
+pub struct Layout {
+    pub title: String,
+    pub csrf_token: String,
+    pub flash: Option<String>,
+    /// The section highlighted in the navigation.
+    pub section: &'static str,
+}
+
+impl Layout {
+    pub fn new(admin: &CurrentAdmin, title: impl Into<String>, section: &'static str) -> Self {
+        Self { title: title.into(), csrf_token: admin.csrf_token.clone(), flash: admin.flash.clone(), section }
+    }
+}
+
+/// The events of the catalogue by group, for grouped selects.
+pub struct EventGroup {
+    pub name: &'static str,
+    pub events: Vec<&'static catalogue::EventType>,
+}
+
+pub fn event_groups() -> Vec<EventGroup> {
+    catalogue::GROUPS
+        .iter()
+        .map(|g| EventGroup { name: g, events: catalogue::in_group(g).collect() })
+        .collect()
+}
+
+/// How an event is shown in tables: `Clients: create`.
+pub fn event_label(events_id: &str) -> String {
+    catalogue::find(events_id).map_or_else(|| events_id.to_owned(), |e| format!("{}: {}", e.group, e.label))
+}
+
+/// One page of a list and links to its neighbours.
+pub struct Pager {
+    pub page: i64,
+    pub per_page: i64,
+    pub total: Option<i64>,
+    pub shown: usize,
+    pub prev_url: Option<String>,
+    pub next_url: Option<String>,
+}
+
+impl Pager {
+    pub const PER_PAGE: i64 = 50;
+
+    /// `base_query` holds the filters (urlencoded, maybe empty); `has_more` says whether a next page exists.
+    pub fn new(path: &str, base_query: &str, page: i64, total: Option<i64>, shown: usize, has_more: bool) -> Self {
+        let link = |p: i64| {
+            let sep = if base_query.is_empty() { "" } else { "&" };
+            format!("{path}?{base_query}{sep}page={p}")
+        };
+        Self {
+            page,
+            per_page: Self::PER_PAGE,
+            total,
+            shown,
+            prev_url: (page > 1).then(|| link(page - 1)),
+            next_url: has_more.then(|| link(page + 1)),
+        }
+    }
+
+    pub fn first_shown(&self) -> i64 {
+        if self.shown == 0 { 0 } else { (self.page - 1) * self.per_page + 1 }
+    }
+
+    pub fn last_shown(&self) -> i64 {
+        (self.page - 1) * self.per_page + self.shown as i64
+    }
+
+    /// The offset of a 1-based page number, clamped to sane values.
+    pub fn offset(page: i64) -> i64 {
+        (page.clamp(1, 1_000_000) - 1) * Self::PER_PAGE
+    }
+}
+
+/// Reads a `page` parameter: blank is the first page; anything else must be a positive number.
+pub fn parse_page(text: &str) -> Result<i64, String> {
+    match text.trim() {
+        "" => Ok(1),
+        t => t
+            .parse::<i64>()
+            .ok()
+            .filter(|p| (1..=1_000_000).contains(p))
+            .ok_or_else(|| format!("`{t}` is not a page number")),
+    }
+}
