@@ -56,22 +56,32 @@ impl Application {
             );
         }
 
-        let listener = TcpListener::bind(settings.bind).map_err(|e| StartupError::Bind(settings.bind, e))?;
-        let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.bind, e))?.port();
+        let listener =
+            TcpListener::bind(settings.bind).map_err(|e| StartupError::Bind(settings.bind, e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(settings.bind, e))?
+            .port();
         let workers = if settings.http_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
             settings.http_workers
         };
-        let state = web::Data::new(AppState { db, settings, api_token_hash });
+        let state = web::Data::new(AppState {
+            db,
+            settings,
+            api_token_hash,
+        });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(middleware::DefaultHeaders::new()
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("X-Frame-Options", "DENY"))
-                    .add(("Referrer-Policy", "same-origin")))
+                .wrap(
+                    middleware::DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("Referrer-Policy", "same-origin")),
+                )
                 .wrap(middleware::Compress::default())
                 .configure(api::configure)
                 .configure(pages::configure)
@@ -80,7 +90,11 @@ impl Application {
         .listen(listener)
         .map_err(|e| StartupError::Setup(e.to_string()))?
         .run();
-        Ok(Self { port, server, state })
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -100,10 +114,14 @@ impl Application {
 async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> {
     let username = settings.admin_user.trim().to_owned();
     if username.is_empty() {
-        return Err(StartupError::Setup("PROVISIOND_ADMIN_USER must not be empty".into()));
+        return Err(StartupError::Setup(
+            "PROVISIOND_ADMIN_USER must not be empty".into(),
+        ));
     }
     let lookup = username.clone();
-    let existing = db.run(move |conn| Admin::find_by_username(conn, &lookup)).await?;
+    let existing = db
+        .run(move |conn| Admin::find_by_username(conn, &lookup))
+        .await?;
     let configured = settings.admin_password.clone().filter(|p| !p.is_empty());
     match (existing, configured) {
         (Some(admin), Some(password)) => {
@@ -111,8 +129,11 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             let matches = blocking(move || security::verify_password(&password, &hash)).await?;
             if !matches {
                 let password = settings.admin_password.clone().unwrap_or_default();
-                let hash = blocking(move || security::hash_password(&password)).await?.map_err(StartupError::Setup)?;
-                db.run(move |conn| Admin::set_password_hash(conn, admin.id, &hash)).await?;
+                let hash = blocking(move || security::hash_password(&password))
+                    .await?
+                    .map_err(StartupError::Setup)?;
+                db.run(move |conn| Admin::set_password_hash(conn, admin.id, &hash))
+                    .await?;
                 tracing::info!(user = %username, "administrator password set from PROVISIOND_ADMIN_PASSWORD");
             }
         }
@@ -121,9 +142,12 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             let generated = configured.is_none();
             let password = configured.unwrap_or_else(security::generate_password);
             let to_hash = password.clone();
-            let hash = blocking(move || security::hash_password(&to_hash)).await?.map_err(StartupError::Setup)?;
+            let hash = blocking(move || security::hash_password(&to_hash))
+                .await?
+                .map_err(StartupError::Setup)?;
             let user = username.clone();
-            db.run(move |conn| Admin::create(conn, &user, &hash)).await?;
+            db.run(move |conn| Admin::create(conn, &user, &hash))
+                .await?;
             if generated {
                 eprintln!(
                     "\n  provisiond: administrator `{username}` created with password: {password}\n  \
@@ -142,14 +166,17 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
     if let Some(token) = settings.api_token.as_deref().filter(|t| !t.is_empty()) {
         return Ok(security::sha256_hex(token));
     }
-    let stored = db.run(|conn| db::settings::get(conn, db::settings::API_TOKEN_SHA256)).await?;
+    let stored = db
+        .run(|conn| db::settings::get(conn, db::settings::API_TOKEN_SHA256))
+        .await?;
     if let Some(hash) = stored {
         return Ok(hash);
     }
     let token = security::random_token();
     let hash = security::sha256_hex(&token);
     let to_store = hash.clone();
-    db.run(move |conn| db::settings::put(conn, db::settings::API_TOKEN_SHA256, &to_store)).await?;
+    db.run(move |conn| db::settings::put(conn, db::settings::API_TOKEN_SHA256, &to_store))
+        .await?;
     eprintln!(
         "\n  provisiond: API bearer token generated: {token}\n  \
          (shown once; set PROVISIOND_API_TOKEN to choose your own)\n"
@@ -157,8 +184,12 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
     Ok(hash)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StartupError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StartupError::Setup(e.to_string()))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StartupError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StartupError::Setup(e.to_string()))
 }
 
 /// Background chores that keep the database small: expired sessions.
@@ -171,4 +202,3 @@ async fn housekeeping(state: web::Data<AppState>) {
         }
     }
 }
-

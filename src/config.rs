@@ -12,7 +12,11 @@ use crate::{dispatcher::retry::RetrySchedule, domain::duration::parse_duration};
 #[command(version, about)]
 pub struct Settings {
     /// Database: `sqlite://path` (a file, created if missing) or `postgres://user@host/db`.
-    #[arg(long, env = "PROVISIOND_DATABASE_URL", default_value = "sqlite://provisiond.db")]
+    #[arg(
+        long,
+        env = "PROVISIOND_DATABASE_URL",
+        default_value = "sqlite://provisiond.db"
+    )]
     pub database_url: String,
 
     /// Address the web UI and API listen on.

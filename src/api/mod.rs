@@ -17,15 +17,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/handlers/{id}", web::get().to(handlers::get_handler))
             .route("/handlers/{id}", web::patch().to(handlers::update_handler))
             .route("/handlers/{id}", web::delete().to(handlers::delete_handler))
-            .route("/handlers/{id}/secret", web::post().to(handlers::rotate_secret))
-            .route("/handlers/{id}/logs", web::get().to(handlers::list_handler_logs))
-            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound("no such API route".into())) })),
+            .route(
+                "/handlers/{id}/secret",
+                web::post().to(handlers::rotate_secret),
+            )
+            .route(
+                "/handlers/{id}/logs",
+                web::get().to(handlers::list_handler_logs),
+            )
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::NotFound("no such API route".into()))
+            })),
     );
 }
 
 /// The OpenAPI description of this API.
 async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(include_str!("openapi.json"))
 }
 
 /// Reads a JSON object body of at most `limit` bytes, with errors a client can act on.
@@ -35,7 +45,8 @@ pub async fn read_json_object(
 ) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge(limit));
         }
@@ -45,11 +56,15 @@ pub async fn read_json_object(
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
-        _ => Err(ApiError::Unprocessable { message: "the body must be a JSON object".into(), errors: None }),
+        _ => Err(ApiError::Unprocessable {
+            message: "the body must be a JSON object".into(),
+            errors: None,
+        }),
     }
 }
 
 /// Parses an id from the path; a non-number is a 404 like any unknown id.
 pub fn parse_id(text: &str) -> ApiResult<i64> {
-    text.parse().map_err(|_| ApiError::NotFound(format!("no such id `{text}`")))
+    text.parse()
+        .map_err(|_| ApiError::NotFound(format!("no such id `{text}`")))
 }

@@ -169,17 +169,30 @@ impl Handler {
         Self::find(conn, id)
     }
 
-    pub fn update(conn: &mut DbConnection, id: i64, changes: &HandlerChangeset) -> QueryResult<Handler> {
-        let n = diesel::update(handlers::table.find(id)).set(changes).execute(conn)?;
+    pub fn update(
+        conn: &mut DbConnection,
+        id: i64,
+        changes: &HandlerChangeset,
+    ) -> QueryResult<Handler> {
+        let n = diesel::update(handlers::table.find(id))
+            .set(changes)
+            .execute(conn)?;
         if n == 0 {
             return Err(diesel::result::Error::NotFound);
         }
         Self::find(conn, id)
     }
 
-    pub fn set_status(conn: &mut DbConnection, id: i64, status: HandlerStatus) -> QueryResult<Handler> {
+    pub fn set_status(
+        conn: &mut DbConnection,
+        id: i64,
+        status: HandlerStatus,
+    ) -> QueryResult<Handler> {
         let n = diesel::update(handlers::table.find(id))
-            .set((handlers::status.eq(status.as_str()), handlers::updated_at.eq(now())))
+            .set((
+                handlers::status.eq(status.as_str()),
+                handlers::updated_at.eq(now()),
+            ))
             .execute(conn)?;
         if n == 0 {
             return Err(diesel::result::Error::NotFound);

@@ -38,7 +38,12 @@ pub struct LogFilter {
 
 impl ExecutionLog {
     /// One page, newest first, and whether there is a further page.
-    pub fn list(conn: &mut DbConnection, filter: &LogFilter, offset: i64, limit: i64) -> QueryResult<(Vec<Self>, bool)> {
+    pub fn list(
+        conn: &mut DbConnection,
+        filter: &LogFilter,
+        offset: i64,
+        limit: i64,
+    ) -> QueryResult<(Vec<Self>, bool)> {
         let mut q = execution_logs::table.into_boxed();
         if let Some(h) = filter.handler_id {
             q = q.filter(execution_logs::handler_id.eq(h));
@@ -49,7 +54,11 @@ impl ExecutionLog {
         if let Some(o) = &filter.outcome {
             q = q.filter(execution_logs::outcome.eq(o.clone()));
         }
-        let mut rows: Vec<Self> = q.order(execution_logs::id.desc()).offset(offset).limit(limit + 1).load(conn)?;
+        let mut rows: Vec<Self> = q
+            .order(execution_logs::id.desc())
+            .offset(offset)
+            .limit(limit + 1)
+            .load(conn)?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         Ok((rows, more))

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::{
-    Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, connection::SimpleConnection,
+    Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection,
+    connection::SimpleConnection,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -43,7 +44,9 @@ pub enum Backend {
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("the database URL `{0}` is not understood: use sqlite://path or postgres://user@host/db")]
+    #[error(
+        "the database URL `{0}` is not understood: use sqlite://path or postgres://user@host/db"
+    )]
     BadUrl(String),
     #[error("cannot connect to the database: {0}")]
     Connect(#[from] diesel::ConnectionError),
@@ -109,7 +112,9 @@ pub struct ConnectionManager {
 
 impl ConnectionManager {
     fn new(url: &str) -> Result<Self, DbError> {
-        Ok(Self { target: Target::parse(url)? })
+        Ok(Self {
+            target: Target::parse(url)?,
+        })
     }
 
     fn open(&self) -> Result<DbConnection, DbError> {
@@ -195,15 +200,18 @@ impl Db {
 
     /// Answers when the database does (for `/readyz`).
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.run(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ())).await
+        self.run(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ()))
+            .await
     }
 }
 
 fn run_migrations(conn: &mut DbConnection) -> Result<(), DbError> {
-    let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+    let migration_error =
+        |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
     match conn {
         DbConnection::Sqlite(conn) => {
-            conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(migration_error)?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(migration_error)?;
         }
         DbConnection::Postgres(conn) => {
             // Several processes may start at once on one database: one migrates, the others wait.
@@ -227,9 +235,18 @@ mod tests {
 
     #[test]
     fn reads_database_urls() {
-        assert_eq!(Target::parse("sqlite://provisiond.db").unwrap(), Target::Sqlite("provisiond.db".into()));
-        assert_eq!(Target::parse("sqlite:///var/lib/p.db").unwrap(), Target::Sqlite("/var/lib/p.db".into()));
-        assert_eq!(Target::parse("data.db").unwrap(), Target::Sqlite("data.db".into()));
+        assert_eq!(
+            Target::parse("sqlite://provisiond.db").unwrap(),
+            Target::Sqlite("provisiond.db".into())
+        );
+        assert_eq!(
+            Target::parse("sqlite:///var/lib/p.db").unwrap(),
+            Target::Sqlite("/var/lib/p.db".into())
+        );
+        assert_eq!(
+            Target::parse("data.db").unwrap(),
+            Target::Sqlite("data.db".into())
+        );
         assert_eq!(
             Target::parse("postgres://u@h/db").unwrap(),
             Target::Postgres("postgres://u@h/db?connect_timeout=5".into())

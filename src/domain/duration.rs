@@ -18,7 +18,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}` (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     n.checked_mul(millis_per_unit)
         .map(Duration::from_millis)
@@ -40,7 +44,15 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        for bad in ["", "5", "s", "-1s", "1.5s", "5 minutes", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "-1s",
+            "1.5s",
+            "5 minutes",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -18,7 +18,14 @@ use crate::{
     error::{AppError, AppResult},
 };
 
-const OUTCOMES: &[&str] = &["success", "http_error", "timeout", "connection_error", "script_error", "cancelled"];
+const OUTCOMES: &[&str] = &[
+    "success",
+    "http_error",
+    "timeout",
+    "connection_error",
+    "script_error",
+    "cancelled",
+];
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -45,7 +52,13 @@ pub struct LogRow {
 
 impl From<ExecutionLog> for LogRow {
     fn from(l: ExecutionLog) -> Self {
-        let preview: String = l.error.as_deref().unwrap_or(&l.response_body).chars().take(80).collect();
+        let preview: String = l
+            .error
+            .as_deref()
+            .unwrap_or(&l.response_body)
+            .chars()
+            .take(80)
+            .collect();
         Self {
             id: l.id,
             success: l.outcome == "success",
@@ -85,23 +98,49 @@ async fn show_logs(
     let events_id = match query.event.trim() {
         "" => None,
         e if crate::catalogue::find(e).is_some() => Some(e.to_owned()),
-        e => return Err(AppError::BadRequest(format!("There is no event `{e}` in the catalogue."))),
+        e => {
+            return Err(AppError::BadRequest(format!(
+                "There is no event `{e}` in the catalogue."
+            )));
+        }
     };
     let outcome = match query.outcome.trim() {
         "" => None,
         o if OUTCOMES.contains(&o) => Some(o.to_owned()),
-        o => return Err(AppError::BadRequest(format!("Unknown outcome `{o}`: use one of {}.", OUTCOMES.join(", ")))),
+        o => {
+            return Err(AppError::BadRequest(format!(
+                "Unknown outcome `{o}`: use one of {}.",
+                OUTCOMES.join(", ")
+            )));
+        }
     };
     let page = parse_page(&query.page).map_err(AppError::BadRequest)?;
-    let filter = LogFilter { handler_id: handler.as_ref().map(|h| h.id), events_id, outcome };
-    let (rows, more) =
-        state.db.run(move |conn| ExecutionLog::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)).await?;
-    let (heading, path) = match &handler {
-        Some(h) => (format!("Execution Logs — {} (#{})", h.name, h.id), format!("/provisioning/{}/logs", h.id)),
-        None => ("Execution Logs — all handlers".to_owned(), "/provisioning/logs".to_owned()),
+    let filter = LogFilter {
+        handler_id: handler.as_ref().map(|h| h.id),
+        events_id,
+        outcome,
     };
-    let pairs: Vec<(&str, &str)> =
-        [("event", query.event.trim()), ("outcome", query.outcome.trim())].into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    let (rows, more) = state
+        .db
+        .run(move |conn| ExecutionLog::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE))
+        .await?;
+    let (heading, path) = match &handler {
+        Some(h) => (
+            format!("Execution Logs — {} (#{})", h.name, h.id),
+            format!("/provisioning/{}/logs", h.id),
+        ),
+        None => (
+            "Execution Logs — all handlers".to_owned(),
+            "/provisioning/logs".to_owned(),
+        ),
+    };
+    let pairs: Vec<(&str, &str)> = [
+        ("event", query.event.trim()),
+        ("outcome", query.outcome.trim()),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .collect();
     let filters = serde_urlencoded::to_string(pairs).unwrap_or_default();
     let pager = Pager::new(&path, &filters, page, None, rows.len(), more);
     render(

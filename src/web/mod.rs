@@ -43,7 +43,9 @@ pub fn render(status: StatusCode, page: &impl Template) -> AppResult<HttpRespons
 
 /// The answer to a successful POST: 303 to the next page.
 pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
 }
 
 #[get("/")]
@@ -63,7 +65,8 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
             tracing::warn!(error = %crate::error::cause_chain(&e), "not ready");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unavailable" }))
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({ "status": "database unavailable" }))
         }
     }
 }
@@ -72,10 +75,20 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[get("/static/{file}")]
 async fn static_file(file: web::Path<String>) -> HttpResponse {
     let (body, content_type) = match file.as_str() {
-        "app.css" => (include_str!("../../static/app.css"), "text/css; charset=utf-8"),
-        "app.js" => (include_str!("../../static/app.js"), "text/javascript; charset=utf-8"),
+        "app.css" => (
+            include_str!("../../static/app.css"),
+            "text/css; charset=utf-8",
+        ),
+        "app.js" => (
+            include_str!("../../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "favicon.svg" => (include_str!("../../static/favicon.svg"), "image/svg+xml"),
-        _ => return HttpResponse::NotFound().content_type("text/plain").body("no such file"),
+        _ => {
+            return HttpResponse::NotFound()
+                .content_type("text/plain")
+                .body("no such file");
+        }
     };
     HttpResponse::Ok()
         .content_type(content_type)
@@ -84,5 +97,7 @@ async fn static_file(file: web::Path<String>) -> HttpResponse {
 }
 
 async fn not_found() -> AppResult<HttpResponse> {
-    Err(crate::error::AppError::NotFound("There is no page at this address.".into()))
+    Err(crate::error::AppError::NotFound(
+        "There is no page at this address.".into(),
+    ))
 }

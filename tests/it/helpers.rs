@@ -1,0 +1,280 @@
+//! The real server on 127.0.0.1:0 over a fresh database, driven over HTTP.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use provisiond::{app::Application, config::Settings};
+use reqwest::{Client, Response, StatusCode, redirect::Policy};
+
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+pub const API_TOKEN: &str = "test-api-token-0123456789";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test function on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let db = $crate::helpers::TestDb::new($crate::helpers::Backend::Sqlite);
+                super::$name(db.expect("SQLite is always available")).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(db) = $crate::helpers::TestDb::new($crate::helpers::Backend::Postgres) {
+                    super::$name(db).await
+                }
+            }
+        }
+    )*};
+}
+
+/// A fresh database for one test: a SQLite file in a temp dir, or a new
+/// PostgreSQL database dropped at the end.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_admin: Option<(String, String)>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    /// `None` (with a note) when PostgreSQL is not reachable on a developer
+    /// machine; a panic when CI requires it (`TEST_DATABASE_URL` or `PG_REQUIRED=1` set).
+    pub fn new(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                Some(Self {
+                    url,
+                    _dir: Some(dir),
+                    pg_admin: None,
+                })
+            }
+            Backend::Postgres => Self::postgres(),
+        }
+    }
+
+    fn postgres() -> Option<Self> {
+        let configured = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let required = configured.is_some() || std::env::var("PG_REQUIRED").is_ok_and(|v| v == "1");
+        let admin_url =
+            configured.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut conn = match PgConnection::establish(&admin_url) {
+            Ok(conn) => conn,
+            Err(e) if required => panic!("PostgreSQL required but unreachable at {admin_url}: {e}"),
+            Err(e) => {
+                eprintln!(
+                    "skipping a PostgreSQL test: {admin_url} unreachable ({e}); set TEST_DATABASE_URL"
+                );
+                return None;
+            }
+        };
+        let name = format!(
+            "provisiond_t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        Some(Self {
+            url: url.to_string(),
+            _dir: None,
+            pg_admin: Some((admin_url, name)),
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.pg_admin
+            && let Ok(mut conn) = PgConnection::establish(admin_url)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+    }
+}
+
+/// A running server and a browser-like client (cookies kept, redirects not followed).
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub scripts_dir: PathBuf,
+    _scripts: tempfile::TempDir,
+    _db: TestDb,
+}
+
+pub fn settings(db: &TestDb, scripts_dir: &std::path::Path) -> Settings {
+    let mut s = Settings::with_database(db.url.clone());
+    s.bind = "127.0.0.1:0".parse().unwrap();
+    s.admin_user = ADMIN_USER.into();
+    s.admin_password = Some(ADMIN_PASSWORD.into());
+    s.api_token = Some(API_TOKEN.into());
+    s.scripts_dir = scripts_dir.to_path_buf();
+    s.http_workers = 2;
+    s.db_pool_size = 4;
+    s
+}
+
+impl TestApp {
+    pub async fn spawn(db: TestDb) -> Self {
+        let scripts = tempfile::tempdir().unwrap();
+        Self::spawn_with(db, scripts, |_| {}).await
+    }
+
+    pub async fn spawn_with(
+        db: TestDb,
+        scripts: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let mut s = settings(&db, scripts.path());
+        tweak(&mut s);
+        let app = Application::build(s).await.expect("the server starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let client = Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            address,
+            client,
+            scripts_dir: scripts.path().to_path_buf(),
+            _scripts: scripts,
+            _db: db,
+        }
+    }
+
+    /// A server with a signed-in administrator; returns the session's CSRF token too.
+    pub async fn signed_in(db: TestDb) -> (Self, String) {
+        let app = Self::spawn(db).await;
+        let csrf = app.sign_in().await;
+        (app, csrf)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_page(&self, path: &str) -> String {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.text().await.unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in through the login form; returns the session's CSRF token.
+    pub async fn sign_in(&self) -> String {
+        let res = self.try_sign_in(ADMIN_USER, ADMIN_PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "sign-in succeeds");
+        let page = self.get_page("/provisioning").await;
+        csrf_of(&page)
+    }
+
+    pub async fn try_sign_in(&self, user: &str, password: &str) -> Response {
+        let login = self.get_page("/login").await;
+        let token = hidden_field(&login, "csrf_token");
+        self.post_form(
+            "/login",
+            &[
+                ("username", user),
+                ("password", password),
+                ("csrf_token", &token),
+                ("next", ""),
+            ],
+        )
+        .await
+    }
+
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(API_TOKEN)
+    }
+
+    /// Writes an executable (or not) script into the scripts directory.
+    pub fn write_script(&self, name: &str, body: &str, executable: bool) -> PathBuf {
+        let path = self.scripts_dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, body).unwrap();
+        let mode = if executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+}
+
+/// The session's CSRF token as a signed-in page carries it.
+pub fn csrf_of(page: &str) -> String {
+    let re = regex::Regex::new(r#"<meta name="csrf-token" content="([^"]+)">"#).unwrap();
+    re.captures(page).expect("the page carries a CSRF token")[1].to_owned()
+}
+
+/// The value of a hidden or text input by name.
+pub fn hidden_field(page: &str, name: &str) -> String {
+    let re = regex::Regex::new(&format!(
+        r#"name="{}" value="([^"]*)""#,
+        regex::escape(name)
+    ))
+    .unwrap();
+    re.captures(page)
+        .unwrap_or_else(|| panic!("no field {name}"))[1]
+        .to_owned()
+}
+
+/// The message shown beside a form field, if any.
+pub fn field_error(page: &str, field: &str) -> Option<String> {
+    let re =
+        regex::Regex::new(&format!(r#"id="{}-error">([^<]*)<"#, regex::escape(field))).unwrap();
+    re.captures(page).map(|c| c[1].to_owned())
+}
+
+/// The ids of the handler rows of a list page, in order.
+pub fn listed_ids(page: &str) -> Vec<i64> {
+    let re = regex::Regex::new(r#"<tr class="status-\w+">\s*<td class="num">(\d+)</td>"#).unwrap();
+    re.captures_iter(page)
+        .map(|c| c[1].parse().unwrap())
+        .collect()
+}
+
+/// The flash message shown on a page.
+pub fn flash_of(page: &str) -> Option<String> {
+    let re = regex::Regex::new(r#"<p class="flash" role="status">([^<]*)</p>"#).unwrap();
+    re.captures(page).map(|c| c[1].to_owned())
+}

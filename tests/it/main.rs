@@ -1,0 +1,8 @@
+//! One integration binary: one link step on 2 cores.
+
+mod helpers;
+
+mod auth;
+mod handlers_api;
+mod handlers_ui;
+mod startup;
