@@ -42,9 +42,12 @@
   async function submitInDialog(ev, dialog) {
     ev.preventDefault();
     const form = ev.target;
-    const res = await fetch(form.action, { method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin" });
-    if (res.redirected || res.ok) { window.location.href = res.url; return; }
-    if (!showForm(dialog, await res.text())) form.submit();
+    // Not following the redirect here keeps the flash message for the page we go to.
+    const res = await fetch(form.action, {
+      method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin", redirect: "manual",
+    });
+    if (res.type === "opaqueredirect") { window.location.href = form.dataset.next || "/provisioning"; return; }
+    if (res.status !== 422 || !showForm(dialog, await res.text())) form.submit();
   }
   document.addEventListener("click", async (ev) => {
     const link = ev.target.closest("a[data-dialog]");

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod browser;
 mod handlers_api;
 mod handlers_ui;
 mod startup;
