@@ -8,7 +8,8 @@ use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use crate::{
     api,
     config::Settings,
-    db::{self, Db, DbError, admins::Admin, sessions::Session},
+    db::{self, Db, DbError, admins::Admin, events::Event, sessions::Session},
+    dispatcher::{DispatchSettings, Dispatcher},
     error::cause_chain,
     security, web as pages,
 };
@@ -17,6 +18,7 @@ use crate::{
 pub struct AppState {
     pub db: Db,
     pub settings: Settings,
+    pub dispatcher: Dispatcher,
     /// SHA-256 of the API bearer token.
     pub api_token_hash: String,
 }
@@ -56,22 +58,16 @@ impl Application {
             );
         }
 
-        let listener =
-            TcpListener::bind(settings.bind).map_err(|e| StartupError::Bind(settings.bind, e))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartupError::Bind(settings.bind, e))?
-            .port();
+        let listener = TcpListener::bind(settings.bind).map_err(|e| StartupError::Bind(settings.bind, e))?;
+        let port = listener.local_addr().map_err(|e| StartupError::Bind(settings.bind, e))?.port();
         let workers = if settings.http_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
             settings.http_workers
         };
-        let state = web::Data::new(AppState {
-            db,
-            settings,
-            api_token_hash,
-        });
+        let dispatcher = Dispatcher::new(db.clone(), DispatchSettings::from(&settings))
+            .map_err(|e| StartupError::Setup(format!("cannot set up the HTTP client: {}", cause_chain(&e))))?;
+        let state = web::Data::new(AppState { db, settings, dispatcher, api_token_hash });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -87,26 +83,71 @@ impl Application {
                 .configure(pages::configure)
         })
         .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(5)
         .listen(listener)
         .map_err(|e| StartupError::Setup(e.to_string()))?
         .run();
-        Ok(Self {
-            port,
-            server,
-            state,
-        })
+        Ok(Self { port, server, state })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM), with housekeeping beside it.
+    /// A handle that stops this server and its dispatcher, as a signal would.
+    pub fn stopper(&self) -> Stopper {
+        Stopper { server: self.server.handle(), dispatcher: self.state.dispatcher.clone() }
+    }
+
+    /// Serves and dispatches until SIGTERM/SIGINT (or [`Stopper::stop`]):
+    /// then new claims stop, attempts in flight get the grace period, and the
+    /// server closes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let dispatcher = self.state.dispatcher.clone();
+        let dispatching = tokio::spawn(async move { dispatcher.run().await });
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let stopper = self.stopper();
+        let signals = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: no new claims; letting attempts in flight finish");
+            stopper.stop().await;
+        });
         let result = self.server.await;
+        self.state.dispatcher.stop();
+        let _ = dispatching.await;
         housekeeping.abort();
+        signals.abort();
         result
+    }
+}
+
+/// Stops a running [`Application`].
+#[derive(Clone)]
+pub struct Stopper {
+    server: actix_web::dev::ServerHandle,
+    dispatcher: Dispatcher,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        self.dispatcher.stop();
+        self.server.stop(true).await;
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -114,14 +155,10 @@ impl Application {
 async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> {
     let username = settings.admin_user.trim().to_owned();
     if username.is_empty() {
-        return Err(StartupError::Setup(
-            "PROVISIOND_ADMIN_USER must not be empty".into(),
-        ));
+        return Err(StartupError::Setup("PROVISIOND_ADMIN_USER must not be empty".into()));
     }
     let lookup = username.clone();
-    let existing = db
-        .run(move |conn| Admin::find_by_username(conn, &lookup))
-        .await?;
+    let existing = db.run(move |conn| Admin::find_by_username(conn, &lookup)).await?;
     let configured = settings.admin_password.clone().filter(|p| !p.is_empty());
     match (existing, configured) {
         (Some(admin), Some(password)) => {
@@ -129,11 +166,8 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             let matches = blocking(move || security::verify_password(&password, &hash)).await?;
             if !matches {
                 let password = settings.admin_password.clone().unwrap_or_default();
-                let hash = blocking(move || security::hash_password(&password))
-                    .await?
-                    .map_err(StartupError::Setup)?;
-                db.run(move |conn| Admin::set_password_hash(conn, admin.id, &hash))
-                    .await?;
+                let hash = blocking(move || security::hash_password(&password)).await?.map_err(StartupError::Setup)?;
+                db.run(move |conn| Admin::set_password_hash(conn, admin.id, &hash)).await?;
                 tracing::info!(user = %username, "administrator password set from PROVISIOND_ADMIN_PASSWORD");
             }
         }
@@ -142,12 +176,9 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             let generated = configured.is_none();
             let password = configured.unwrap_or_else(security::generate_password);
             let to_hash = password.clone();
-            let hash = blocking(move || security::hash_password(&to_hash))
-                .await?
-                .map_err(StartupError::Setup)?;
+            let hash = blocking(move || security::hash_password(&to_hash)).await?.map_err(StartupError::Setup)?;
             let user = username.clone();
-            db.run(move |conn| Admin::create(conn, &user, &hash))
-                .await?;
+            db.run(move |conn| Admin::create(conn, &user, &hash)).await?;
             if generated {
                 eprintln!(
                     "\n  provisiond: administrator `{username}` created with password: {password}\n  \
@@ -166,17 +197,14 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
     if let Some(token) = settings.api_token.as_deref().filter(|t| !t.is_empty()) {
         return Ok(security::sha256_hex(token));
     }
-    let stored = db
-        .run(|conn| db::settings::get(conn, db::settings::API_TOKEN_SHA256))
-        .await?;
+    let stored = db.run(|conn| db::settings::get(conn, db::settings::API_TOKEN_SHA256)).await?;
     if let Some(hash) = stored {
         return Ok(hash);
     }
     let token = security::random_token();
     let hash = security::sha256_hex(&token);
     let to_store = hash.clone();
-    db.run(move |conn| db::settings::put(conn, db::settings::API_TOKEN_SHA256, &to_store))
-        .await?;
+    db.run(move |conn| db::settings::put(conn, db::settings::API_TOKEN_SHA256, &to_store)).await?;
     eprintln!(
         "\n  provisiond: API bearer token generated: {token}\n  \
          (shown once; set PROVISIOND_API_TOKEN to choose your own)\n"
@@ -184,21 +212,21 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
     Ok(hash)
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, StartupError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StartupError::Setup(e.to_string()))
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StartupError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StartupError::Setup(e.to_string()))
 }
 
-/// Background chores that keep the database small: expired sessions.
+/// Background chores that keep the database small: expired sessions and
+/// idempotency keys.
 async fn housekeeping(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
         if let Err(e) = state.db.run(Session::delete_expired).await {
             tracing::warn!(error = %cause_chain(&e), "cannot remove expired sessions");
+        }
+        if let Err(e) = state.db.run(Event::prune_idempotency_keys).await {
+            tracing::warn!(error = %cause_chain(&e), "cannot remove old idempotency keys");
         }
     }
 }

@@ -27,21 +27,12 @@ impl EventType {
 
 /// The entity of an events id: everything before the last dot.
 pub fn entity_of(events_id: &str) -> &str {
-    events_id
-        .rsplit_once('.')
-        .map_or(events_id, |(entity, _)| entity)
+    events_id.rsplit_once('.').map_or(events_id, |(entity, _)| entity)
 }
 
 /// The groups in the order the form lists them.
-pub const GROUPS: &[&str] = &[
-    "Clients",
-    "Accounts",
-    "Subscriptions",
-    "Email Rates Manager",
-    "Import Manager",
-    "Charges",
-    "Payments",
-];
+pub const GROUPS: &[&str] =
+    &["Clients", "Accounts", "Subscriptions", "Email Rates Manager", "Import Manager", "Charges", "Payments"];
 
 /// Every event, grouped as in [`GROUPS`].
 pub const EVENTS: &[EventType] = &[
@@ -258,10 +249,7 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), 27);
         assert!(EVENTS.iter().all(|e| GROUPS.contains(&e.group)));
-        assert_eq!(
-            GROUPS.iter().map(|g| in_group(g).count()).sum::<usize>(),
-            27
-        );
+        assert_eq!(GROUPS.iter().map(|g| in_group(g).count()).sum::<usize>(), 27);
     }
 
     #[test]
@@ -275,15 +263,9 @@ mod tests {
 
     #[test]
     fn entity_drops_the_last_part() {
-        assert_eq!(
-            find("clients.accounts.create").unwrap().entity(),
-            "clients.accounts"
-        );
+        assert_eq!(find("clients.accounts.create").unwrap().entity(), "clients.accounts");
         assert_eq!(find("clients.create").unwrap().entity(), "clients");
-        assert_eq!(
-            entity_of("accounting.payments.delete"),
-            "accounting.payments"
-        );
+        assert_eq!(entity_of("accounting.payments.delete"), "accounting.payments");
         assert!(find("clients.explode").is_none());
     }
 }

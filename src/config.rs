@@ -12,11 +12,7 @@ use crate::{dispatcher::retry::RetrySchedule, domain::duration::parse_duration};
 #[command(version, about)]
 pub struct Settings {
     /// Database: `sqlite://path` (a file, created if missing) or `postgres://user@host/db`.
-    #[arg(
-        long,
-        env = "PROVISIOND_DATABASE_URL",
-        default_value = "sqlite://provisiond.db"
-    )]
+    #[arg(long, env = "PROVISIOND_DATABASE_URL", default_value = "sqlite://provisiond.db")]
     pub database_url: String,
 
     /// Address the web UI and API listen on.
@@ -52,6 +48,28 @@ pub struct Settings {
     /// Largest accepted request body for the API, in bytes.
     #[arg(long, env = "PROVISIOND_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// The most delivery attempts running at once in this process.
+    #[arg(long, env = "PROVISIOND_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_in_flight: usize,
+
+    /// The most attempts running at once for one handler (other objects of the
+    /// same handler run in parallel up to this).
+    #[arg(long, env = "PROVISIOND_HANDLER_CONCURRENCY", default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub handler_concurrency: usize,
+
+    /// How long a claim on a delivery lasts without renewal; after a crash,
+    /// another process (or the next start) attempts it again after this.
+    #[arg(long, env = "PROVISIOND_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// The fallback sweep for due deliveries (ingestion wakes the dispatcher at once).
+    #[arg(long, env = "PROVISIOND_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// At SIGTERM/SIGINT, how long attempts in flight may take to finish.
+    #[arg(long, env = "PROVISIOND_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 
     /// Database connections in the pool.
     #[arg(long, env = "PROVISIOND_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]

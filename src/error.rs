@@ -40,13 +40,12 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("{message}")]
-    Unprocessable {
-        message: String,
-        errors: Option<FieldErrors>,
-    },
+    Unprocessable { message: String, errors: Option<FieldErrors> },
     #[error("internal server error; the details are in the server's log")]
     Internal(String),
 }
@@ -85,11 +84,7 @@ impl From<askama::Error> for AppError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        if e.is_not_found() {
-            ApiError::NotFound("not found".into())
-        } else {
-            ApiError::Internal(cause_chain(&e))
-        }
+        if e.is_not_found() { ApiError::NotFound("not found".into()) } else { ApiError::Internal(cause_chain(&e)) }
     }
 }
 
@@ -113,26 +108,16 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         if let AppError::SignedOut { next } = self {
-            let location = format!(
-                "/login?{}",
-                serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
-            );
-            return HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, location))
-                .finish();
+            let location = format!("/login?{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default());
+            return HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish();
         }
         if let AppError::Internal(cause) = self {
             tracing::error!(%cause, "request failed");
         }
         let status = self.status_code();
-        let page = ErrorPage {
-            title: status.canonical_reason().unwrap_or("Error"),
-            message: self.to_string(),
-        };
+        let page = ErrorPage { title: status.canonical_reason().unwrap_or("Error"), message: self.to_string() };
         let body = page.render().unwrap_or_else(|_| self.to_string());
-        HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(body)
+        HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
     }
 }
 
@@ -142,6 +127,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -153,11 +139,7 @@ impl ResponseError for ApiError {
             tracing::error!(%cause, "API request failed");
         }
         let mut body = json!({ "error": self.to_string() });
-        if let ApiError::Unprocessable {
-            errors: Some(errors),
-            ..
-        } = self
-        {
+        if let ApiError::Unprocessable { errors: Some(errors), .. } = self {
             body["errors"] = json!(errors);
         }
         let mut response = HttpResponse::build(self.status_code());

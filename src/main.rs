@@ -6,9 +6,7 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> std::process::ExitCode {
     let settings = Settings::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let bind = settings.bind;
     let app = match Application::build(settings).await {

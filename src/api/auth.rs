@@ -19,17 +19,12 @@ impl FromRequest for ApiClient {
 }
 
 fn check(req: &HttpRequest) -> Result<ApiClient, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or(ApiError::Internal("state missing".into()))?;
+    let state = req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal("state missing".into()))?;
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized)?;
     let hash = security::sha256_hex(token);

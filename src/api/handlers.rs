@@ -57,15 +57,7 @@ impl From<Handler> for HandlerOut {
 }
 
 /// Fields the API reads; the others of a handler's JSON are read-only and ignored.
-const WRITABLE: &[&str] = &[
-    "name",
-    "events_id",
-    "type",
-    "target",
-    "status",
-    "priority",
-    "timeout_ms",
-];
+const WRITABLE: &[&str] = &["name", "events_id", "type", "target", "status", "priority", "timeout_ms"];
 const READ_ONLY: &[&str] = &["id", "secret", "created_at", "updated_at"];
 
 /// Lays the JSON fields over a form: strings and numbers are read as the form
@@ -77,10 +69,7 @@ fn merge_json(mut form: HandlerForm, body: Map<String, Value>) -> Result<Handler
             continue;
         }
         if !WRITABLE.contains(&key.as_str()) {
-            errors.add(
-                &key,
-                format!("unknown field; the fields are {}", WRITABLE.join(", ")),
-            );
+            errors.add(&key, format!("unknown field; the fields are {}", WRITABLE.join(", ")));
             continue;
         }
         let text = match value {
@@ -103,18 +92,11 @@ fn merge_json(mut form: HandlerForm, body: Map<String, Value>) -> Result<Handler
         };
         *slot = text;
     }
-    if errors.is_empty() {
-        Ok(form)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(form) } else { Err(errors) }
 }
 
 fn invalid(errors: FieldErrors) -> ApiError {
-    ApiError::Unprocessable {
-        message: "the handler is not valid; see `errors` by field".into(),
-        errors: Some(errors),
-    }
+    ApiError::Unprocessable { message: "the handler is not valid; see `errors` by field".into(), errors: Some(errors) }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -137,21 +119,15 @@ pub async fn list_handlers(
     let q = query.into_inner();
     let mut errors = FieldErrors::default();
     let events_id = q.event.filter(|e| !e.is_empty());
-    if events_id
-        .as_deref()
-        .is_some_and(|e| crate::catalogue::find(e).is_none())
-    {
+    if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
         errors.add("event", "not an event of the catalogue");
     }
-    let handler_type = q.handler_type.filter(|t| !t.is_empty()).and_then(|t| {
-        t.parse::<HandlerType>()
-            .map_err(|_| errors.add("type", "must be http or script"))
-            .ok()
-    });
+    let handler_type = q
+        .handler_type
+        .filter(|t| !t.is_empty())
+        .and_then(|t| t.parse::<HandlerType>().map_err(|_| errors.add("type", "must be http or script")).ok());
     let status = q.status.filter(|s| !s.is_empty()).and_then(|s| {
-        s.parse::<HandlerStatus>()
-            .map_err(|_| errors.add("status", "must be enabled, disabled or archived"))
-            .ok()
+        s.parse::<HandlerStatus>().map_err(|_| errors.add("status", "must be enabled, disabled or archived")).ok()
     });
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
@@ -162,57 +138,30 @@ pub async fn list_handlers(
         errors.add("offset", "must not be negative");
     }
     if !errors.is_empty() {
-        return Err(ApiError::Unprocessable {
-            message: "invalid query parameters".into(),
-            errors: Some(errors),
-        });
+        return Err(ApiError::Unprocessable { message: "invalid query parameters".into(), errors: Some(errors) });
     }
-    let filter = HandlerFilter {
-        events_id,
-        handler_type,
-        status,
-    };
-    let (rows, total) = state
-        .db
-        .run(move |conn| Handler::list(conn, &filter, offset, limit))
-        .await?;
+    let filter = HandlerFilter { events_id, handler_type, status };
+    let (rows, total) = state.db.run(move |conn| Handler::list(conn, &filter, offset, limit)).await?;
     let handlers: Vec<HandlerOut> = rows.into_iter().map(HandlerOut::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "handlers": handlers, "total": total })))
 }
 
 /// `POST /api/v1/handlers` → 201 with the handler.
-pub async fn create_handler(
-    _: ApiClient,
-    state: web::Data<AppState>,
-    body: web::Payload,
-) -> ApiResult<HttpResponse> {
+pub async fn create_handler(_: ApiClient, state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
     let body = read_json_object(body, state.settings.max_body_bytes).await?;
     let form = merge_json(HandlerForm::default(), body).map_err(invalid)?;
-    let valid = form
-        .validate(&state.settings.scripts_dir)
-        .map_err(invalid)?;
+    let valid = form.validate(&state.settings.scripts_dir).map_err(invalid)?;
     let new = NewHandler::new(valid, generate_secret());
-    let handler = state
-        .db
-        .run(move |conn| Handler::create(conn, &new))
-        .await?;
+    let handler = state.db.run(move |conn| Handler::create(conn, &new)).await?;
     tracing::info!(handler = handler.id, name = %handler.name, "handler created through the API");
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/handlers/{}", handler.id)))
         .json(HandlerOut::from(handler)))
 }
 
-pub async fn get_handler(
-    _: ApiClient,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn get_handler(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
-    let handler = state
-        .db
-        .run(move |conn| Handler::find(conn, id))
-        .await
-        .map_err(not_found(id))?;
+    let handler = state.db.run(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
     Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
 }
 
@@ -226,21 +175,11 @@ pub async fn update_handler(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
     let body = read_json_object(body, state.settings.max_body_bytes).await?;
-    let handler = state
-        .db
-        .run(move |conn| Handler::find(conn, id))
-        .await
-        .map_err(not_found(id))?;
+    let handler = state.db.run(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
     let form = merge_json(handler.to_form(), body).map_err(invalid)?;
-    let valid = form
-        .validate(&state.settings.scripts_dir)
-        .map_err(invalid)?;
+    let valid = form.validate(&state.settings.scripts_dir).map_err(invalid)?;
     let changes = HandlerChangeset::from(valid);
-    let handler = state
-        .db
-        .run(move |conn| Handler::update(conn, id, &changes))
-        .await
-        .map_err(not_found(id))?;
+    let handler = state.db.run(move |conn| Handler::update(conn, id, &changes)).await.map_err(not_found(id))?;
     tracing::info!(handler = handler.id, "handler updated through the API");
     Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
 }
@@ -251,28 +190,16 @@ pub async fn delete_handler(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
-    let handler = state
-        .db
-        .run(move |conn| Handler::delete(conn, id))
-        .await
-        .map_err(not_found(id))?;
+    let handler = state.db.run(move |conn| Handler::delete(conn, id)).await.map_err(not_found(id))?;
     tracing::info!(handler = handler.id, "handler deleted through the API");
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /api/v1/handlers/{id}/secret`: a new signing secret, returned with the handler.
-pub async fn rotate_secret(
-    _: ApiClient,
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn rotate_secret(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
     let secret = generate_secret();
-    let handler = state
-        .db
-        .run(move |conn| Handler::set_secret(conn, id, &secret))
-        .await
-        .map_err(not_found(id))?;
+    let handler = state.db.run(move |conn| Handler::set_secret(conn, id, &secret)).await.map_err(not_found(id))?;
     Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
 }
 
@@ -297,15 +224,7 @@ pub async fn list_handler_logs(
         .db
         .run(move |conn| {
             Handler::find(conn, id)?;
-            ExecutionLog::list(
-                conn,
-                &LogFilter {
-                    handler_id: Some(id),
-                    ..LogFilter::default()
-                },
-                offset,
-                limit,
-            )
+            ExecutionLog::list(conn, &LogFilter { handler_id: Some(id), ..LogFilter::default() }, offset, limit)
         })
         .await
         .map_err(not_found(id))?;
@@ -314,10 +233,6 @@ pub async fn list_handler_logs(
 
 fn not_found(id: i64) -> impl Fn(crate::db::DbError) -> ApiError {
     move |e| {
-        if e.is_not_found() {
-            ApiError::NotFound(format!("no handler {id}"))
-        } else {
-            ApiError::from(e)
-        }
+        if e.is_not_found() { ApiError::NotFound(format!("no handler {id}")) } else { ApiError::from(e) }
     }
 }

@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1` (DESIGN §6), behind a bearer token.
 
 pub mod auth;
+pub mod deliveries;
+pub mod events;
 pub mod handlers;
 
 use actix_web::{HttpResponse, web};
@@ -12,19 +14,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .route("/openapi.json", web::get().to(openapi))
+            .route("/events", web::post().to(events::ingest_event))
+            .route("/events/{id}", web::get().to(events::get_event))
+            .route("/deliveries/{id}/retry", web::post().to(deliveries::retry_delivery))
             .route("/handlers", web::get().to(handlers::list_handlers))
             .route("/handlers", web::post().to(handlers::create_handler))
             .route("/handlers/{id}", web::get().to(handlers::get_handler))
             .route("/handlers/{id}", web::patch().to(handlers::update_handler))
             .route("/handlers/{id}", web::delete().to(handlers::delete_handler))
-            .route(
-                "/handlers/{id}/secret",
-                web::post().to(handlers::rotate_secret),
-            )
-            .route(
-                "/handlers/{id}/logs",
-                web::get().to(handlers::list_handler_logs),
-            )
+            .route("/handlers/{id}/secret", web::post().to(handlers::rotate_secret))
+            .route("/handlers/{id}/logs", web::get().to(handlers::list_handler_logs))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such API route".into()))
             })),
@@ -33,38 +32,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The OpenAPI description of this API.
 async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(include_str!("openapi.json"))
+    HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
 }
 
-/// Reads a JSON object body of at most `limit` bytes, with errors a client can act on.
-pub async fn read_json_object(
-    mut payload: web::Payload,
-    limit: usize,
-) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
+/// Reads a request body of at most `limit` bytes (413 above it).
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> ApiResult<web::Bytes> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    Ok(body.freeze())
+}
+
+/// Reads a JSON object body of at most `limit` bytes, with errors a client can act on.
+pub async fn read_json_object(
+    payload: web::Payload,
+    limit: usize,
+) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
+    let body = read_body(payload, limit).await?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
-        _ => Err(ApiError::Unprocessable {
-            message: "the body must be a JSON object".into(),
-            errors: None,
-        }),
+        _ => Err(ApiError::Unprocessable { message: "the body must be a JSON object".into(), errors: None }),
     }
 }
 
 /// Parses an id from the path; a non-number is a 404 like any unknown id.
 pub fn parse_id(text: &str) -> ApiResult<i64> {
-    text.parse()
-        .map_err(|_| ApiError::NotFound(format!("no such id `{text}`")))
+    text.parse().map_err(|_| ApiError::NotFound(format!("no such id `{text}`")))
 }

@@ -17,17 +17,10 @@ pub struct Admin {
 
 impl Admin {
     pub fn find_by_username(conn: &mut DbConnection, username: &str) -> QueryResult<Option<Admin>> {
-        admins::table
-            .filter(admins::username.eq(username))
-            .first(conn)
-            .optional()
+        admins::table.filter(admins::username.eq(username)).first(conn).optional()
     }
 
-    pub fn create(
-        conn: &mut DbConnection,
-        username: &str,
-        password_hash: &str,
-    ) -> QueryResult<Admin> {
+    pub fn create(conn: &mut DbConnection, username: &str, password_hash: &str) -> QueryResult<Admin> {
         let at = now();
         diesel::insert_into(admins::table)
             .values((
@@ -37,21 +30,12 @@ impl Admin {
                 admins::updated_at.eq(at),
             ))
             .execute(conn)?;
-        admins::table
-            .filter(admins::username.eq(username))
-            .first(conn)
+        admins::table.filter(admins::username.eq(username)).first(conn)
     }
 
-    pub fn set_password_hash(
-        conn: &mut DbConnection,
-        id: i64,
-        password_hash: &str,
-    ) -> QueryResult<()> {
+    pub fn set_password_hash(conn: &mut DbConnection, id: i64, password_hash: &str) -> QueryResult<()> {
         diesel::update(admins::table.find(id))
-            .set((
-                admins::password_hash.eq(password_hash),
-                admins::updated_at.eq(now()),
-            ))
+            .set((admins::password_hash.eq(password_hash), admins::updated_at.eq(now())))
             .execute(conn)
             .map(drop)
     }

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::{DbConnection, now, schema::handlers};
+use super::{DbConnection, deliveries::Delivery, now, schema::handlers};
 use crate::domain::{HandlerForm, HandlerStatus, HandlerType, ValidHandler};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Identifiable, Serialize)]
@@ -136,19 +136,15 @@ impl Handler {
             }
             q = match filter.status {
                 Some(s) => q.filter(handlers::status.eq(s.as_str())),
-                None => q.filter(handlers::status.eq_any([
-                    HandlerStatus::Enabled.as_str(),
-                    HandlerStatus::Disabled.as_str(),
-                ])),
+                None => q.filter(
+                    handlers::status.eq_any([HandlerStatus::Enabled.as_str(), HandlerStatus::Disabled.as_str()]),
+                ),
             };
             q
         };
         let total = query().count().get_result(conn)?;
-        let rows = query()
-            .order((handlers::priority.asc(), handlers::id.asc()))
-            .offset(offset)
-            .limit(limit)
-            .load(conn)?;
+        let rows =
+            query().order((handlers::priority.asc(), handlers::id.asc())).offset(offset).limit(limit).load(conn)?;
         Ok((rows, total))
     }
 
@@ -162,42 +158,45 @@ impl Handler {
     }
 
     pub fn create(conn: &mut DbConnection, new: &NewHandler) -> QueryResult<Handler> {
-        let id = diesel::insert_into(handlers::table)
-            .values(new)
-            .returning(handlers::id)
-            .get_result(conn)?;
+        let id = diesel::insert_into(handlers::table).values(new).returning(handlers::id).get_result(conn)?;
         Self::find(conn, id)
     }
 
-    pub fn update(
-        conn: &mut DbConnection,
-        id: i64,
-        changes: &HandlerChangeset,
-    ) -> QueryResult<Handler> {
-        let n = diesel::update(handlers::table.find(id))
-            .set(changes)
-            .execute(conn)?;
-        if n == 0 {
-            return Err(diesel::result::Error::NotFound);
-        }
-        Self::find(conn, id)
+    /// Saves a changed handler; leaving `enabled` cancels its pending deliveries (rule 8).
+    pub fn update(conn: &mut DbConnection, id: i64, changes: &HandlerChangeset) -> QueryResult<Handler> {
+        conn.transaction(|conn| {
+            let n = diesel::update(handlers::table.find(id)).set(changes).execute(conn)?;
+            if n == 0 {
+                return Err(diesel::result::Error::NotFound);
+            }
+            let handler = Self::find(conn, id)?;
+            handler.cancel_pending_unless_enabled(conn)?;
+            Ok(handler)
+        })
     }
 
-    pub fn set_status(
-        conn: &mut DbConnection,
-        id: i64,
-        status: HandlerStatus,
-    ) -> QueryResult<Handler> {
-        let n = diesel::update(handlers::table.find(id))
-            .set((
-                handlers::status.eq(status.as_str()),
-                handlers::updated_at.eq(now()),
-            ))
-            .execute(conn)?;
-        if n == 0 {
-            return Err(diesel::result::Error::NotFound);
+    /// Changes the status; leaving `enabled` cancels its pending deliveries (rule 8).
+    pub fn set_status(conn: &mut DbConnection, id: i64, status: HandlerStatus) -> QueryResult<Handler> {
+        conn.transaction(|conn| {
+            let n = diesel::update(handlers::table.find(id))
+                .set((handlers::status.eq(status.as_str()), handlers::updated_at.eq(now())))
+                .execute(conn)?;
+            if n == 0 {
+                return Err(diesel::result::Error::NotFound);
+            }
+            let handler = Self::find(conn, id)?;
+            handler.cancel_pending_unless_enabled(conn)?;
+            Ok(handler)
+        })
+    }
+
+    fn cancel_pending_unless_enabled(&self, conn: &mut DbConnection) -> QueryResult<usize> {
+        match self.status() {
+            HandlerStatus::Enabled => Ok(0),
+            status => {
+                Delivery::cancel_pending_of_handler(conn, self.id, &format!("cancelled: the handler was {status}"))
+            }
         }
-        Self::find(conn, id)
     }
 
     pub fn set_secret(conn: &mut DbConnection, id: i64, secret: &str) -> QueryResult<Handler> {

@@ -28,12 +28,41 @@ pub struct ExecutionLog {
     pub next_attempt_at: Option<NaiveDateTime>,
 }
 
+/// One attempt to record.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = execution_logs)]
+pub struct NewExecutionLog {
+    pub delivery_id: i64,
+    pub handler_id: i64,
+    pub event_id: i64,
+    pub events_id: String,
+    pub entity: String,
+    pub object_id: String,
+    pub attempt: i32,
+    pub started_at: NaiveDateTime,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub status_code: Option<i32>,
+    pub request_body: String,
+    pub request_headers: String,
+    pub response_body: String,
+    pub error: Option<String>,
+    pub next_attempt_at: Option<NaiveDateTime>,
+}
+
+impl NewExecutionLog {
+    pub fn insert(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        diesel::insert_into(execution_logs::table).values(self).execute(conn).map(drop)
+    }
+}
+
 /// Filters of the Execution Logs tab; every part optional.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub handler_id: Option<i64>,
     pub events_id: Option<String>,
     pub outcome: Option<String>,
+    pub delivery_id: Option<i64>,
 }
 
 impl ExecutionLog {
@@ -51,14 +80,13 @@ impl ExecutionLog {
         if let Some(e) = &filter.events_id {
             q = q.filter(execution_logs::events_id.eq(e.clone()));
         }
+        if let Some(d) = filter.delivery_id {
+            q = q.filter(execution_logs::delivery_id.eq(d));
+        }
         if let Some(o) = &filter.outcome {
             q = q.filter(execution_logs::outcome.eq(o.clone()));
         }
-        let mut rows: Vec<Self> = q
-            .order(execution_logs::id.desc())
-            .offset(offset)
-            .limit(limit + 1)
-            .load(conn)?;
+        let mut rows: Vec<Self> = q.order(execution_logs::id.desc()).offset(offset).limit(limit + 1).load(conn)?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         Ok((rows, more))

@@ -6,6 +6,8 @@
 //! never on an async worker thread).
 
 pub mod admins;
+pub mod deliveries;
+pub mod events;
 pub mod handlers;
 pub mod logs;
 pub mod schema;
@@ -15,10 +17,7 @@ pub mod settings;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
-use diesel::{
-    Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection,
-    connection::SimpleConnection,
-};
+use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, connection::SimpleConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -44,9 +43,7 @@ pub enum Backend {
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error(
-        "the database URL `{0}` is not understood: use sqlite://path or postgres://user@host/db"
-    )]
+    #[error("the database URL `{0}` is not understood: use sqlite://path or postgres://user@host/db")]
     BadUrl(String),
     #[error("cannot connect to the database: {0}")]
     Connect(#[from] diesel::ConnectionError),
@@ -85,10 +82,7 @@ impl Target {
             };
             return Ok(Target::Postgres(url));
         }
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if path.is_empty() || path.contains(":memory:") || path.contains("://") {
             return Err(DbError::BadUrl(url.to_owned()));
         }
@@ -112,9 +106,7 @@ pub struct ConnectionManager {
 
 impl ConnectionManager {
     fn new(url: &str) -> Result<Self, DbError> {
-        Ok(Self {
-            target: Target::parse(url)?,
-        })
+        Ok(Self { target: Target::parse(url)? })
     }
 
     fn open(&self) -> Result<DbConnection, DbError> {
@@ -200,18 +192,15 @@ impl Db {
 
     /// Answers when the database does (for `/readyz`).
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.run(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ()))
-            .await
+        self.run(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ())).await
     }
 }
 
 fn run_migrations(conn: &mut DbConnection) -> Result<(), DbError> {
-    let migration_error =
-        |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+    let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
     match conn {
         DbConnection::Sqlite(conn) => {
-            conn.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map_err(migration_error)?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(migration_error)?;
         }
         DbConnection::Postgres(conn) => {
             // Several processes may start at once on one database: one migrates, the others wait.
@@ -235,18 +224,9 @@ mod tests {
 
     #[test]
     fn reads_database_urls() {
-        assert_eq!(
-            Target::parse("sqlite://provisiond.db").unwrap(),
-            Target::Sqlite("provisiond.db".into())
-        );
-        assert_eq!(
-            Target::parse("sqlite:///var/lib/p.db").unwrap(),
-            Target::Sqlite("/var/lib/p.db".into())
-        );
-        assert_eq!(
-            Target::parse("data.db").unwrap(),
-            Target::Sqlite("data.db".into())
-        );
+        assert_eq!(Target::parse("sqlite://provisiond.db").unwrap(), Target::Sqlite("provisiond.db".into()));
+        assert_eq!(Target::parse("sqlite:///var/lib/p.db").unwrap(), Target::Sqlite("/var/lib/p.db".into()));
+        assert_eq!(Target::parse("data.db").unwrap(), Target::Sqlite("data.db".into()));
         assert_eq!(
             Target::parse("postgres://u@h/db").unwrap(),
             Target::Postgres("postgres://u@h/db?connect_timeout=5".into())

@@ -47,6 +47,7 @@ diesel::table! {
         object_id -> Text,
         state -> Text,
         attempts -> Integer,
+        max_attempts -> Integer,
         first_attempt_done -> Bool,
         next_attempt_at -> Timestamp,
         lease_owner -> Nullable<Text>,

@@ -51,32 +51,19 @@ impl Session {
     }
 
     /// Pushes the expiry forward (sliding sessions).
-    pub fn extend(
-        conn: &mut DbConnection,
-        token_hash: &str,
-        expires_at: NaiveDateTime,
-    ) -> QueryResult<()> {
+    pub fn extend(conn: &mut DbConnection, token_hash: &str, expires_at: NaiveDateTime) -> QueryResult<()> {
         diesel::update(sessions::table.find(token_hash))
             .set(sessions::expires_at.eq(expires_at))
             .execute(conn)
             .map(drop)
     }
 
-    pub fn set_flash(
-        conn: &mut DbConnection,
-        token_hash: &str,
-        message: Option<&str>,
-    ) -> QueryResult<()> {
-        diesel::update(sessions::table.find(token_hash))
-            .set(sessions::flash.eq(message))
-            .execute(conn)
-            .map(drop)
+    pub fn set_flash(conn: &mut DbConnection, token_hash: &str, message: Option<&str>) -> QueryResult<()> {
+        diesel::update(sessions::table.find(token_hash)).set(sessions::flash.eq(message)).execute(conn).map(drop)
     }
 
     pub fn delete(conn: &mut DbConnection, token_hash: &str) -> QueryResult<()> {
-        diesel::delete(sessions::table.find(token_hash))
-            .execute(conn)
-            .map(drop)
+        diesel::delete(sessions::table.find(token_hash)).execute(conn).map(drop)
     }
 
     pub fn delete_expired(conn: &mut DbConnection) -> QueryResult<usize> {

@@ -7,11 +7,7 @@ use super::{DbConnection, now, schema::settings};
 pub const API_TOKEN_SHA256: &str = "api_token_sha256";
 
 pub fn get(conn: &mut DbConnection, name: &str) -> QueryResult<Option<String>> {
-    settings::table
-        .find(name)
-        .select(settings::value)
-        .first(conn)
-        .optional()
+    settings::table.find(name).select(settings::value).first(conn).optional()
 }
 
 pub fn put(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<()> {
@@ -21,11 +17,7 @@ pub fn put(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<()> 
             .execute(conn)?;
         if updated == 0 {
             diesel::insert_into(settings::table)
-                .values((
-                    settings::name.eq(name),
-                    settings::value.eq(value),
-                    settings::updated_at.eq(now()),
-                ))
+                .values((settings::name.eq(name), settings::value.eq(value), settings::updated_at.eq(now())))
                 .execute(conn)?;
         }
         Ok(())

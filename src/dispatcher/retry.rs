@@ -16,10 +16,7 @@ impl RetrySchedule {
         if text.trim().is_empty() {
             return Ok(Self(Vec::new()));
         }
-        text.split(',')
-            .map(parse_duration)
-            .collect::<Result<_, _>>()
-            .map(Self)
+        text.split(',').map(parse_duration).collect::<Result<_, _>>().map(Self)
     }
 
     /// The most attempts a delivery gets.
@@ -30,9 +27,7 @@ impl RetrySchedule {
     /// The delay before the attempt after `attempt` (1-based), or `None` when
     /// `attempt` was the last one.
     pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
-        self.0
-            .get(usize::try_from(attempt).ok()?.checked_sub(1)?)
-            .copied()
+        self.0.get(usize::try_from(attempt).ok()?.checked_sub(1)?).copied()
     }
 
     /// The delay with up to ±10 % of random jitter, so that deliveries failed
@@ -46,11 +41,7 @@ impl RetrySchedule {
 
 impl fmt::Display for RetrySchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|d| format!("{}ms", d.as_millis()))
-            .collect();
+        let parts: Vec<String> = self.0.iter().map(|d| format!("{}ms", d.as_millis())).collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -81,10 +72,7 @@ mod tests {
         let s = RetrySchedule::parse("10s").unwrap();
         for _ in 0..100 {
             let d = s.jittered_delay_after(1).unwrap();
-            assert!(
-                d >= Duration::from_secs(9) && d <= Duration::from_secs(11),
-                "{d:?}"
-            );
+            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
         }
     }
 

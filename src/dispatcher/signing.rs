@@ -18,9 +18,7 @@ pub fn generate_secret() -> String {
 /// keyed with the base64-decoded part of the secret after `whsec_`.
 pub fn sign(secret: &str, webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
     let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
-    let key = STANDARD
-        .decode(encoded)
-        .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+    let key = STANDARD.decode(encoded).unwrap_or_else(|_| encoded.as_bytes().to_vec());
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
     mac.update(webhook_id.as_bytes());
     mac.update(b".");

@@ -9,9 +9,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m, h or d)"))?;
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a whole number"))?;
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` does not start with a whole number"))?;
     let millis_per_unit = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -19,14 +17,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         _ => {
-            return Err(format!(
-                "`{text}` has an unknown unit `{unit}` (use ms, s, m, h or d)"
-            ));
+            return Err(format!("`{text}` has an unknown unit `{unit}` (use ms, s, m, h or d)"));
         }
     };
-    n.checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is too long"))
+    n.checked_mul(millis_per_unit).map(Duration::from_millis).ok_or_else(|| format!("`{text}` is too long"))
 }
 
 #[cfg(test)]
@@ -44,15 +38,7 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        for bad in [
-            "",
-            "5",
-            "s",
-            "-1s",
-            "1.5s",
-            "5 minutes",
-            "99999999999999999999d",
-        ] {
+        for bad in ["", "5", "s", "-1s", "1.5s", "5 minutes", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -104,9 +104,7 @@ pub struct FieldErrors(BTreeMap<String, String>);
 
 impl FieldErrors {
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0
-            .entry(field.to_owned())
-            .or_insert_with(|| message.into());
+        self.0.entry(field.to_owned()).or_insert_with(|| message.into());
     }
 
     pub fn get(&self, field: &str) -> Option<&str> {
@@ -131,10 +129,7 @@ impl HandlerForm {
         if name.is_empty() {
             errors.add("name", "Enter a name");
         } else if name.chars().count() > NAME_MAX_CHARS {
-            errors.add(
-                "name",
-                format!("The name must be at most {NAME_MAX_CHARS} characters"),
-            );
+            errors.add("name", format!("The name must be at most {NAME_MAX_CHARS} characters"));
         } else if name.chars().any(char::is_control) {
             errors.add("name", "The name must not contain control characters");
         }
@@ -150,12 +145,10 @@ impl HandlerForm {
                 errors.add("type", "Choose a handler type: http or script");
                 None
             }
-            Some(HandlerType::Http) => parse_http_target(&self.target)
-                .map_err(|e| errors.add("target", e))
-                .ok(),
-            Some(HandlerType::Script) => parse_script_target(&self.target, scripts_dir)
-                .map_err(|e| errors.add("target", e))
-                .ok(),
+            Some(HandlerType::Http) => parse_http_target(&self.target).map_err(|e| errors.add("target", e)).ok(),
+            Some(HandlerType::Script) => {
+                parse_script_target(&self.target, scripts_dir).map_err(|e| errors.add("target", e)).ok()
+            }
         };
 
         let status = match self.status.trim() {
@@ -168,51 +161,37 @@ impl HandlerForm {
 
         let priority = match self.priority.trim() {
             "" => Some(0),
-            p => p
-                .parse::<i32>()
-                .ok()
-                .filter(|p| (0..=PRIORITY_MAX).contains(p)),
+            p => p.parse::<i32>().ok().filter(|p| (0..=PRIORITY_MAX).contains(p)),
         };
         if priority.is_none() {
-            errors.add(
-                "priority",
-                format!("Enter a whole number from 0 to {PRIORITY_MAX}"),
-            );
+            errors.add("priority", format!("Enter a whole number from 0 to {PRIORITY_MAX}"));
         }
 
         let timeout_ms = match self.timeout_ms.trim() {
             "" => Some(TIMEOUT_MS_DEFAULT),
-            t => t
-                .parse::<i32>()
-                .ok()
-                .filter(|t| (TIMEOUT_MS_MIN..=TIMEOUT_MS_MAX).contains(t)),
+            t => t.parse::<i32>().ok().filter(|t| (TIMEOUT_MS_MIN..=TIMEOUT_MS_MAX).contains(t)),
         };
         if timeout_ms.is_none() {
             errors.add(
                 "timeout_ms",
-                format!(
-                    "Enter a timeout in milliseconds from {TIMEOUT_MS_MIN} to {TIMEOUT_MS_MAX}"
-                ),
+                format!("Enter a timeout in milliseconds from {TIMEOUT_MS_MIN} to {TIMEOUT_MS_MAX}"),
             );
         }
 
         match (event, handler_type, target, status, priority, timeout_ms) {
-            (
-                Some(event),
-                Some(handler_type),
-                Some(target),
-                Some(status),
-                Some(priority),
-                Some(timeout_ms),
-            ) if errors.is_empty() => Ok(ValidHandler {
-                name: name.to_owned(),
-                events_id: event.id.to_owned(),
-                handler_type,
-                target,
-                status,
-                priority,
-                timeout_ms,
-            }),
+            (Some(event), Some(handler_type), Some(target), Some(status), Some(priority), Some(timeout_ms))
+                if errors.is_empty() =>
+            {
+                Ok(ValidHandler {
+                    name: name.to_owned(),
+                    events_id: event.id.to_owned(),
+                    handler_type,
+                    target,
+                    status,
+                    priority,
+                    timeout_ms,
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -257,10 +236,7 @@ mod tests {
         let cases: Vec<(&str, Change)> = vec![
             ("name", Box::new(|f| f.name = "   ".into())),
             ("name", Box::new(|f| f.name = "x".repeat(201))),
-            (
-                "events_id",
-                Box::new(|f| f.events_id = "clients.explode".into()),
-            ),
+            ("events_id", Box::new(|f| f.events_id = "clients.explode".into())),
             ("type", Box::new(|f| f.handler_type = "ftp".into())),
             ("target", Box::new(|f| f.target = "ftp://x/y".into())),
             ("target", Box::new(|f| f.target = "".into())),
@@ -275,10 +251,7 @@ mod tests {
             let mut f = form();
             change(&mut f);
             let errors = errors_of(f.clone());
-            assert!(
-                errors.get(field).is_some(),
-                "{field}: {f:?} gave {errors:?}"
-            );
+            assert!(errors.get(field).is_some(), "{field}: {f:?} gave {errors:?}");
             assert_eq!(errors.iter().count(), 1, "{errors:?}");
         }
     }

@@ -1,6 +1,7 @@
 //! Pure domain types and validation: what a handler may be, before any storage.
 
 pub mod duration;
+pub mod envelope;
 pub mod handler;
 pub mod target;
 

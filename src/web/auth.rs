@@ -1,9 +1,6 @@
 //! Sign-in and sign-out of the administrator.
 
-use actix_web::{
-    HttpRequest, HttpResponse, cookie::time::Duration as CookieDuration, get, http::header, post,
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, cookie::time::Duration as CookieDuration, get, http::header, post, web};
 use askama::Template;
 use chrono::TimeDelta;
 use serde::Deserialize;
@@ -45,10 +42,7 @@ pub struct LoginForm {
 /// The sign-in form. Before a session exists, its CSRF token is a
 /// double-submit cookie: the form's hidden field must equal the cookie.
 #[get("/login")]
-pub async fn login_form(
-    state: web::Data<AppState>,
-    query: web::Query<LoginQuery>,
-) -> AppResult<HttpResponse> {
+pub async fn login_form(state: web::Data<AppState>, query: web::Query<LoginQuery>) -> AppResult<HttpResponse> {
     let token = security::random_token();
     let page = LoginPage {
         csrf_token: token.clone(),
@@ -57,12 +51,7 @@ pub async fn login_form(
         error: None,
     };
     Ok(HttpResponse::Ok()
-        .cookie(cookie(
-            &state,
-            LOGIN_CSRF_COOKIE,
-            token,
-            Some(CookieDuration::hours(2)),
-        ))
+        .cookie(cookie(&state, LOGIN_CSRF_COOKIE, token, Some(CookieDuration::hours(2))))
         .content_type("text/html; charset=utf-8")
         .body(page.render()?))
 }
@@ -75,28 +64,17 @@ pub async fn login(
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
     let next = safe_local(&form.next, "/provisioning");
-    let cookie_token = req
-        .cookie(LOGIN_CSRF_COOKIE)
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    if cookie_token.is_empty()
-        || !security::constant_time_eq(cookie_token.as_bytes(), form.csrf_token.as_bytes())
-    {
+    let cookie_token = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+    if cookie_token.is_empty() || !security::constant_time_eq(cookie_token.as_bytes(), form.csrf_token.as_bytes()) {
         return Err(AppError::Csrf);
     }
     let username = form.username.trim().to_owned();
     let lookup = username.clone();
-    let admin = state
-        .db
-        .run(move |conn| Admin::find_by_username(conn, &lookup))
-        .await?;
+    let admin = state.db.run(move |conn| Admin::find_by_username(conn, &lookup)).await?;
     let password = form.password;
     let verified = web::block(move || {
         // Hash even for an unknown user so timing does not tell which names exist.
-        let hash = admin
-            .as_ref()
-            .map(|a| a.password_hash.clone())
-            .unwrap_or_else(|| DUMMY_HASH.to_owned());
+        let hash = admin.as_ref().map(|a| a.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
         admin.filter(|_| security::verify_password(&password, &hash))
     })
     .await
@@ -104,24 +82,15 @@ pub async fn login(
 
     let Some(admin) = verified else {
         tracing::warn!(user = %username, "failed sign-in");
-        let page = LoginPage {
-            csrf_token: cookie_token,
-            username,
-            next,
-            error: Some("Wrong user name or password.".into()),
-        };
-        return Ok(HttpResponse::Unauthorized()
-            .content_type("text/html; charset=utf-8")
-            .body(page.render()?));
+        let page =
+            LoginPage { csrf_token: cookie_token, username, next, error: Some("Wrong user name or password.".into()) };
+        return Ok(HttpResponse::Unauthorized().content_type("text/html; charset=utf-8").body(page.render()?));
     };
 
     let token = security::random_token();
     let (hash, csrf) = (security::sha256_hex(&token), security::random_token());
     let ttl = TimeDelta::from_std(state.settings.session_ttl).unwrap_or(TimeDelta::hours(12));
-    state
-        .db
-        .run(move |conn| Session::create(conn, &hash, admin.id, &csrf, now() + ttl))
-        .await?;
+    state.db.run(move |conn| Session::create(conn, &hash, admin.id, &csrf, now() + ttl)).await?;
     tracing::info!(user = %admin.username, "signed in");
     let mut gone = cookie(&state, LOGIN_CSRF_COOKIE, String::new(), None);
     gone.make_removal();
@@ -136,23 +105,15 @@ pub async fn login(
 pub struct NoFields {}
 
 #[post("/logout")]
-pub async fn logout(
-    state: web::Data<AppState>,
-    form: CsrfForm<NoFields>,
-) -> AppResult<HttpResponse> {
+pub async fn logout(state: web::Data<AppState>, form: CsrfForm<NoFields>) -> AppResult<HttpResponse> {
     let hash = form.admin.token_hash.clone();
-    state
-        .db
-        .run(move |conn| Session::delete(conn, &hash))
-        .await?;
+    state.db.run(move |conn| Session::delete(conn, &hash)).await?;
     let mut gone = cookie(&state, SESSION_COOKIE, String::new(), None);
     gone.make_removal();
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/login"))
-        .cookie(gone)
-        .finish())
+    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).cookie(gone).finish())
 }
 
 /// An argon2id hash of a random password nobody knows, verified against when
 /// the user name does not exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Qm2mIfuwHgZ5iZ9Qf5CJ0Ae6ZG0SYLO2v4b0j3Z3wA";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Qm2mIfuwHgZ5iZ9Qf5CJ0Ae6ZG0SYLO2v4b0j3Z3wA";

@@ -37,35 +37,27 @@ impl ListQuery {
         };
         let handler_type = match self.handler_type.trim() {
             "" => None,
-            t => Some(
-                t.parse::<HandlerType>()
-                    .map_err(|_| format!("Unknown handler type `{t}`: use http or script."))?,
-            ),
+            t => {
+                Some(t.parse::<HandlerType>().map_err(|_| format!("Unknown handler type `{t}`: use http or script."))?)
+            }
         };
         let status = match self.status.trim() {
             "" => None,
-            s => Some(s.parse::<HandlerStatus>().map_err(|_| {
-                format!("Unknown status `{s}`: use enabled, disabled or archived.")
-            })?),
+            s => Some(
+                s.parse::<HandlerStatus>()
+                    .map_err(|_| format!("Unknown status `{s}`: use enabled, disabled or archived."))?,
+            ),
         };
-        Ok(HandlerFilter {
-            events_id,
-            handler_type,
-            status,
-        })
+        Ok(HandlerFilter { events_id, handler_type, status })
     }
 
     /// The filters as a query string, without the page.
     fn filters_query(&self) -> String {
-        let pairs: Vec<(&str, &str)> = [
-            ("event", &self.event),
-            ("type", &self.handler_type),
-            ("status", &self.status),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .map(|(k, v)| (k, v.trim()))
-        .collect();
+        let pairs: Vec<(&str, &str)> = [("event", &self.event), ("type", &self.handler_type), ("status", &self.status)]
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| (k, v.trim()))
+            .collect();
         serde_urlencoded::to_string(pairs).unwrap_or_default()
     }
 }
@@ -130,26 +122,14 @@ pub async fn list_handlers(
 ) -> AppResult<HttpResponse> {
     let filter = query.filter().map_err(AppError::BadRequest)?;
     let page = parse_page(&query.page).map_err(AppError::BadRequest)?;
-    let (rows, total) = state
-        .db
-        .run(move |conn| Handler::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE))
-        .await?;
+    let (rows, total) =
+        state.db.run(move |conn| Handler::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)).await?;
     let filters = query.filters_query();
     let has_more = Pager::offset(page) + (rows.len() as i64) < total;
-    let pager = Pager::new(
-        "/provisioning",
-        &filters,
-        page,
-        Some(total),
-        rows.len(),
-        has_more,
-    );
+    let pager = Pager::new("/provisioning", &filters, page, Some(total), rows.len(), has_more);
     let mut return_to = String::from("/provisioning");
     if !filters.is_empty() || page > 1 {
-        return_to = format!(
-            "/provisioning?{filters}{}page={page}",
-            if filters.is_empty() { "" } else { "&" }
-        );
+        return_to = format!("/provisioning?{filters}{}page={page}", if filters.is_empty() { "" } else { "&" });
     }
     render(
         StatusCode::OK,
@@ -190,10 +170,7 @@ impl HandlerFormPage {
         errors: FieldErrors,
     ) -> Self {
         let (heading, action) = match &handler {
-            Some(h) => (
-                format!("Edit Handler #{}", h.id),
-                format!("/provisioning/{}", h.id),
-            ),
+            Some(h) => (format!("Edit Handler #{}", h.id), format!("/provisioning/{}", h.id)),
             None => ("New Handler".to_owned(), "/provisioning".to_owned()),
         };
         Self {
@@ -210,10 +187,7 @@ impl HandlerFormPage {
 }
 
 #[get("/provisioning/new")]
-pub async fn new_handler_form(
-    state: web::Data<AppState>,
-    admin: CurrentAdmin,
-) -> AppResult<HttpResponse> {
+pub async fn new_handler_form(state: web::Data<AppState>, admin: CurrentAdmin) -> AppResult<HttpResponse> {
     let form = HandlerForm {
         handler_type: "http".into(),
         status: "enabled".into(),
@@ -221,17 +195,11 @@ pub async fn new_handler_form(
         timeout_ms: crate::domain::handler::TIMEOUT_MS_DEFAULT.to_string(),
         ..HandlerForm::default()
     };
-    render(
-        StatusCode::OK,
-        &HandlerFormPage::new(&state, &admin, None, form, FieldErrors::default()),
-    )
+    render(StatusCode::OK, &HandlerFormPage::new(&state, &admin, None, form, FieldErrors::default()))
 }
 
 #[post("/provisioning")]
-pub async fn create_handler(
-    state: web::Data<AppState>,
-    input: CsrfForm<HandlerForm>,
-) -> AppResult<HttpResponse> {
+pub async fn create_handler(state: web::Data<AppState>, input: CsrfForm<HandlerForm>) -> AppResult<HttpResponse> {
     let CsrfForm { admin, form } = input;
     let valid = match form.validate(&state.settings.scripts_dir) {
         Ok(valid) => valid,
@@ -241,19 +209,10 @@ pub async fn create_handler(
         }
     };
     let new = NewHandler::new(valid, generate_secret());
-    let handler = state
-        .db
-        .run(move |conn| Handler::create(conn, &new))
-        .await?;
+    let handler = state.db.run(move |conn| Handler::create(conn, &new)).await?;
     tracing::info!(handler = handler.id, name = %handler.name, "handler created");
     admin
-        .flash(
-            &state,
-            format!(
-                "Handler “{}” created (#{}). It applies to the next event.",
-                handler.name, handler.id
-            ),
-        )
+        .flash(&state, format!("Handler “{}” created (#{}). It applies to the next event.", handler.name, handler.id))
         .await?;
     Ok(see_other("/provisioning"))
 }
@@ -267,10 +226,7 @@ pub async fn edit_handler_form(
     let id = id.into_inner();
     let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
     let form = handler.to_form();
-    render(
-        StatusCode::OK,
-        &HandlerFormPage::new(&state, &admin, Some(handler), form, FieldErrors::default()),
-    )
+    render(StatusCode::OK, &HandlerFormPage::new(&state, &admin, Some(handler), form, FieldErrors::default()))
 }
 
 #[post("/provisioning/{id:\\d+}")]
@@ -290,20 +246,9 @@ pub async fn update_handler(
         }
     };
     let changes = HandlerChangeset::from(valid);
-    let handler = state
-        .db
-        .run(move |conn| Handler::update(conn, id, &changes))
-        .await?;
+    let handler = state.db.run(move |conn| Handler::update(conn, id, &changes)).await?;
     tracing::info!(handler = handler.id, "handler updated");
-    admin
-        .flash(
-            &state,
-            format!(
-                "Handler “{}” saved. The change applies to the next event.",
-                handler.name
-            ),
-        )
-        .await?;
+    admin.flash(&state, format!("Handler “{}” saved. The change applies to the next event.", handler.name)).await?;
     Ok(see_other("/provisioning"))
 }
 
@@ -323,32 +268,22 @@ pub async fn change_handler_status(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let CsrfForm { admin, form } = input;
-    let wanted = match form.status.trim() {
-        "" => None,
-        s => Some(s.parse::<HandlerStatus>().map_err(|_| {
-            AppError::BadRequest(format!(
-                "Unknown status `{s}`: use enabled, disabled or archived."
-            ))
-        })?),
-    };
+    let wanted =
+        match form.status.trim() {
+            "" => None,
+            s => Some(s.parse::<HandlerStatus>().map_err(|_| {
+                AppError::BadRequest(format!("Unknown status `{s}`: use enabled, disabled or archived."))
+            })?),
+        };
     let handler = state
         .db
         .run(move |conn| {
             let current = Handler::find(conn, id)?;
-            Handler::set_status(
-                conn,
-                id,
-                wanted.unwrap_or_else(|| current.status().toggled()),
-            )
+            Handler::set_status(conn, id, wanted.unwrap_or_else(|| current.status().toggled()))
         })
         .await?;
     tracing::info!(handler = handler.id, status = %handler.status, "handler status changed");
-    admin
-        .flash(
-            &state,
-            format!("Handler “{}” is now {}.", handler.name, handler.status),
-        )
-        .await?;
+    admin.flash(&state, format!("Handler “{}” is now {}.", handler.name, handler.status)).await?;
     Ok(see_other(&safe_local(&form.return_to, "/provisioning")))
 }
 
@@ -369,11 +304,7 @@ pub async fn confirm_delete_handler(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
-    let layout = Layout::new(
-        &admin,
-        format!("Delete Handler #{}", handler.id),
-        "handlers",
-    );
+    let layout = Layout::new(&admin, format!("Delete Handler #{}", handler.id), "handlers");
     render(StatusCode::OK, &DeleteHandlerPage { layout, handler })
 }
 
@@ -389,13 +320,7 @@ pub async fn delete_handler(
     let id = id.into_inner();
     let handler = state.db.run(move |conn| Handler::delete(conn, id)).await?;
     tracing::info!(handler = handler.id, name = %handler.name, "handler deleted");
-    input
-        .admin
-        .flash(
-            &state,
-            format!("Handler “{}” (#{}) deleted.", handler.name, handler.id),
-        )
-        .await?;
+    input.admin.flash(&state, format!("Handler “{}” (#{}) deleted.", handler.name, handler.id)).await?;
     Ok(see_other("/provisioning"))
 }
 
@@ -408,17 +333,8 @@ pub async fn rotate_handler_secret(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let secret = generate_secret();
-    let handler = state
-        .db
-        .run(move |conn| Handler::set_secret(conn, id, &secret))
-        .await?;
+    let handler = state.db.run(move |conn| Handler::set_secret(conn, id, &secret)).await?;
     tracing::info!(handler = handler.id, "handler secret rotated");
-    input
-        .admin
-        .flash(
-            &state,
-            format!("Handler “{}” has a new signing secret.", handler.name),
-        )
-        .await?;
+    input.admin.flash(&state, format!("Handler “{}” has a new signing secret.", handler.name)).await?;
     Ok(see_other(&format!("/provisioning/{id}/edit")))
 }

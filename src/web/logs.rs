@@ -18,14 +18,7 @@ use crate::{
     error::{AppError, AppResult},
 };
 
-const OUTCOMES: &[&str] = &[
-    "success",
-    "http_error",
-    "timeout",
-    "connection_error",
-    "script_error",
-    "cancelled",
-];
+const OUTCOMES: &[&str] = &["success", "http_error", "timeout", "connection_error", "script_error", "cancelled"];
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -52,13 +45,7 @@ pub struct LogRow {
 
 impl From<ExecutionLog> for LogRow {
     fn from(l: ExecutionLog) -> Self {
-        let preview: String = l
-            .error
-            .as_deref()
-            .unwrap_or(&l.response_body)
-            .chars()
-            .take(80)
-            .collect();
+        let preview: String = l.error.as_deref().unwrap_or(&l.response_body).chars().take(80).collect();
         Self {
             id: l.id,
             success: l.outcome == "success",
@@ -99,48 +86,28 @@ async fn show_logs(
         "" => None,
         e if crate::catalogue::find(e).is_some() => Some(e.to_owned()),
         e => {
-            return Err(AppError::BadRequest(format!(
-                "There is no event `{e}` in the catalogue."
-            )));
+            return Err(AppError::BadRequest(format!("There is no event `{e}` in the catalogue.")));
         }
     };
     let outcome = match query.outcome.trim() {
         "" => None,
         o if OUTCOMES.contains(&o) => Some(o.to_owned()),
         o => {
-            return Err(AppError::BadRequest(format!(
-                "Unknown outcome `{o}`: use one of {}.",
-                OUTCOMES.join(", ")
-            )));
+            return Err(AppError::BadRequest(format!("Unknown outcome `{o}`: use one of {}.", OUTCOMES.join(", "))));
         }
     };
     let page = parse_page(&query.page).map_err(AppError::BadRequest)?;
-    let filter = LogFilter {
-        handler_id: handler.as_ref().map(|h| h.id),
-        events_id,
-        outcome,
-    };
-    let (rows, more) = state
-        .db
-        .run(move |conn| ExecutionLog::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE))
-        .await?;
+    let filter = LogFilter { handler_id: handler.as_ref().map(|h| h.id), events_id, outcome, delivery_id: None };
+    let (rows, more) =
+        state.db.run(move |conn| ExecutionLog::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)).await?;
     let (heading, path) = match &handler {
-        Some(h) => (
-            format!("Execution Logs — {} (#{})", h.name, h.id),
-            format!("/provisioning/{}/logs", h.id),
-        ),
-        None => (
-            "Execution Logs — all handlers".to_owned(),
-            "/provisioning/logs".to_owned(),
-        ),
+        Some(h) => (format!("Execution Logs — {} (#{})", h.name, h.id), format!("/provisioning/{}/logs", h.id)),
+        None => ("Execution Logs — all handlers".to_owned(), "/provisioning/logs".to_owned()),
     };
-    let pairs: Vec<(&str, &str)> = [
-        ("event", query.event.trim()),
-        ("outcome", query.outcome.trim()),
-    ]
-    .into_iter()
-    .filter(|(_, v)| !v.is_empty())
-    .collect();
+    let pairs: Vec<(&str, &str)> = [("event", query.event.trim()), ("outcome", query.outcome.trim())]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
     let filters = serde_urlencoded::to_string(pairs).unwrap_or_default();
     let pager = Pager::new(&path, &filters, page, None, rows.len(), more);
     render(

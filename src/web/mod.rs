@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(home)
         .service(healthz)
         .service(readyz)
+        .service(metrics)
         .service(static_file)
         .service(logs::list_all_logs)
         .service(handlers::list_handlers)
@@ -43,9 +44,7 @@ pub fn render(status: StatusCode, page: &impl Template) -> AppResult<HttpRespons
 
 /// The answer to a successful POST: 303 to the next page.
 pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
 #[get("/")]
@@ -65,29 +64,47 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
             tracing::warn!(error = %crate::error::cause_chain(&e), "not ready");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({ "status": "database unavailable" }))
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unavailable" }))
         }
     }
+}
+
+/// Prometheus metrics: counters of this process and the database's backlog.
+#[get("/metrics")]
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use std::{fmt::Write, sync::atomic::Ordering::Relaxed};
+    let m = state.dispatcher.metrics();
+    let mut text = String::new();
+    let _ = writeln!(text, "# HELP provisiond_events_ingested_total Events accepted by this process.");
+    let _ = writeln!(text, "# TYPE provisiond_events_ingested_total counter");
+    let _ = writeln!(text, "provisiond_events_ingested_total {}", m.events_ingested.load(Relaxed));
+    let _ =
+        writeln!(text, "# HELP provisiond_deliveries_created_total Deliveries created by this process's ingestion.");
+    let _ = writeln!(text, "# TYPE provisiond_deliveries_created_total counter");
+    let _ = writeln!(text, "provisiond_deliveries_created_total {}", m.deliveries_created.load(Relaxed));
+    let _ = writeln!(text, "# HELP provisiond_attempts_total Delivery attempts recorded by this process, by outcome.");
+    let _ = writeln!(text, "# TYPE provisiond_attempts_total counter");
+    for (outcome, count) in crate::dispatcher::outcome::Outcome::ALL.iter().zip(&m.attempts) {
+        let _ = writeln!(text, "provisiond_attempts_total{{outcome=\"{}\"}} {}", outcome.as_str(), count.load(Relaxed));
+    }
+    if let Ok(n) = state.db.run(crate::db::deliveries::Delivery::count_unfinished).await {
+        let _ =
+            writeln!(text, "# HELP provisiond_deliveries_unfinished Deliveries pending or in flight (all processes).");
+        let _ = writeln!(text, "# TYPE provisiond_deliveries_unfinished gauge");
+        let _ = writeln!(text, "provisiond_deliveries_unfinished {n}");
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }
 
 /// Static files, compiled into the binary so it runs from any directory.
 #[get("/static/{file}")]
 async fn static_file(file: web::Path<String>) -> HttpResponse {
     let (body, content_type) = match file.as_str() {
-        "app.css" => (
-            include_str!("../../static/app.css"),
-            "text/css; charset=utf-8",
-        ),
-        "app.js" => (
-            include_str!("../../static/app.js"),
-            "text/javascript; charset=utf-8",
-        ),
+        "app.css" => (include_str!("../../static/app.css"), "text/css; charset=utf-8"),
+        "app.js" => (include_str!("../../static/app.js"), "text/javascript; charset=utf-8"),
         "favicon.svg" => (include_str!("../../static/favicon.svg"), "image/svg+xml"),
         _ => {
-            return HttpResponse::NotFound()
-                .content_type("text/plain")
-                .body("no such file");
+            return HttpResponse::NotFound().content_type("text/plain").body("no such file");
         }
     };
     HttpResponse::Ok()
@@ -97,7 +114,5 @@ async fn static_file(file: web::Path<String>) -> HttpResponse {
 }
 
 async fn not_found() -> AppResult<HttpResponse> {
-    Err(crate::error::AppError::NotFound(
-        "There is no page at this address.".into(),
-    ))
+    Err(crate::error::AppError::NotFound("There is no page at this address.".into()))
 }

@@ -33,23 +33,14 @@ impl CurrentAdmin {
     /// Leaves a message for the next page this administrator sees.
     pub async fn flash(&self, state: &AppState, message: String) -> AppResult<()> {
         let hash = self.token_hash.clone();
-        state
-            .db
-            .run(move |conn| Session::set_flash(conn, &hash, Some(&message)))
-            .await?;
+        state.db.run(move |conn| Session::set_flash(conn, &hash, Some(&message))).await?;
         Ok(())
     }
 
     async fn load(req: HttpRequest) -> AppResult<Self> {
-        let signed_out = || AppError::SignedOut {
-            next: local_path(&req),
-        };
+        let signed_out = || AppError::SignedOut { next: local_path(&req) };
         let state = app_state(&req)?;
-        let token = req
-            .cookie(SESSION_COOKIE)
-            .ok_or_else(signed_out)?
-            .value()
-            .to_owned();
+        let token = req.cookie(SESSION_COOKIE).ok_or_else(signed_out)?.value().to_owned();
         let hash = security::sha256_hex(&token);
         let ttl = TimeDelta::from_std(state.settings.session_ttl).unwrap_or(TimeDelta::hours(12));
         let found = state
@@ -69,11 +60,7 @@ impl CurrentAdmin {
             })
             .await?;
         let session = found.ok_or_else(signed_out)?;
-        Ok(Self {
-            token_hash: session.token_hash,
-            csrf_token: session.csrf_token,
-            flash: session.flash,
-        })
+        Ok(Self { token_hash: session.token_hash, csrf_token: session.csrf_token, flash: session.flash })
     }
 
     /// True when `token` is this session's CSRF token.
@@ -111,19 +98,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         Box::pin(async move {
             // The body is read first, even for a refused request, so the
             // connection stays usable for the next one.
-            let body = body
-                .await
-                .map_err(|e| AppError::BadRequest(format!("The form could not be read: {e}")))?;
+            let body = body.await.map_err(|e| AppError::BadRequest(format!("The form could not be read: {e}")))?;
             let admin = admin.await?;
             if body.len() > FORM_LIMIT {
                 return Err(AppError::BadRequest("The form is too large.".into()));
             }
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
                 .map_err(|_| AppError::BadRequest("The form could not be read.".into()))?;
-            let token = pairs
-                .iter()
-                .find(|(k, _)| k == "csrf_token")
-                .map(|(_, v)| v.as_str());
+            let token = pairs.iter().find(|(k, _)| k == "csrf_token").map(|(_, v)| v.as_str());
             if !token.is_some_and(|t| admin.csrf_ok(t)) {
                 return Err(AppError::Csrf);
             }
@@ -135,17 +117,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
 }
 
 pub fn app_state(req: &HttpRequest) -> AppResult<web::Data<AppState>> {
-    req.app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| AppError::Internal("application state missing".into()))
+    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| AppError::Internal("application state missing".into()))
 }
 
 /// The path and query of a request, to come back to after signing in.
 fn local_path(req: &HttpRequest) -> String {
     if req.method() == actix_web::http::Method::GET {
-        req.uri()
-            .path_and_query()
-            .map_or("/provisioning".into(), |p| p.as_str().to_owned())
+        req.uri().path_and_query().map_or("/provisioning".into(), |p| p.as_str().to_owned())
     } else {
         "/provisioning".into()
     }
@@ -157,20 +135,11 @@ pub fn safe_local(target: &str, fallback: &str) -> String {
         && !target.starts_with("//")
         && !target.starts_with("/\\")
         && !target.chars().any(|c| c.is_control());
-    if ok {
-        target.to_owned()
-    } else {
-        fallback.to_owned()
-    }
+    if ok { target.to_owned() } else { fallback.to_owned() }
 }
 
 /// A cookie with the house attributes: HttpOnly, SameSite=Lax, path `/`.
-pub fn cookie(
-    state: &AppState,
-    name: &'static str,
-    value: String,
-    max_age: Option<CookieDuration>,
-) -> Cookie<'static> {
+pub fn cookie(state: &AppState, name: &'static str, value: String, max_age: Option<CookieDuration>) -> Cookie<'static> {
     let mut c = Cookie::build(name, value)
         .path("/")
         .http_only(true)
@@ -189,17 +158,8 @@ mod tests {
 
     #[test]
     fn redirects_stay_on_the_site() {
-        assert_eq!(
-            safe_local("/provisioning?status=archived", "/"),
-            "/provisioning?status=archived"
-        );
-        for bad in [
-            "//evil.example",
-            "https://evil.example",
-            "/\\evil.example",
-            "",
-            "provisioning",
-        ] {
+        assert_eq!(safe_local("/provisioning?status=archived", "/"), "/provisioning?status=archived");
+        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "", "provisioning"] {
             assert_eq!(safe_local(bad, "/x"), "/x", "{bad}");
         }
     }

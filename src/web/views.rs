@@ -13,12 +13,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(admin: &CurrentAdmin, title: impl Into<String>, section: &'static str) -> Self {
-        Self {
-            title: title.into(),
-            csrf_token: admin.csrf_token.clone(),
-            flash: admin.flash.clone(),
-            section,
-        }
+        Self { title: title.into(), csrf_token: admin.csrf_token.clone(), flash: admin.flash.clone(), section }
     }
 }
 
@@ -29,21 +24,12 @@ pub struct EventGroup {
 }
 
 pub fn event_groups() -> Vec<EventGroup> {
-    catalogue::GROUPS
-        .iter()
-        .map(|g| EventGroup {
-            name: g,
-            events: catalogue::in_group(g).collect(),
-        })
-        .collect()
+    catalogue::GROUPS.iter().map(|g| EventGroup { name: g, events: catalogue::in_group(g).collect() }).collect()
 }
 
 /// How an event is shown in tables: `Clients: create`.
 pub fn event_label(events_id: &str) -> String {
-    catalogue::find(events_id).map_or_else(
-        || events_id.to_owned(),
-        |e| format!("{}: {}", e.group, e.label),
-    )
+    catalogue::find(events_id).map_or_else(|| events_id.to_owned(), |e| format!("{}: {}", e.group, e.label))
 }
 
 /// One page of a list and links to its neighbours.
@@ -60,14 +46,7 @@ impl Pager {
     pub const PER_PAGE: i64 = 50;
 
     /// `base_query` holds the filters (urlencoded, maybe empty); `has_more` says whether a next page exists.
-    pub fn new(
-        path: &str,
-        base_query: &str,
-        page: i64,
-        total: Option<i64>,
-        shown: usize,
-        has_more: bool,
-    ) -> Self {
+    pub fn new(path: &str, base_query: &str, page: i64, total: Option<i64>, shown: usize, has_more: bool) -> Self {
         let link = |p: i64| {
             let sep = if base_query.is_empty() { "" } else { "&" };
             format!("{path}?{base_query}{sep}page={p}")
@@ -83,11 +62,7 @@ impl Pager {
     }
 
     pub fn first_shown(&self) -> i64 {
-        if self.shown == 0 {
-            0
-        } else {
-            (self.page - 1) * self.per_page + 1
-        }
+        if self.shown == 0 { 0 } else { (self.page - 1) * self.per_page + 1 }
     }
 
     pub fn last_shown(&self) -> i64 {

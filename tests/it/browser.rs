@@ -21,11 +21,7 @@ impl Browser {
     pub async fn start() -> Option<Self> {
         let required = std::env::var("E2E_REQUIRED").is_ok_and(|v| v == "1");
         let driver_path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = match tokio::process::Command::new(&driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -38,9 +34,7 @@ impl Browser {
                 panic!("browser tests required but {driver_path} cannot start: {e}")
             }
             Err(e) => {
-                eprintln!(
-                    "skipping a browser test: {driver_path} cannot start ({e}); install chromium-driver"
-                );
+                eprintln!("skipping a browser test: {driver_path} cannot start ({e}); install chromium-driver");
                 return None;
             }
         };
@@ -62,18 +56,9 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last_error = String::new();
         for _ in 0..100 {
-            match ClientBuilder::rustls()
-                .expect("a TLS config")
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await
-            {
+            match ClientBuilder::rustls().expect("a TLS config").capabilities(caps.clone()).connect(&url).await {
                 Ok(client) => {
-                    return Some(Self {
-                        client,
-                        driver,
-                        _profile: profile,
-                    });
+                    return Some(Self { client, driver, _profile: profile });
                 }
                 Err(e) => last_error = e.to_string(),
             }
@@ -90,40 +75,15 @@ impl Browser {
     pub async fn sign_in(&self, app: &TestApp) {
         let c = &self.client;
         c.goto(&app.url("/login")).await.unwrap();
-        c.find(Locator::Id("username"))
-            .await
-            .unwrap()
-            .send_keys(ADMIN_USER)
-            .await
-            .unwrap();
-        c.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(ADMIN_PASSWORD)
-            .await
-            .unwrap();
-        c.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.wait()
-            .for_element(Locator::Css("table.grid"))
-            .await
-            .unwrap();
+        c.find(Locator::Id("username")).await.unwrap().send_keys(ADMIN_USER).await.unwrap();
+        c.find(Locator::Id("password")).await.unwrap().send_keys(ADMIN_PASSWORD).await.unwrap();
+        c.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Css("table.grid")).await.unwrap();
     }
 
     /// Text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        self.client
-            .wait()
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.client.wait().for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
     }
 
     /// Waits (up to 10 s) until the text of `css` satisfies `ok`, as a page
@@ -155,10 +115,7 @@ impl Browser {
     pub async fn focused_id(&self) -> String {
         let v = self
             .client
-            .execute(
-                "return document.activeElement.id || document.activeElement.textContent",
-                vec![],
-            )
+            .execute("return document.activeElement.id || document.activeElement.textContent", vec![])
             .await
             .unwrap();
         v.as_str().unwrap_or_default().trim().to_owned()
@@ -175,181 +132,62 @@ async fn new_handler_in_the_pop_up_with_messages_then_saved() {
     let c = &browser.client;
 
     // The pop-up opens over the list, focus on the first field.
-    c.find(Locator::Css("a[data-dialog]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("dialog[open] #handler-form"))
-        .await
-        .unwrap();
-    assert_eq!(
-        c.current_url().await.unwrap().path(),
-        "/provisioning",
-        "a pop-up, not a page"
-    );
+    c.find(Locator::Css("a[data-dialog]")).await.unwrap().click().await.unwrap();
+    c.wait().for_element(Locator::Css("dialog[open] #handler-form")).await.unwrap();
+    assert_eq!(c.current_url().await.unwrap().path(), "/provisioning", "a pop-up, not a page");
     assert_eq!(browser.focused_id().await, "name");
 
     // Esc closes it and gives the focus back to the button.
-    c.find(Locator::Css("dialog[open] #target"))
-        .await
-        .unwrap()
-        .send_keys("\u{e00c}")
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("dialog:not([open])"))
-        .await
-        .unwrap();
+    c.find(Locator::Css("dialog[open] #target")).await.unwrap().send_keys("\u{e00c}").await.unwrap();
+    c.wait().for_element(Locator::Css("dialog:not([open])")).await.unwrap();
     assert_eq!(browser.focused_id().await, "+ New Handler");
 
     // An invalid form: the messages show inside the pop-up, values kept.
-    c.find(Locator::Css("a[data-dialog]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Css("dialog[open] #handler-form"))
-        .await
-        .unwrap();
-    c.find(Locator::Css("dialog #target"))
-        .await
-        .unwrap()
-        .send_keys("ftp://nowhere")
-        .await
-        .unwrap();
-    c.find(Locator::Css("dialog button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.find(Locator::Css("a[data-dialog]")).await.unwrap().click().await.unwrap();
+    c.wait().for_element(Locator::Css("dialog[open] #handler-form")).await.unwrap();
+    c.find(Locator::Css("dialog #target")).await.unwrap().send_keys("ftp://nowhere").await.unwrap();
+    c.find(Locator::Css("dialog button[type=submit]")).await.unwrap().click().await.unwrap();
     let name_error = browser.text("dialog[open] #name-error").await;
     assert_eq!(name_error, "Enter a name");
-    assert_eq!(
-        browser.text("dialog[open] #target-error").await,
-        "Use an http:// or https:// URL, not ftp://"
-    );
-    assert!(
-        browser
-            .text("dialog[open] #events_id-error")
-            .await
-            .contains("Choose an event")
-    );
-    let kept = c
-        .find(Locator::Css("dialog #target"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
+    assert_eq!(browser.text("dialog[open] #target-error").await, "Use an http:// or https:// URL, not ftp://");
+    assert!(browser.text("dialog[open] #events_id-error").await.contains("Choose an event"));
+    let kept = c.find(Locator::Css("dialog #target")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(kept.as_deref(), Some("ftp://nowhere"));
-    assert_eq!(
-        browser.focused_id().await,
-        "name",
-        "focus goes to the first field in error"
-    );
+    assert_eq!(browser.focused_id().await, "name", "focus goes to the first field in error");
     browser.screenshot("handler-form-errors").await;
 
     // Fixed and saved: back on the list with the new row and a message.
-    c.find(Locator::Css("dialog #name"))
-        .await
-        .unwrap()
-        .send_keys("Browser handler")
-        .await
-        .unwrap();
-    c.find(Locator::Css("dialog #events_id"))
-        .await
-        .unwrap()
-        .select_by_value("clients.create")
-        .await
-        .unwrap();
+    c.find(Locator::Css("dialog #name")).await.unwrap().send_keys("Browser handler").await.unwrap();
+    c.find(Locator::Css("dialog #events_id")).await.unwrap().select_by_value("clients.create").await.unwrap();
     let target = c.find(Locator::Css("dialog #target")).await.unwrap();
     target.clear().await.unwrap();
     target.send_keys("127.0.0.1:5000/api").await.unwrap();
-    c.find(Locator::Css("dialog button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let flash = browser
-        .wait_text("p.flash", |t| t.contains("created"))
-        .await;
-    assert!(
-        flash.starts_with("Handler “Browser handler” created"),
-        "{flash}"
-    );
+    c.find(Locator::Css("dialog button[type=submit]")).await.unwrap().click().await.unwrap();
+    let flash = browser.wait_text("p.flash", |t| t.contains("created")).await;
+    assert!(flash.starts_with("Handler “Browser handler” created"), "{flash}");
     let row = browser.text("table.grid tbody tr").await;
     browser.screenshot("handler-list").await;
-    assert!(
-        row.contains("Browser handler") && row.contains("http://127.0.0.1:5000/api"),
-        "{row}"
-    );
+    assert!(row.contains("Browser handler") && row.contains("http://127.0.0.1:5000/api"), "{row}");
 
     // The status icon toggles; the Advanced Search drop-down filters.
-    c.find(Locator::Css("button.status-icon"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.find(Locator::Css("button.status-icon")).await.unwrap().click().await.unwrap();
     assert_eq!(
-        browser
-            .wait_text("p.flash", |t| t.contains("disabled"))
-            .await,
+        browser.wait_text("p.flash", |t| t.contains("disabled")).await,
         "Handler “Browser handler” is now disabled."
     );
-    c.find(Locator::Css("#adv-search summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Id("f-status"))
-        .await
-        .unwrap()
-        .select_by_value("enabled")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#adv-search button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_url(&url::Url::parse(&app.url("/provisioning?event=&type=&status=enabled")).unwrap())
-        .await
-        .unwrap();
-    assert!(
-        browser
-            .text("table.grid tbody")
-            .await
-            .contains("No handlers match this search")
-    );
+    c.find(Locator::Css("#adv-search summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("f-status")).await.unwrap().select_by_value("enabled").await.unwrap();
+    c.find(Locator::Css("#adv-search button[type=submit]")).await.unwrap().click().await.unwrap();
+    c.wait().for_url(&url::Url::parse(&app.url("/provisioning?event=&type=&status=enabled")).unwrap()).await.unwrap();
+    assert!(browser.text("table.grid tbody").await.contains("No handlers match this search"));
 
     // Delete asks first; accepting deletes.
     c.goto(&app.url("/provisioning")).await.unwrap();
-    c.find(Locator::Css("a.icon.danger"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.find(Locator::Css("a.icon.danger")).await.unwrap().click().await.unwrap();
     let question = c.get_alert_text().await.unwrap();
-    assert!(
-        question.starts_with("Delete handler “Browser handler”"),
-        "{question}"
-    );
+    assert!(question.starts_with("Delete handler “Browser handler”"), "{question}");
     c.accept_alert().await.unwrap();
-    let flash = browser
-        .wait_text("p.flash", |t| t.contains("deleted"))
-        .await;
+    let flash = browser.wait_text("p.flash", |t| t.contains("deleted")).await;
     assert!(flash.contains("deleted"), "{flash}");
     browser.close().await;
 }

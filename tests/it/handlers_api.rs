@@ -21,12 +21,7 @@ fn body() -> Value {
 }
 
 async fn create(app: &TestApp, body: &Value) -> Value {
-    let res = app
-        .api(Method::POST, "/api/v1/handlers")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::POST, "/api/v1/handlers").json(body).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     res.json().await.unwrap()
 }
@@ -43,14 +38,8 @@ async fn handlers_crud_through_the_api(db: TestDb) {
     assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
     assert!(created["created_at"].as_str().unwrap().ends_with('Z'));
 
-    let got: Value = app
-        .api(Method::GET, &format!("/api/v1/handlers/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value =
+        app.api(Method::GET, &format!("/api/v1/handlers/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(got, created);
 
     let res = app
@@ -61,10 +50,7 @@ async fn handlers_crud_through_the_api(db: TestDb) {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let patched: Value = res.json().await.unwrap();
-    assert_eq!(
-        (patched["status"].as_str(), patched["priority"].as_i64()),
-        (Some("disabled"), Some(9))
-    );
+    assert_eq!((patched["status"].as_str(), patched["priority"].as_i64()), (Some("disabled"), Some(9)));
     assert_eq!(patched["name"], "Billing hook", "fields not given are kept");
 
     // The UI sees what the API did.
@@ -72,56 +58,24 @@ async fn handlers_crud_through_the_api(db: TestDb) {
     let page = ui.get_page("/provisioning?status=disabled").await;
     assert!(page.contains("Billing hook"));
 
-    let res = app
-        .api(Method::POST, &format!("/api/v1/handlers/{id}/secret"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::POST, &format!("/api/v1/handlers/{id}/secret")).send().await.unwrap();
     let rotated: Value = res.json().await.unwrap();
     assert_ne!(rotated["secret"], created["secret"]);
 
-    let logs: Value = app
-        .api(Method::GET, &format!("/api/v1/handlers/{id}/logs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let logs: Value =
+        app.api(Method::GET, &format!("/api/v1/handlers/{id}/logs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(logs["logs"], json!([]));
 
-    let res = app
-        .api(Method::DELETE, &format!("/api/v1/handlers/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::DELETE, &format!("/api/v1/handlers/{id}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     for method in [Method::GET, Method::DELETE, Method::PATCH] {
-        let res = app
-            .api(method.clone(), &format!("/api/v1/handlers/{id}"))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
+        let res = app.api(method.clone(), &format!("/api/v1/handlers/{id}")).json(&json!({})).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method}");
-        assert!(
-            res.json::<Value>().await.unwrap()["error"]
-                .as_str()
-                .unwrap()
-                .contains("no handler")
-        );
+        assert!(res.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("no handler"));
     }
-    let res = app
-        .api(Method::GET, "/api/v1/handlers/abc")
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::GET, "/api/v1/handlers/abc").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = app
-        .api(Method::GET, &format!("/api/v1/handlers/{id}/logs"))
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::GET, &format!("/api/v1/handlers/{id}/logs")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
@@ -129,52 +83,16 @@ async fn the_api_validates_like_the_form(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let cases = [
         ("name", json!("  "), "Enter a name"),
-        (
-            "name",
-            json!("x".repeat(201)),
-            "The name must be at most 200 characters",
-        ),
-        (
-            "events_id",
-            json!("clients.explode"),
-            "Choose an event from the list",
-        ),
-        (
-            "type",
-            json!("smtp"),
-            "Choose a handler type: http or script",
-        ),
-        (
-            "target",
-            json!("ftp://x/y"),
-            "Use an http:// or https:// URL, not ftp://",
-        ),
-        (
-            "status",
-            json!("paused"),
-            "Choose a status: enabled, disabled or archived",
-        ),
-        (
-            "priority",
-            json!(-1),
-            "Enter a whole number from 0 to 1000000",
-        ),
-        (
-            "priority",
-            json!(1_000_001),
-            "Enter a whole number from 0 to 1000000",
-        ),
-        (
-            "priority",
-            json!(1.5),
-            "Enter a whole number from 0 to 1000000",
-        ),
+        ("name", json!("x".repeat(201)), "The name must be at most 200 characters"),
+        ("events_id", json!("clients.explode"), "Choose an event from the list"),
+        ("type", json!("smtp"), "Choose a handler type: http or script"),
+        ("target", json!("ftp://x/y"), "Use an http:// or https:// URL, not ftp://"),
+        ("status", json!("paused"), "Choose a status: enabled, disabled or archived"),
+        ("priority", json!(-1), "Enter a whole number from 0 to 1000000"),
+        ("priority", json!(1_000_001), "Enter a whole number from 0 to 1000000"),
+        ("priority", json!(1.5), "Enter a whole number from 0 to 1000000"),
         ("priority", json!(true), "must be a string or a number"),
-        (
-            "timeout_ms",
-            json!(50),
-            "Enter a timeout in milliseconds from 100 to 300000",
-        ),
+        ("timeout_ms", json!(50), "Enter a timeout in milliseconds from 100 to 300000"),
         (
             "colour",
             json!("red"),
@@ -184,26 +102,12 @@ async fn the_api_validates_like_the_form(db: TestDb) {
     for (field, value, message) in cases {
         let mut b = body();
         b[field] = value.clone();
-        let res = app
-            .api(Method::POST, "/api/v1/handlers")
-            .json(&b)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            res.status(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{field}={value}"
-        );
+        let res = app.api(Method::POST, "/api/v1/handlers").json(&b).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}={value}");
         let err: Value = res.json().await.unwrap();
         assert_eq!(err["errors"][field], message, "{field}={value}: {err}");
     }
-    let res = app
-        .api(Method::POST, "/api/v1/handlers")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::POST, "/api/v1/handlers").json(&json!({})).send().await.unwrap();
     let err: Value = res.json().await.unwrap();
     for field in ["name", "events_id", "type"] {
         assert!(err["errors"][field].is_string(), "{field}: {err}");
@@ -215,12 +119,7 @@ async fn the_api_validates_like_the_form(db: TestDb) {
     b["target"] = json!("run.sh");
     create(&app, &b).await;
     b["target"] = json!("../run.sh");
-    let res = app
-        .api(Method::POST, "/api/v1/handlers")
-        .json(&b)
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::POST, "/api/v1/handlers").json(&b).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // An invalid PATCH changes nothing.
@@ -232,42 +131,17 @@ async fn the_api_validates_like_the_form(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let got: Value = app
-        .api(Method::GET, &format!("/api/v1/handlers/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        (got["name"].as_str(), got["priority"].as_i64()),
-        (Some("Billing hook"), Some(5))
-    );
-    let list: Value = app
-        .api(Method::GET, "/api/v1/handlers")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        list["handlers"].as_array().unwrap().len(),
-        2,
-        "only the valid handlers exist"
-    );
+    let got: Value =
+        app.api(Method::GET, &format!("/api/v1/handlers/{id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((got["name"].as_str(), got["priority"].as_i64()), (Some("Billing hook"), Some(5)));
+    let list: Value = app.api(Method::GET, "/api/v1/handlers").send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["handlers"].as_array().unwrap().len(), 2, "only the valid handlers exist");
 }
 
 async fn the_api_needs_its_bearer_token(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let plain = reqwest::Client::new();
-    for auth in [
-        None,
-        Some("Bearer wrong"),
-        Some("Basic YWRtaW46eA=="),
-        Some("Bearer "),
-    ] {
+    for auth in [None, Some("Bearer wrong"), Some("Basic YWRtaW46eA=="), Some("Bearer ")] {
         let mut req = plain.post(app.url("/api/v1/handlers")).json(&body());
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -279,66 +153,30 @@ async fn the_api_needs_its_bearer_token(db: TestDb) {
     }
     let res = plain.get(app.url("/api/v1/handlers")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let list: Value = app
-        .api(Method::GET, "/api/v1/handlers")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.api(Method::GET, "/api/v1/handlers").send().await.unwrap().json().await.unwrap();
     assert_eq!(list["handlers"], json!([]), "nothing was created");
     // The OpenAPI document is public and names the routes.
-    let doc: Value = plain
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = plain.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["paths"]["/handlers/{id}"].is_object());
 }
 
 async fn bad_bodies_get_clear_errors(db: TestDb) {
-    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| {
-        s.max_body_bytes = 4096
-    })
-    .await;
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| s.max_body_bytes = 4096).await;
     let send = |body: Vec<u8>| {
-        app.api(Method::POST, "/api/v1/handlers")
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        app.api(Method::POST, "/api/v1/handlers").header("content-type", "application/json").body(body).send()
     };
     let res = send(b"{\"name\": ".to_vec()).await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(
-        res.json::<Value>().await.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .contains("not valid JSON")
-    );
+    assert!(res.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("not valid JSON"));
     let res = send(b"[1,2]".to_vec()).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let mut big = body();
     big["name"] = json!("x".repeat(5000));
     let res = send(serde_json::to_vec(&big).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let res = app
-        .api(Method::GET, "/api/v1/nowhere")
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::GET, "/api/v1/nowhere").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let list: Value = app
-        .api(Method::GET, "/api/v1/handlers")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.api(Method::GET, "/api/v1/handlers").send().await.unwrap().json().await.unwrap();
     assert_eq!(list["handlers"], json!([]));
 }
 
@@ -359,14 +197,8 @@ async fn the_list_filters_like_the_advanced_search(db: TestDb) {
     let names = |q: &'static str| {
         let app = &app;
         async move {
-            let list: Value = app
-                .api(Method::GET, &format!("/api/v1/handlers{q}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list: Value =
+                app.api(Method::GET, &format!("/api/v1/handlers{q}")).send().await.unwrap().json().await.unwrap();
             list["handlers"]
                 .as_array()
                 .unwrap()
@@ -375,18 +207,10 @@ async fn the_list_filters_like_the_advanced_search(db: TestDb) {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(
-        names("").await,
-        ["b", "a"],
-        "enabled and disabled, by priority"
-    );
+    assert_eq!(names("").await, ["b", "a"], "enabled and disabled, by priority");
     assert_eq!(names("?status=archived").await, ["c"]);
     assert_eq!(names("?event=clients.create").await, ["a"]);
     assert_eq!(names("?type=script").await, Vec::<String>::new());
-    let res = app
-        .api(Method::GET, "/api/v1/handlers?status=nope")
-        .send()
-        .await
-        .unwrap();
+    let res = app.api(Method::GET, "/api/v1/handlers?status=nope").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -17,12 +17,7 @@ on_both_backends!(
     script_targets_must_be_executables_inside_the_scripts_directory,
 );
 
-fn handler_fields<'a>(
-    csrf: &'a str,
-    name: &'a str,
-    target: &'a str,
-    priority: &'a str,
-) -> Vec<(&'a str, &'a str)> {
+fn handler_fields<'a>(csrf: &'a str, name: &'a str, target: &'a str, priority: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("csrf_token", csrf),
         ("name", name),
@@ -42,11 +37,7 @@ async fn create(app: &TestApp, fields: &[(&str, &str)]) -> i64 {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()["location"], "/provisioning");
     let flash = flash_of(&app.get_page("/provisioning").await).expect("a flash message");
-    let id = flash
-        .split("(#")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .expect("the id in the flash");
+    let id = flash.split("(#").nth(1).and_then(|rest| rest.split(')').next()).expect("the id in the flash");
     id.parse().unwrap()
 }
 
@@ -55,55 +46,33 @@ async fn create_edit_toggle_archive_and_delete_a_handler(db: TestDb) {
 
     let new_form = app.get_page("/provisioning/new").await;
     assert!(new_form.contains(r#"<form method="post" action="/provisioning""#));
-    assert!(
-        new_form.contains(r#"<optgroup label="Clients">"#),
-        "events grouped by the catalogue's groups"
-    );
+    assert!(new_form.contains(r#"<optgroup label="Clients">"#), "events grouped by the catalogue's groups");
 
-    let res = app
-        .post_form(
-            "/provisioning",
-            &handler_fields(&csrf, "CRM sync", "127.0.0.1:5000/api", "10"),
-        )
-        .await;
+    let res = app.post_form("/provisioning", &handler_fields(&csrf, "CRM sync", "127.0.0.1:5000/api", "10")).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let page = app.get_page("/provisioning").await;
     let id = listed_ids(&page)[0];
     assert_eq!(
         flash_of(&page).as_deref(),
-        Some(&*format!(
-            "Handler “CRM sync” created (#{id}). It applies to the next event."
-        ))
+        Some(&*format!("Handler “CRM sync” created (#{id}). It applies to the next event."))
     );
-    assert!(
-        page.contains("<code>http://127.0.0.1:5000/api</code>"),
-        "the target is shown with its scheme"
-    );
+    assert!(page.contains("<code>http://127.0.0.1:5000/api</code>"), "the target is shown with its scheme");
     assert!(page.contains("Clients: create"));
     assert!(page.contains("Changes take effect immediately"));
-    assert_eq!(
-        flash_of(&app.get_page("/provisioning").await),
-        None,
-        "a flash is shown once"
-    );
+    assert_eq!(flash_of(&app.get_page("/provisioning").await), None, "a flash is shown once");
 
     // Edit: the form comes back filled, and a change is saved.
     let edit = app.get_page(&format!("/provisioning/{id}/edit")).await;
     assert_eq!(hidden_field(&edit, "name"), "CRM sync");
     assert!(edit.contains(r#"<option value="clients.create" selected>"#));
-    assert!(
-        edit.contains("whsec_"),
-        "the signing secret is shown to the administrator"
-    );
+    assert!(edit.contains("whsec_"), "the signing secret is shown to the administrator");
     let mut fields = handler_fields(&csrf, "CRM sync v2", "https://crm.example/hooks", "3");
     fields[2] = ("events_id", "clients.update");
     let res = app.post_form(&format!("/provisioning/{id}"), &fields).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let page = app.get_page("/provisioning").await;
     assert!(
-        page.contains("CRM sync v2")
-            && page.contains("https://crm.example/hooks")
-            && page.contains("Clients: update")
+        page.contains("CRM sync v2") && page.contains("https://crm.example/hooks") && page.contains("Clients: update")
     );
 
     // Toggle: enabled -> disabled -> enabled, back to the page it came from.
@@ -111,16 +80,11 @@ async fn create_edit_toggle_archive_and_delete_a_handler(db: TestDb) {
         let csrf = csrf.clone();
         let app = &app;
         async move {
-            let mut f = vec![
-                ("csrf_token", csrf.as_str()),
-                ("return_to", "/provisioning?type=http"),
-            ];
+            let mut f = vec![("csrf_token", csrf.as_str()), ("return_to", "/provisioning?type=http")];
             if !status.is_empty() {
                 f.push(("status", status));
             }
-            let res = app
-                .post_form(&format!("/provisioning/{id}/status"), &f)
-                .await;
+            let res = app.post_form(&format!("/provisioning/{id}/status"), &f).await;
             assert_eq!(res.status(), StatusCode::SEE_OTHER);
             assert_eq!(res.headers()["location"], "/provisioning?type=http");
         }
@@ -149,30 +113,13 @@ async fn create_edit_toggle_archive_and_delete_a_handler(db: TestDb) {
     // Delete: a confirmation first, then the POST.
     let confirm = app.get_page(&format!("/provisioning/{id}/delete")).await;
     assert!(confirm.contains("Delete Handler #") && confirm.contains("cannot be undone"));
-    let res = app
-        .post_form(
-            &format!("/provisioning/{id}/delete"),
-            &[("csrf_token", &csrf)],
-        )
-        .await;
+    let res = app.post_form(&format!("/provisioning/{id}/delete"), &[("csrf_token", &csrf)]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let page = app.get_page("/provisioning?status=archived").await;
     assert!(listed_ids(&page).is_empty());
-    assert_eq!(
-        app.get(&format!("/provisioning/{id}/edit")).await.status(),
-        StatusCode::NOT_FOUND
-    );
-    let res = app
-        .post_form(
-            &format!("/provisioning/{id}/delete"),
-            &[("csrf_token", &csrf)],
-        )
-        .await;
-    assert_eq!(
-        res.status(),
-        StatusCode::NOT_FOUND,
-        "deleting twice is a clear 404"
-    );
+    assert_eq!(app.get(&format!("/provisioning/{id}/edit")).await.status(), StatusCode::NOT_FOUND);
+    let res = app.post_form(&format!("/provisioning/{id}/delete"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "deleting twice is a clear 404");
 }
 
 async fn an_invalid_form_keeps_the_values_shows_each_message_and_creates_nothing(db: TestDb) {
@@ -181,61 +128,25 @@ async fn an_invalid_form_keeps_the_values_shows_each_message_and_creates_nothing
     let cases: &[(&str, &str, &str)] = &[
         ("name", "   ", "Enter a name"),
         ("name", &long, "The name must be at most 200 characters"),
-        (
-            "events_id",
-            "clients.explode",
-            "Choose an event from the list",
-        ),
+        ("events_id", "clients.explode", "Choose an event from the list"),
         ("type", "ftp", "Choose a handler type: http or script"),
-        (
-            "target",
-            "ftp://x/y",
-            "Use an http:// or https:// URL, not ftp://",
-        ),
-        (
-            "target",
-            "",
-            "Enter the URL to call, e.g. 127.0.0.1:5000/api",
-        ),
-        (
-            "status",
-            "paused",
-            "Choose a status: enabled, disabled or archived",
-        ),
+        ("target", "ftp://x/y", "Use an http:// or https:// URL, not ftp://"),
+        ("target", "", "Enter the URL to call, e.g. 127.0.0.1:5000/api"),
+        ("status", "paused", "Choose a status: enabled, disabled or archived"),
         ("priority", "-1", "Enter a whole number from 0 to 1000000"),
-        (
-            "priority",
-            "1000001",
-            "Enter a whole number from 0 to 1000000",
-        ),
+        ("priority", "1000001", "Enter a whole number from 0 to 1000000"),
         ("priority", "ten", "Enter a whole number from 0 to 1000000"),
-        (
-            "timeout_ms",
-            "99",
-            "Enter a timeout in milliseconds from 100 to 300000",
-        ),
-        (
-            "timeout_ms",
-            "300001",
-            "Enter a timeout in milliseconds from 100 to 300000",
-        ),
+        ("timeout_ms", "99", "Enter a timeout in milliseconds from 100 to 300000"),
+        ("timeout_ms", "300001", "Enter a timeout in milliseconds from 100 to 300000"),
     ];
     for (field, value, message) in cases {
         let mut fields = handler_fields(&csrf, "Keep me", "127.0.0.1:5000/api", "7");
         fields.retain(|(k, _)| k != field);
         fields.push((field, value));
         let res = app.post_form("/provisioning", &fields).await;
-        assert_eq!(
-            res.status(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{field}={value}"
-        );
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}={value}");
         let page = res.text().await.unwrap();
-        assert_eq!(
-            field_error(&page, field).as_deref(),
-            Some(*message),
-            "{field}={value}"
-        );
+        assert_eq!(field_error(&page, field).as_deref(), Some(*message), "{field}={value}");
         if *field != "name" {
             assert_eq!(hidden_field(&page, "name"), "Keep me", "values are kept");
         }
@@ -247,13 +158,7 @@ async fn an_invalid_form_keeps_the_values_shows_each_message_and_creates_nothing
     let res = app
         .post_form(
             "/provisioning",
-            &[
-                ("csrf_token", &csrf),
-                ("name", ""),
-                ("events_id", ""),
-                ("type", "http"),
-                ("target", ""),
-            ],
+            &[("csrf_token", &csrf), ("name", ""), ("events_id", ""), ("type", "http"), ("target", "")],
         )
         .await;
     let page = res.text().await.unwrap();
@@ -261,32 +166,14 @@ async fn an_invalid_form_keeps_the_values_shows_each_message_and_creates_nothing
         assert!(field_error(&page, field).is_some(), "{field}");
     }
     let list = app.get_page("/provisioning?status=").await;
-    assert!(
-        listed_ids(&list).is_empty(),
-        "no invalid form created a handler"
-    );
+    assert!(listed_ids(&list).is_empty(), "no invalid form created a handler");
     for status in ["enabled", "disabled", "archived"] {
-        assert!(
-            listed_ids(
-                &app.get_page(&format!("/provisioning?status={status}"))
-                    .await
-            )
-            .is_empty()
-        );
+        assert!(listed_ids(&app.get_page(&format!("/provisioning?status={status}")).await).is_empty());
     }
 
     // An invalid edit changes nothing either.
-    let id = create(
-        &app,
-        &handler_fields(&csrf, "Stable", "127.0.0.1:5000/api", "1"),
-    )
-    .await;
-    let res = app
-        .post_form(
-            &format!("/provisioning/{id}"),
-            &handler_fields(&csrf, "", "127.0.0.1:1/x", "1"),
-        )
-        .await;
+    let id = create(&app, &handler_fields(&csrf, "Stable", "127.0.0.1:5000/api", "1")).await;
+    let res = app.post_form(&format!("/provisioning/{id}"), &handler_fields(&csrf, "", "127.0.0.1:1/x", "1")).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let edit = app.get_page(&format!("/provisioning/{id}/edit")).await;
     assert_eq!(hidden_field(&edit, "name"), "Stable");
@@ -298,34 +185,10 @@ async fn advanced_search_filters_by_event_type_and_status(db: TestDb) {
     let script = app.write_script("provision.sh", "#!/bin/sh\nexit 0\n", true);
     assert!(script.exists());
     let specs = [
-        (
-            "A http create enabled",
-            "clients.create",
-            "http",
-            "127.0.0.1:5000/a",
-            "enabled",
-        ),
-        (
-            "B script create enabled",
-            "clients.create",
-            "script",
-            "provision.sh",
-            "enabled",
-        ),
-        (
-            "C http update disabled",
-            "clients.update",
-            "http",
-            "127.0.0.1:5000/c",
-            "disabled",
-        ),
-        (
-            "D http create archived",
-            "clients.create",
-            "http",
-            "127.0.0.1:5000/d",
-            "archived",
-        ),
+        ("A http create enabled", "clients.create", "http", "127.0.0.1:5000/a", "enabled"),
+        ("B script create enabled", "clients.create", "script", "provision.sh", "enabled"),
+        ("C http update disabled", "clients.update", "http", "127.0.0.1:5000/c", "disabled"),
+        ("D http create archived", "clients.create", "http", "127.0.0.1:5000/d", "archived"),
     ];
     for (name, event, kind, target, status) in specs {
         let res = app
@@ -346,52 +209,20 @@ async fn advanced_search_filters_by_event_type_and_status(db: TestDb) {
     }
     app.get_page("/provisioning").await; // shows (and so clears) the last flash message
     let names = |page: String| -> Vec<char> {
-        specs
-            .iter()
-            .filter(|s| page.contains(s.0))
-            .map(|s| s.0.chars().next().unwrap())
-            .collect()
+        specs.iter().filter(|s| page.contains(s.0)).map(|s| s.0.chars().next().unwrap()).collect()
     };
-    assert_eq!(
-        names(app.get_page("/provisioning").await),
-        vec!['A', 'B', 'C'],
-        "blank status: enabled and disabled"
-    );
-    assert_eq!(
-        names(app.get_page("/provisioning?event=clients.create").await),
-        vec!['A', 'B']
-    );
-    assert_eq!(
-        names(app.get_page("/provisioning?type=script").await),
-        vec!['B']
-    );
-    assert_eq!(
-        names(app.get_page("/provisioning?type=http&status=").await),
-        vec!['A', 'C']
-    );
-    assert_eq!(
-        names(app.get_page("/provisioning?status=archived").await),
-        vec!['D']
-    );
-    assert_eq!(
-        names(
-            app.get_page("/provisioning?event=clients.create&type=http&status=enabled")
-                .await
-        ),
-        vec!['A']
-    );
+    assert_eq!(names(app.get_page("/provisioning").await), vec!['A', 'B', 'C'], "blank status: enabled and disabled");
+    assert_eq!(names(app.get_page("/provisioning?event=clients.create").await), vec!['A', 'B']);
+    assert_eq!(names(app.get_page("/provisioning?type=script").await), vec!['B']);
+    assert_eq!(names(app.get_page("/provisioning?type=http&status=").await), vec!['A', 'C']);
+    assert_eq!(names(app.get_page("/provisioning?status=archived").await), vec!['D']);
+    assert_eq!(names(app.get_page("/provisioning?event=clients.create&type=http&status=enabled").await), vec!['A']);
     let filtered = app.get_page("/provisioning?event=clients.update").await;
-    assert!(
-        filtered.contains(r#"<option value="clients.update" selected>"#),
-        "the drop-down shows the filter"
-    );
+    assert!(filtered.contains(r#"<option value="clients.update" selected>"#), "the drop-down shows the filter");
     // A bad filter is a clear 400, not an empty list.
-    for bad in [
-        "/provisioning?status=paused",
-        "/provisioning?type=ftp",
-        "/provisioning?event=nope",
-        "/provisioning?page=0",
-    ] {
+    for bad in
+        ["/provisioning?status=paused", "/provisioning?type=ftp", "/provisioning?event=nope", "/provisioning?page=0"]
+    {
         let res = app.get(bad).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
@@ -403,17 +234,9 @@ async fn the_list_is_sorted_by_priority_then_id_and_paginated(db: TestDb) {
     for i in 0..60 {
         let priority = (59 - i).to_string();
         let name = format!("H{i}");
-        create(
-            &app,
-            &handler_fields(&csrf, &name, "127.0.0.1:5000/api", &priority),
-        )
-        .await;
+        create(&app, &handler_fields(&csrf, &name, "127.0.0.1:5000/api", &priority)).await;
     }
-    let tie = create(
-        &app,
-        &handler_fields(&csrf, "Tie", "127.0.0.1:5000/api", "0"),
-    )
-    .await;
+    let tie = create(&app, &handler_fields(&csrf, "Tie", "127.0.0.1:5000/api", "0")).await;
     let first = app.get_page("/provisioning").await;
     let ids = listed_ids(&first);
     assert_eq!(ids.len(), 50);
@@ -425,26 +248,15 @@ async fn the_list_is_sorted_by_priority_then_id_and_paginated(db: TestDb) {
     let ids2 = listed_ids(&second);
     assert_eq!(ids2.len(), 11);
     assert_eq!(*ids2.last().unwrap(), tie - 60, "priority 59 last");
-    assert!(
-        second.contains("51–61 of 61")
-            && second.contains(r#"rel="prev""#)
-            && !second.contains(r#"rel="next""#)
-    );
+    assert!(second.contains("51–61 of 61") && second.contains(r#"rel="prev""#) && !second.contains(r#"rel="next""#));
     let filtered = app.get_page("/provisioning?type=http").await;
-    assert!(
-        filtered.contains(r#"href="/provisioning?type=http&#38;page=2""#),
-        "pages keep the filters"
-    );
+    assert!(filtered.contains(r#"href="/provisioning?type=http&#38;page=2""#), "pages keep the filters");
 }
 
 async fn names_are_escaped(db: TestDb) {
     let (app, csrf) = TestApp::signed_in(db).await;
     let evil = r#"<script>alert("x")</script><img src=x onerror=alert(1)>"#;
-    let id = create(
-        &app,
-        &handler_fields(&csrf, evil, "127.0.0.1:5000/api", "1"),
-    )
-    .await;
+    let id = create(&app, &handler_fields(&csrf, evil, "127.0.0.1:5000/api", "1")).await;
     for page in [
         app.get_page("/provisioning").await,
         app.get_page(&format!("/provisioning/{id}/edit")).await,
@@ -454,29 +266,17 @@ async fn names_are_escaped(db: TestDb) {
         assert!(!page.contains("<img src=x"), "no live img tag");
         assert!(page.contains("&#60;script&#62;") || page.contains("&lt;script&gt;"));
     }
-    let invalid = app
-        .post_form(
-            "/provisioning",
-            &handler_fields(&csrf, evil, "ftp://<b>x</b>", "1"),
-        )
-        .await;
+    let invalid = app.post_form("/provisioning", &handler_fields(&csrf, evil, "ftp://<b>x</b>", "1")).await;
     let page = invalid.text().await.unwrap();
     assert!(!page.contains("<b>x</b>") && !page.contains("<script>alert"));
 }
 
 async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing(db: TestDb) {
     let (app, csrf) = TestApp::signed_in(db).await;
-    let id = create(
-        &app,
-        &handler_fields(&csrf, "Guarded", "127.0.0.1:5000/api", "1"),
-    )
-    .await;
+    let id = create(&app, &handler_fields(&csrf, "Guarded", "127.0.0.1:5000/api", "1")).await;
     let no_token = handler_fields("", "Forged", "127.0.0.1:6000/x", "1");
     let wrong: Vec<_> = handler_fields("forged-token", "Forged", "127.0.0.1:6000/x", "1");
-    let without: Vec<_> = no_token
-        .into_iter()
-        .filter(|(k, _)| *k != "csrf_token")
-        .collect();
+    let without: Vec<_> = no_token.into_iter().filter(|(k, _)| *k != "csrf_token").collect();
     for fields in [&without, &wrong] {
         for path in ["/provisioning".to_owned(), format!("/provisioning/{id}")] {
             let res = app.post_form(&path, fields).await;
@@ -494,17 +294,10 @@ async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing(db: TestDb
     let page = app.get_page("/provisioning").await;
     assert_eq!(listed_ids(&page), vec![id]);
     assert!(page.contains("Guarded") && !page.contains("Forged"));
-    assert!(
-        page.contains("Enabled — click to disable"),
-        "the status did not change"
-    );
+    assert!(page.contains("Enabled — click to disable"), "the status did not change");
     let res = app.post_form("/logout", &[("csrf_token", "nope")]).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        app.get("/provisioning").await.status(),
-        StatusCode::OK,
-        "still signed in"
-    );
+    assert_eq!(app.get("/provisioning").await.status(), StatusCode::OK, "still signed in");
 }
 
 async fn script_targets_must_be_executables_inside_the_scripts_directory(db: TestDb) {
@@ -533,11 +326,7 @@ async fn script_targets_must_be_executables_inside_the_scripts_directory(db: Tes
         }
     };
     for good in ["ok.sh", "./sub/deep.sh"] {
-        assert_eq!(
-            post(good.into()).await.status(),
-            StatusCode::SEE_OTHER,
-            "{good}"
-        );
+        assert_eq!(post(good.into()).await.status(), StatusCode::SEE_OTHER, "{good}");
     }
     let page = app.get_page("/provisioning?type=script").await;
     assert!(page.contains("<code>ok.sh</code>") && page.contains("<code>sub/deep.sh</code>"));
@@ -552,13 +341,7 @@ async fn script_targets_must_be_executables_inside_the_scripts_directory(db: Tes
     ] {
         let res = post(bad.clone()).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
-        assert!(
-            field_error(&res.text().await.unwrap(), "target").is_some(),
-            "{bad}"
-        );
+        assert!(field_error(&res.text().await.unwrap(), "target").is_some(), "{bad}");
     }
-    assert_eq!(
-        listed_ids(&app.get_page("/provisioning?type=script").await).len(),
-        2
-    );
+    assert_eq!(listed_ids(&app.get_page("/provisioning?type=script").await).len(), 2);
 }

@@ -58,51 +58,30 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                Some(Self {
-                    url,
-                    _dir: Some(dir),
-                    pg_admin: None,
-                })
+                Some(Self { url, _dir: Some(dir), pg_admin: None })
             }
             Backend::Postgres => Self::postgres(),
         }
     }
 
     fn postgres() -> Option<Self> {
-        let configured = std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty());
+        let configured = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
         let required = configured.is_some() || std::env::var("PG_REQUIRED").is_ok_and(|v| v == "1");
-        let admin_url =
-            configured.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin_url = configured.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let mut conn = match PgConnection::establish(&admin_url) {
             Ok(conn) => conn,
             Err(e) if required => panic!("PostgreSQL required but unreachable at {admin_url}: {e}"),
             Err(e) => {
-                eprintln!(
-                    "skipping a PostgreSQL test: {admin_url} unreachable ({e}); set TEST_DATABASE_URL"
-                );
+                eprintln!("skipping a PostgreSQL test: {admin_url} unreachable ({e}); set TEST_DATABASE_URL");
                 return None;
             }
         };
-        let name = format!(
-            "provisiond_t_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .unwrap();
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .unwrap();
+        let name = format!("provisiond_t_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
         let mut url = url::Url::parse(&admin_url).unwrap();
         url.set_path(&name);
-        Some(Self {
-            url: url.to_string(),
-            _dir: None,
-            pg_admin: Some((admin_url, name)),
-        })
+        Some(Self { url: url.to_string(), _dir: None, pg_admin: Some((admin_url, name)) })
     }
 }
 
@@ -111,8 +90,7 @@ impl Drop for TestDb {
         if let Some((admin_url, name)) = &self.pg_admin
             && let Ok(mut conn) = PgConnection::establish(admin_url)
         {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn);
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
         }
     }
 }
@@ -121,6 +99,8 @@ impl Drop for TestDb {
 pub struct TestApp {
     pub address: String,
     pub client: Client,
+    pub stopper: provisiond::app::Stopper,
+    pub running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub scripts_dir: PathBuf,
     _scripts: tempfile::TempDir,
     _db: TestDb,
@@ -135,6 +115,10 @@ pub fn settings(db: &TestDb, scripts_dir: &std::path::Path) -> Settings {
     s.scripts_dir = scripts_dir.to_path_buf();
     s.http_workers = 2;
     s.db_pool_size = 4;
+    s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("100ms,100ms").unwrap();
+    s.poll_interval = std::time::Duration::from_millis(100);
+    s.lease = std::time::Duration::from_secs(3);
+    s.shutdown_grace = std::time::Duration::from_secs(5);
     s
 }
 
@@ -144,24 +128,19 @@ impl TestApp {
         Self::spawn_with(db, scripts, |_| {}).await
     }
 
-    pub async fn spawn_with(
-        db: TestDb,
-        scripts: tempfile::TempDir,
-        tweak: impl FnOnce(&mut Settings),
-    ) -> Self {
+    pub async fn spawn_with(db: TestDb, scripts: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> Self {
         let mut s = settings(&db, scripts.path());
         tweak(&mut s);
         let app = Application::build(s).await.expect("the server starts");
         let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        let client = Client::builder()
-            .cookie_store(true)
-            .redirect(Policy::none())
-            .build()
-            .unwrap();
+        let stopper = app.stopper();
+        let running = tokio::spawn(app.run_until_stopped());
+        let client = Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap();
         Self {
             address,
             client,
+            stopper,
+            running: Some(running),
             scripts_dir: scripts.path().to_path_buf(),
             _scripts: scripts,
             _db: db,
@@ -173,6 +152,53 @@ impl TestApp {
         let app = Self::spawn(db).await;
         let csrf = app.sign_in().await;
         (app, csrf)
+    }
+
+    /// Stops the server as SIGTERM would and waits until it has.
+    pub async fn stop(&mut self) {
+        self.stopper.stop().await;
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+    }
+
+    /// Posts an event through the API; returns the status and the JSON answer.
+    pub async fn post_event(&self, body: &serde_json::Value) -> (StatusCode, serde_json::Value) {
+        let res = self.api(reqwest::Method::POST, "/api/v1/events").json(body).send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Creates a handler through the API; returns its JSON.
+    pub async fn create_handler(&self, body: serde_json::Value) -> serde_json::Value {
+        let res = self.api(reqwest::Method::POST, "/api/v1/handlers").json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED, "creating {body}");
+        res.json().await.unwrap()
+    }
+
+    /// GETs an API path as JSON.
+    pub async fn api_json(&self, path: &str) -> serde_json::Value {
+        let res = self.api(reqwest::Method::GET, path).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    /// Polls an API path until `done` holds for its JSON (10 s at most).
+    pub async fn api_until(
+        &self,
+        path: &str,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let value = self.api_json(path).await;
+            if done(&value) {
+                return value;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {value:#}");
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -190,12 +216,7 @@ impl TestApp {
     }
 
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
-        self.client
-            .post(self.url(path))
-            .form(fields)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(self.url(path)).form(fields).send().await.unwrap()
     }
 
     /// Signs in through the login form; returns the session's CSRF token.
@@ -209,22 +230,12 @@ impl TestApp {
     pub async fn try_sign_in(&self, user: &str, password: &str) -> Response {
         let login = self.get_page("/login").await;
         let token = hidden_field(&login, "csrf_token");
-        self.post_form(
-            "/login",
-            &[
-                ("username", user),
-                ("password", password),
-                ("csrf_token", &token),
-                ("next", ""),
-            ],
-        )
-        .await
+        self.post_form("/login", &[("username", user), ("password", password), ("csrf_token", &token), ("next", "")])
+            .await
     }
 
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(API_TOKEN)
+        self.client.request(method, self.url(path)).bearer_auth(API_TOKEN)
     }
 
     /// Writes an executable (or not) script into the scripts directory.
@@ -248,29 +259,20 @@ pub fn csrf_of(page: &str) -> String {
 
 /// The value of a hidden or text input by name.
 pub fn hidden_field(page: &str, name: &str) -> String {
-    let re = regex::Regex::new(&format!(
-        r#"name="{}" value="([^"]*)""#,
-        regex::escape(name)
-    ))
-    .unwrap();
-    re.captures(page)
-        .unwrap_or_else(|| panic!("no field {name}"))[1]
-        .to_owned()
+    let re = regex::Regex::new(&format!(r#"name="{}" value="([^"]*)""#, regex::escape(name))).unwrap();
+    re.captures(page).unwrap_or_else(|| panic!("no field {name}"))[1].to_owned()
 }
 
 /// The message shown beside a form field, if any.
 pub fn field_error(page: &str, field: &str) -> Option<String> {
-    let re =
-        regex::Regex::new(&format!(r#"id="{}-error">([^<]*)<"#, regex::escape(field))).unwrap();
+    let re = regex::Regex::new(&format!(r#"id="{}-error">([^<]*)<"#, regex::escape(field))).unwrap();
     re.captures(page).map(|c| c[1].to_owned())
 }
 
 /// The ids of the handler rows of a list page, in order.
 pub fn listed_ids(page: &str) -> Vec<i64> {
     let re = regex::Regex::new(r#"<tr class="status-\w+">\s*<td class="num">(\d+)</td>"#).unwrap();
-    re.captures_iter(page)
-        .map(|c| c[1].parse().unwrap())
-        .collect()
+    re.captures_iter(page).map(|c| c[1].parse().unwrap()).collect()
 }
 
 /// The flash message shown on a page.

@@ -1,9 +1,11 @@
 //! One integration binary: one link step on 2 cores.
 
 mod helpers;
+mod sink;
 
 mod auth;
 mod browser;
+mod dispatch;
 mod handlers_api;
 mod handlers_ui;
 mod startup;

@@ -46,6 +46,7 @@ CREATE TABLE deliveries (
     object_id       TEXT    NOT NULL,
     state           TEXT    NOT NULL CHECK (state IN ('pending', 'in_flight', 'succeeded', 'failed', 'cancelled')),
     attempts        INTEGER NOT NULL DEFAULT 0,
+    max_attempts    INTEGER NOT NULL,
     first_attempt_done BOOLEAN NOT NULL DEFAULT FALSE,
     next_attempt_at TIMESTAMP NOT NULL,
     lease_owner     TEXT,
@@ -53,12 +54,15 @@ CREATE TABLE deliveries (
     created_at      TIMESTAMP NOT NULL,
     updated_at      TIMESTAMP NOT NULL
 );
--- Claiming due work; the priority chain of one event; per-object order per handler;
--- cancelling a handler's pending deliveries.
-CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
-CREATE INDEX deliveries_event ON deliveries (event_id, priority, handler_id);
-CREATE INDEX deliveries_object ON deliveries (handler_id, entity, object_id, id);
+-- Claiming due work (only unfinished rows are indexed, so the index stays small
+-- however long the history); the priority chain of one event; per-object order
+-- per handler; cancelling a handler's pending deliveries; a handler's counts.
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE state IN ('pending', 'in_flight');
+CREATE INDEX deliveries_chain ON deliveries (event_id, priority, handler_id) WHERE state IN ('pending', 'in_flight');
+CREATE INDEX deliveries_object ON deliveries (handler_id, entity, object_id, id) WHERE state IN ('pending', 'in_flight');
+CREATE INDEX deliveries_event ON deliveries (event_id);
 CREATE INDEX deliveries_handler_state ON deliveries (handler_id, state);
+CREATE INDEX deliveries_lease ON deliveries (lease_owner) WHERE state = 'in_flight';
 
 CREATE TABLE execution_logs (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,0 +1,119 @@
+//! `/api/v1/events`: ingestion (DESIGN §3.3, §4.2) and an event's deliveries.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{NaiveDateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{auth::ApiClient, parse_id, read_body};
+use crate::{
+    app::AppState,
+    db::{
+        deliveries::Delivery,
+        events::{Event, Ingested},
+    },
+    domain::envelope::{EnvelopeError, parse_envelope},
+    error::{ApiError, ApiResult},
+};
+
+const IDEMPOTENCY_KEY_MAX: usize = 255;
+
+/// `POST /api/v1/events` → 202 `{"id", "deliveries"}`, once the event and a
+/// delivery for every handler enabled for it are committed.
+pub async fn ingest_event(
+    _: ApiClient,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let key = idempotency_key(&req)?;
+    let body = read_body(payload, state.settings.max_body_bytes).await?;
+    let event =
+        parse_envelope(&body, || Utc::now().to_rfc3339_opts(SecondsFormat::Micros, false)).map_err(|e| match e {
+            EnvelopeError::Malformed(m) => ApiError::BadRequest(m),
+            EnvelopeError::Invalid(m) => ApiError::Unprocessable { message: m, errors: None },
+        })?;
+    let max_attempts = i32::try_from(state.settings.retry_schedule.max_attempts()).unwrap_or(i32::MAX);
+    let Ingested { id, deliveries, replayed } =
+        state.db.run(move |conn| Event::ingest(conn, &event, key.as_deref(), max_attempts)).await?;
+    if !replayed {
+        let metrics = state.dispatcher.metrics();
+        metrics.events_ingested.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.deliveries_created.fetch_add(deliveries as u64, std::sync::atomic::Ordering::Relaxed);
+        if deliveries > 0 {
+            state.dispatcher.wake();
+        }
+    }
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/v1/events/{id}")))
+        .json(json!({ "id": id, "deliveries": deliveries })))
+}
+
+fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
+    let Some(value) = req.headers().get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::Unprocessable {
+            message: format!("the Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+            errors: None,
+        });
+    }
+    Ok(Some(key.to_owned()))
+}
+
+#[derive(Serialize)]
+struct DeliveryOut {
+    id: i64,
+    handler_id: i64,
+    webhook_id: String,
+    state: String,
+    attempts: i32,
+    max_attempts: i32,
+    next_attempt_at: Option<String>,
+    updated_at: String,
+}
+
+fn rfc3339(t: NaiveDateTime) -> String {
+    t.and_utc().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl From<Delivery> for DeliveryOut {
+    fn from(d: Delivery) -> Self {
+        let waiting = matches!(d.state.as_str(), "pending");
+        Self {
+            id: d.id,
+            handler_id: d.handler_id,
+            webhook_id: d.webhook_id,
+            state: d.state,
+            attempts: d.attempts,
+            max_attempts: d.max_attempts,
+            next_attempt_at: waiting.then(|| rfc3339(d.next_attempt_at)),
+            updated_at: rfc3339(d.updated_at),
+        }
+    }
+}
+
+/// A delivery as the API shows it.
+pub fn delivery_json(d: Delivery) -> serde_json::Value {
+    json!(DeliveryOut::from(d))
+}
+
+/// `GET /api/v1/events/{id}`: the event as stored, with its deliveries and their states.
+pub async fn get_event(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id)?;
+    let (event, deliveries) = state
+        .db
+        .run(move |conn| Ok((Event::find(conn, id)?, Delivery::for_event(conn, id)?)))
+        .await
+        .map_err(|e| if e.is_not_found() { ApiError::NotFound(format!("no event {id}")) } else { e.into() })?;
+    let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+    let deliveries: Vec<DeliveryOut> = deliveries.into_iter().map(DeliveryOut::from).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "id": event.id,
+        "events_id": event.events_id,
+        "object_id": payload["event"]["object_id"],
+        "received_at": rfc3339(event.received_at),
+        "payload": payload,
+        "deliveries": deliveries,
+    })))
+}

@@ -1,0 +1,345 @@
+//! The `deliveries` table: one event for one handler, and the claims of the
+//! dispatcher (DESIGN §4). Claims are leases: a delivery being attempted is
+//! `in_flight` with `next_attempt_at` = the lease's end, so one that outlives
+//! its lease (its process died) is due again like any pending one.
+
+use chrono::NaiveDateTime;
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Text, Timestamp},
+};
+use serde::Serialize;
+
+use super::{
+    DbConnection, now,
+    schema::{deliveries, events, handlers},
+};
+
+#[derive(Debug, Clone, Queryable, Identifiable, Serialize)]
+#[diesel(table_name = deliveries)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: i64,
+    pub handler_id: i64,
+    pub webhook_id: String,
+    pub priority: i32,
+    pub entity: String,
+    pub object_id: String,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub first_attempt_done: bool,
+    pub next_attempt_at: NaiveDateTime,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A claimed delivery with what its attempt needs: the payload and the
+/// handler as it is now (an edit applies to the next attempt).
+#[derive(Debug, Clone, Queryable)]
+pub struct Claimed {
+    pub id: i64,
+    pub event_id: i64,
+    pub handler_id: i64,
+    pub webhook_id: String,
+    pub entity: String,
+    pub object_id: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub events_id: String,
+    pub payload: String,
+    pub handler_type: String,
+    pub target: String,
+    pub secret: String,
+    pub timeout_ms: i32,
+    pub handler_status: String,
+}
+
+/// What the claim may take.
+#[derive(Debug, Clone)]
+pub struct ClaimLimits {
+    /// The most deliveries to claim.
+    pub limit: i64,
+    /// The most deliveries of one handler in one claim.
+    pub per_handler: i64,
+    /// Handlers already at their concurrency limit in this process.
+    pub saturated: Vec<i64>,
+}
+
+/// The rows a delivery may be claimed from: due, not waiting on an earlier
+/// delivery of the same object for the same handler (rule 4), and for a first
+/// attempt, not waiting on a handler earlier in the event's chain (rule 3).
+/// `$3` is now; `{exclude}` drops saturated handlers.
+const ELIGIBLE: &str = "
+    SELECT d.id, d.handler_id, d.next_attempt_at
+    FROM deliveries d
+    WHERE d.state IN ('pending', 'in_flight') AND d.next_attempt_at <= $3 {exclude}
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries p
+        WHERE p.handler_id = d.handler_id AND p.entity = d.entity AND p.object_id = d.object_id
+          AND p.id < d.id AND p.state IN ('pending', 'in_flight'))
+      AND (d.first_attempt_done OR NOT EXISTS (
+        SELECT 1 FROM deliveries c
+        WHERE c.event_id = d.event_id AND c.state IN ('pending', 'in_flight') AND NOT c.first_attempt_done
+          AND (c.priority < d.priority OR (c.priority = d.priority AND c.handler_id < d.handler_id))))
+    ORDER BY d.next_attempt_at, d.id
+    LIMIT $5";
+
+/// At most `$6` per handler of the eligible rows, then the first `$7`.
+const PICK: &str = "
+    SELECT id FROM (
+      SELECT id, next_attempt_at,
+             ROW_NUMBER() OVER (PARTITION BY handler_id ORDER BY next_attempt_at, id) AS n
+      FROM ({eligible}) AS e
+    ) AS r
+    WHERE n <= $6
+    ORDER BY next_attempt_at, id
+    LIMIT $7";
+
+fn claim_sql(exclude: &str, lock: &str) -> String {
+    let eligible = ELIGIBLE.replace("{exclude}", exclude);
+    let pick = PICK.replace("{eligible}", &eligible);
+    format!(
+        "UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_until = $2, next_attempt_at = $2, updated_at = $3
+         WHERE id IN (
+           SELECT id FROM deliveries
+           WHERE id IN ({pick}) AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
+           {lock})
+         RETURNING id"
+    )
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+impl Delivery {
+    pub fn for_event(conn: &mut DbConnection, event_id: i64) -> QueryResult<Vec<Delivery>> {
+        deliveries::table
+            .filter(deliveries::event_id.eq(event_id))
+            .order((deliveries::priority.asc(), deliveries::handler_id.asc()))
+            .load(conn)
+    }
+
+    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Delivery> {
+        deliveries::table.find(id).first(conn)
+    }
+
+    /// Claims due deliveries for `owner` until `lease_until`. On PostgreSQL the
+    /// rows are locked `FOR UPDATE SKIP LOCKED`, so processes sharing the
+    /// database never claim the same delivery.
+    pub fn claim(
+        conn: &mut DbConnection,
+        owner: &str,
+        lease_until: NaiveDateTime,
+        limits: &ClaimLimits,
+    ) -> QueryResult<Vec<Claimed>> {
+        let at = now();
+        let scan = (limits.limit * 4).max(64);
+        let ids: Vec<i64> = match conn {
+            DbConnection::Postgres(pg) => pg.transaction(|pg| {
+                let sql = claim_sql("AND NOT (d.handler_id = ANY($4))", "FOR UPDATE SKIP LOCKED");
+                diesel::sql_query(sql)
+                    .bind::<Text, _>(owner)
+                    .bind::<Timestamp, _>(lease_until)
+                    .bind::<Timestamp, _>(at)
+                    .bind::<diesel::sql_types::Array<BigInt>, _>(&limits.saturated)
+                    .bind::<BigInt, _>(scan)
+                    .bind::<BigInt, _>(limits.per_handler)
+                    .bind::<BigInt, _>(limits.limit)
+                    .load::<IdRow>(pg)
+            })?,
+            DbConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
+                let sql = claim_sql("AND d.handler_id NOT IN (SELECT value FROM json_each($4))", "");
+                let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
+                diesel::sql_query(sql)
+                    .bind::<Text, _>(owner)
+                    .bind::<Timestamp, _>(lease_until)
+                    .bind::<Timestamp, _>(at)
+                    .bind::<Text, _>(saturated)
+                    .bind::<BigInt, _>(scan)
+                    .bind::<BigInt, _>(limits.per_handler)
+                    .bind::<BigInt, _>(limits.limit)
+                    .load::<IdRow>(lite)
+            })?,
+        }
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        deliveries::table
+            .inner_join(events::table)
+            .inner_join(handlers::table)
+            .filter(deliveries::id.eq_any(&ids))
+            .order((deliveries::next_attempt_at.asc(), deliveries::id.asc()))
+            .select((
+                deliveries::id,
+                deliveries::event_id,
+                deliveries::handler_id,
+                deliveries::webhook_id,
+                deliveries::entity,
+                deliveries::object_id,
+                deliveries::attempts,
+                deliveries::max_attempts,
+                events::events_id,
+                events::payload,
+                handlers::handler_type,
+                handlers::target,
+                handlers::secret,
+                handlers::timeout_ms,
+                handlers::status,
+            ))
+            .load(conn)
+    }
+
+    /// Extends the leases of everything `owner` is attempting.
+    pub fn renew_leases(conn: &mut DbConnection, owner: &str, lease_until: NaiveDateTime) -> QueryResult<usize> {
+        diesel::update(
+            deliveries::table.filter(deliveries::lease_owner.eq(owner)).filter(deliveries::state.eq("in_flight")),
+        )
+        .set((deliveries::lease_until.eq(lease_until), deliveries::next_attempt_at.eq(lease_until)))
+        .execute(conn)
+    }
+
+    /// Hands claimed deliveries back, due at once (for another process or the next start).
+    pub fn release(conn: &mut DbConnection, owner: &str, ids: &[i64]) -> QueryResult<usize> {
+        let at = now();
+        diesel::update(
+            deliveries::table
+                .filter(deliveries::id.eq_any(ids))
+                .filter(deliveries::lease_owner.eq(owner))
+                .filter(deliveries::state.eq("in_flight")),
+        )
+        .set((
+            deliveries::state.eq("pending"),
+            deliveries::lease_owner.eq(None::<String>),
+            deliveries::lease_until.eq(None::<NaiveDateTime>),
+            deliveries::next_attempt_at.eq(at),
+            deliveries::updated_at.eq(at),
+        ))
+        .execute(conn)
+    }
+
+    /// Hands back everything `owner` still has in flight (at a stop).
+    pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
+        let at = now();
+        diesel::update(
+            deliveries::table.filter(deliveries::lease_owner.eq(owner)).filter(deliveries::state.eq("in_flight")),
+        )
+        .set((
+            deliveries::state.eq("pending"),
+            deliveries::lease_owner.eq(None::<String>),
+            deliveries::lease_until.eq(None::<NaiveDateTime>),
+            deliveries::next_attempt_at.eq(at),
+            deliveries::updated_at.eq(at),
+        ))
+        .execute(conn)
+    }
+
+    /// After a crash of the only process (SQLite): every attempt cut off is due again.
+    pub fn release_all(conn: &mut DbConnection) -> QueryResult<usize> {
+        let at = now();
+        diesel::update(deliveries::table.filter(deliveries::state.eq("in_flight")))
+            .set((
+                deliveries::state.eq("pending"),
+                deliveries::lease_owner.eq(None::<String>),
+                deliveries::lease_until.eq(None::<NaiveDateTime>),
+                deliveries::next_attempt_at.eq(at),
+                deliveries::updated_at.eq(at),
+            ))
+            .execute(conn)
+    }
+
+    /// Writes the end of an attempt, if `owner` still holds the lease.
+    pub fn finish(conn: &mut DbConnection, owner: &str, id: i64, end: &Finish) -> QueryResult<bool> {
+        let at = now();
+        let n = diesel::update(
+            deliveries::table
+                .find(id)
+                .filter(deliveries::lease_owner.eq(owner))
+                .filter(deliveries::state.eq("in_flight")),
+        )
+        .set((
+            deliveries::state.eq(end.state),
+            deliveries::attempts.eq(end.attempts),
+            deliveries::first_attempt_done.eq(true),
+            deliveries::next_attempt_at.eq(end.next_attempt_at.unwrap_or(at)),
+            deliveries::lease_owner.eq(None::<String>),
+            deliveries::lease_until.eq(None::<NaiveDateTime>),
+            deliveries::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+
+    /// Queues a finished delivery again for one more attempt, outside the
+    /// priority chain. `Ok(None)` when it is still pending or in flight.
+    pub fn retry(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Delivery>> {
+        conn.transaction(|conn| {
+            let delivery = Self::find(conn, id)?;
+            if !matches!(delivery.state.as_str(), "succeeded" | "failed" | "cancelled") {
+                return Ok(None);
+            }
+            let at = now();
+            diesel::update(deliveries::table.find(id).filter(deliveries::state.eq(&delivery.state)))
+                .set((
+                    deliveries::state.eq("pending"),
+                    deliveries::max_attempts.eq(delivery.attempts + 1),
+                    deliveries::first_attempt_done.eq(true),
+                    deliveries::next_attempt_at.eq(at),
+                    deliveries::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+            Self::find(conn, id).map(Some)
+        })
+    }
+
+    /// Cancels a handler's pending deliveries, each logged as `cancelled`.
+    pub fn cancel_pending_of_handler(conn: &mut DbConnection, handler_id: i64, reason: &str) -> QueryResult<usize> {
+        let at = now();
+        conn.transaction(|conn| {
+            diesel::sql_query(
+                "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+                     started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+                 SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts + 1,
+                     $1, 0, 'cancelled', NULL, '', '{}', '', $2, NULL
+                 FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.handler_id = $3 AND d.state = 'pending'",
+            )
+            .bind::<Timestamp, _>(at)
+            .bind::<Text, _>(reason)
+            .bind::<BigInt, _>(handler_id)
+            .execute(conn)?;
+            diesel::update(deliveries::table.filter(deliveries::handler_id.eq(handler_id)).filter(deliveries::state.eq("pending")))
+                .set((deliveries::state.eq("cancelled"), deliveries::updated_at.eq(at)))
+                .execute(conn)
+        })
+    }
+
+    /// How many deliveries are waiting or being attempted.
+    pub fn count_unfinished(conn: &mut DbConnection) -> QueryResult<i64> {
+        deliveries::table.filter(deliveries::state.eq_any(["pending", "in_flight"])).count().get_result(conn)
+    }
+
+    /// When the next pending delivery is due, if any.
+    pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+        deliveries::table
+            .filter(deliveries::state.eq_any(["pending", "in_flight"]))
+            .select(diesel::dsl::min(deliveries::next_attempt_at))
+            .first(conn)
+    }
+}
+
+/// How an attempt leaves its delivery.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub state: &'static str,
+    pub attempts: i32,
+    pub next_attempt_at: Option<NaiveDateTime>,
+}

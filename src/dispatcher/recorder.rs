@@ -1,0 +1,137 @@
+//! Writes finished attempts: the log row and the delivery's new state, many
+//! attempts to one transaction (group commit), then wakes the worker.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::{Connection, prelude::*};
+use tokio::sync::mpsc;
+
+use super::{
+    Shared,
+    outcome::{AttemptResult, Outcome},
+};
+use crate::{
+    db::{
+        deliveries::{Claimed, Delivery, Finish},
+        logs::NewExecutionLog,
+        now,
+        schema::handlers,
+    },
+    error::cause_chain,
+};
+
+/// The most attempts written in one transaction.
+const BATCH: usize = 512;
+
+/// An attempt that ended, waiting to be written.
+pub struct Done {
+    pub delivery: Claimed,
+    pub attempt: i32,
+    pub started_at: NaiveDateTime,
+    pub result: AttemptResult,
+}
+
+/// Writes until every sender is gone.
+pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let items = std::mem::take(&mut batch);
+        let handler_ids: Vec<i64> = items.iter().map(|d| d.delivery.handler_id).collect();
+        for done in &items {
+            shared.metrics.count_attempt(done.result.outcome);
+        }
+        write(&shared, items).await;
+        {
+            let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            for id in handler_ids {
+                in_flight.remove(id);
+            }
+        }
+        shared.wake.notify_one();
+    }
+}
+
+/// Writes a batch, retrying while the database is away: the deliveries stay
+/// claimed by this process (its leases are renewed) until this succeeds.
+async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
+    let items = Arc::new(items);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let (owner, schedule, todo) = (shared.owner.clone(), shared.settings.retry_schedule.clone(), items.clone());
+        let result = shared
+            .db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let ids: Vec<i64> = todo.iter().map(|d| d.delivery.handler_id).collect();
+                    let enabled: Vec<i64> = handlers::table
+                        .filter(handlers::id.eq_any(&ids))
+                        .filter(handlers::status.eq("enabled"))
+                        .select(handlers::id)
+                        .load(conn)?;
+                    for done in todo.iter() {
+                        let (finish, log) = settle(done, &schedule, enabled.contains(&done.delivery.handler_id));
+                        log.insert(conn)?;
+                        Delivery::finish(conn, &owner, done.delivery.id, &finish)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(error = %cause_chain(&e), attempts = items.len(), "cannot record attempts; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The delivery's next state and the log row of one attempt.
+fn settle(done: &Done, schedule: &super::retry::RetrySchedule, handler_enabled: bool) -> (Finish, NewExecutionLog) {
+    let d = &done.delivery;
+    let r = &done.result;
+    let (state, next_attempt_at) = match r.outcome {
+        Outcome::Success => ("succeeded", None),
+        Outcome::Cancelled => ("cancelled", None),
+        _ if !handler_enabled => ("cancelled", None),
+        _ if done.attempt < d.max_attempts => {
+            // The schedule's k-th delay follows the k-th attempt. (A manual
+            // retry allows one attempt only, so it never gets here.)
+            match schedule.jittered_delay_after(u32::try_from(done.attempt).unwrap_or(u32::MAX)) {
+                Some(delay) => ("pending", Some(now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(5)))),
+                None => ("failed", None),
+            }
+        }
+        _ => ("failed", None),
+    };
+    let headers: serde_json::Map<String, serde_json::Value> =
+        r.request_headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let log = NewExecutionLog {
+        delivery_id: d.id,
+        handler_id: d.handler_id,
+        event_id: d.event_id,
+        events_id: d.events_id.clone(),
+        entity: d.entity.clone(),
+        object_id: d.object_id.clone(),
+        attempt: done.attempt,
+        started_at: done.started_at,
+        duration_ms: i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX),
+        outcome: r.outcome.as_str().to_owned(),
+        status_code: r.status_code,
+        request_body: if r.outcome == Outcome::Cancelled { String::new() } else { d.payload.clone() },
+        request_headers: serde_json::Value::Object(headers).to_string(),
+        response_body: r.response.clone(),
+        error: match (&r.error, state) {
+            (None, _) => None,
+            (Some(e), "cancelled") if r.outcome != Outcome::Cancelled => {
+                Some(format!("{e}; not retried: the handler is no longer enabled"))
+            }
+            (Some(e), _) => Some(e.clone()),
+        },
+        next_attempt_at,
+    };
+    (Finish { state, attempts: done.attempt, next_attempt_at }, log)
+}

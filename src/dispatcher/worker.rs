@@ -1,0 +1,183 @@
+//! The claim loop: claim what is due, start its attempts, sleep until woken.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::TimeDelta;
+use tokio::{sync::mpsc, task::JoinSet, time::Instant};
+
+use super::{
+    Shared,
+    outcome::AttemptResult,
+    recorder::{self, Done},
+};
+use crate::{
+    db::{
+        Backend,
+        deliveries::{ClaimLimits, Claimed, Delivery},
+        now,
+    },
+    error::cause_chain,
+};
+
+/// The most deliveries claimed in one query.
+const CLAIM_BATCH: usize = 256;
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    if shared.db.backend() == Backend::Sqlite {
+        // One process per SQLite file: whatever was in flight died with the last one.
+        match shared.db.run(Delivery::release_all).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deliveries = n, "resuming attempts cut off by the last stop"),
+            Err(e) => tracing::error!(error = %cause_chain(&e), "cannot resume attempts in flight"),
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(recorder::run(shared.clone(), rx));
+    let mut attempts = JoinSet::new();
+    let mut stop = shared.stop.subscribe();
+    let mut renew_at = Instant::now() + shared.settings.lease / 3;
+
+    while !*stop.borrow() {
+        let claimed = claim(&shared).await;
+        let full = claimed.len() >= CLAIM_BATCH;
+        for delivery in claimed {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            attempts.spawn(async move { attempt(&shared, delivery, tx).await });
+        }
+        while attempts.try_join_next().is_some() {}
+        if Instant::now() >= renew_at {
+            renew(&shared).await;
+            renew_at = Instant::now() + shared.settings.lease / 3;
+        }
+        if full {
+            continue;
+        }
+        let sleep_until = next_wake(&shared).await.min(renew_at);
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep_until(sleep_until) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    drain(&shared, attempts, renew_at).await;
+    drop(tx);
+    let _ = recorder.await;
+    // What was cut off at the deadline goes back, due at once, for the next
+    // start or another process.
+    let owner = shared.owner.clone();
+    match shared.db.run(move |conn| Delivery::release_owned(conn, &owner)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deliveries = n, "handed back unfinished deliveries"),
+        Err(e) => tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire"),
+    }
+    tracing::info!("dispatcher stopped");
+}
+
+/// Claims what this process has room for.
+async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
+    let cap = shared.settings.handler_concurrency;
+    let (room, saturated) = {
+        let in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let saturated: Vec<i64> = in_flight.by_handler.iter().filter(|(_, n)| **n >= cap).map(|(h, _)| *h).collect();
+        (shared.settings.max_in_flight.saturating_sub(in_flight.total), saturated)
+    };
+    if room == 0 {
+        return Vec::new();
+    }
+    let limits = ClaimLimits { limit: room.min(CLAIM_BATCH) as i64, per_handler: cap as i64, saturated };
+    let owner = shared.owner.clone();
+    let lease_until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
+    let claimed = match shared.db.run(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::error!(error = %cause_chain(&e), "cannot claim deliveries");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Vec::new();
+        }
+    };
+    // A handler may have come back with more than its remaining room: keep
+    // what fits, hand the rest back at once.
+    let mut keep = Vec::with_capacity(claimed.len());
+    let mut give_back = Vec::new();
+    {
+        let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        for delivery in claimed {
+            if in_flight.by_handler.get(&delivery.handler_id).copied().unwrap_or(0) < cap {
+                in_flight.add(delivery.handler_id);
+                keep.push(delivery);
+            } else {
+                give_back.push(delivery.id);
+            }
+        }
+    }
+    if !give_back.is_empty() {
+        let owner = shared.owner.clone();
+        if let Err(e) = shared.db.run(move |conn| Delivery::release(conn, &owner, &give_back)).await {
+            tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire");
+        }
+    }
+    keep
+}
+
+/// One attempt, then off to the recorder.
+async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSender<Done>) {
+    let attempt = delivery.attempts + 1;
+    let started_at = now();
+    let result = match (delivery.handler_status.as_str(), delivery.handler_type.as_str()) {
+        ("enabled", "script") => super::script::run(&shared.settings.scripts_dir, &delivery, attempt).await,
+        ("enabled", _) => super::http::call(&shared.http, &delivery).await,
+        (status, _) => AttemptResult::cancelled(&format!("cancelled: the handler is {status}")),
+    };
+    tracing::debug!(delivery = delivery.id, attempt, outcome = result.outcome.as_str(), "attempt ended");
+    let _ = tx.send(Done { delivery, attempt, started_at, result });
+}
+
+/// Keeps this process's leases alive while its attempts run.
+async fn renew(shared: &Arc<Shared>) {
+    let owner = shared.owner.clone();
+    let until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
+    if let Err(e) = shared.db.run(move |conn| Delivery::renew_leases(conn, &owner, until)).await {
+        tracing::warn!(error = %cause_chain(&e), "cannot renew leases");
+    }
+}
+
+/// When to look again without being woken: the next due delivery, at most one
+/// poll interval away (other processes may add work without waking us).
+async fn next_wake(shared: &Arc<Shared>) -> Instant {
+    let poll = Instant::now() + shared.settings.poll_interval;
+    match shared.db.run(Delivery::next_due).await {
+        Ok(Some(due)) => {
+            let wait = (due - now()).to_std().unwrap_or(Duration::ZERO);
+            if wait.is_zero() { poll } else { (Instant::now() + wait).min(poll) }
+        }
+        Ok(None) => poll,
+        Err(e) => {
+            tracing::warn!(error = %cause_chain(&e), "cannot read the next due delivery");
+            poll
+        }
+    }
+}
+
+/// At a stop: attempts in flight get the grace period to finish (their
+/// results are recorded); what is still running then is handed back.
+async fn drain(shared: &Arc<Shared>, mut attempts: JoinSet<()>, mut renew_at: Instant) {
+    let deadline = Instant::now() + shared.settings.shutdown_grace;
+    if !attempts.is_empty() {
+        tracing::info!(attempts = attempts.len(), "waiting for attempts in flight");
+    }
+    while !attempts.is_empty() {
+        tokio::select! {
+            _ = attempts.join_next() => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep_until(renew_at) => {
+                renew(shared).await;
+                renew_at = Instant::now() + shared.settings.lease / 3;
+            }
+        }
+    }
+    if !attempts.is_empty() {
+        tracing::warn!(attempts = attempts.len(), "stopping attempts still running after the grace period");
+        attempts.abort_all();
+        while attempts.join_next().await.is_some() {}
+    }
+}
