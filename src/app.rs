@@ -178,7 +178,15 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             let to_hash = password.clone();
             let hash = blocking(move || security::hash_password(&to_hash)).await?.map_err(StartupError::Setup)?;
             let user = username.clone();
-            db.run(move |conn| Admin::create(conn, &user, &hash)).await?;
+            match db.run(move |conn| Admin::create(conn, &user, &hash)).await {
+                Ok(_) => {}
+                // Another process sharing the database created it at the same moment.
+                Err(DbError::Query(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                ))) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
             if generated {
                 eprintln!(
                     "\n  provisiond: administrator `{username}` created with password: {password}\n  \
@@ -204,12 +212,15 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
     let token = security::random_token();
     let hash = security::sha256_hex(&token);
     let to_store = hash.clone();
-    db.run(move |conn| db::settings::put(conn, db::settings::API_TOKEN_SHA256, &to_store)).await?;
-    eprintln!(
-        "\n  provisiond: API bearer token generated: {token}\n  \
-         (shown once; set PROVISIOND_API_TOKEN to choose your own)\n"
-    );
-    Ok(hash)
+    let stored =
+        db.run(move |conn| db::settings::insert_if_absent(conn, db::settings::API_TOKEN_SHA256, &to_store)).await?;
+    if stored == hash {
+        eprintln!(
+            "\n  provisiond: API bearer token generated: {token}\n  \
+             (shown once; set PROVISIOND_API_TOKEN to choose your own)\n"
+        );
+    }
+    Ok(stored)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StartupError> {

@@ -281,7 +281,7 @@ impl Delivery {
     /// Queues a finished delivery again for one more attempt, outside the
     /// priority chain. `Ok(None)` when it is still pending or in flight.
     pub fn retry(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Delivery>> {
-        conn.transaction(|conn| {
+        crate::db::write_transaction(conn, |conn| {
             let delivery = Self::find(conn, id)?;
             if !matches!(delivery.state.as_str(), "succeeded" | "failed" | "cancelled") {
                 return Ok(None);
@@ -303,7 +303,7 @@ impl Delivery {
     /// Cancels a handler's pending deliveries, each logged as `cancelled`.
     pub fn cancel_pending_of_handler(conn: &mut DbConnection, handler_id: i64, reason: &str) -> QueryResult<usize> {
         let at = now();
-        conn.transaction(|conn| {
+        crate::db::write_transaction(conn, |conn| {
             diesel::sql_query(
                 "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
                      started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
@@ -316,9 +316,11 @@ impl Delivery {
             .bind::<Text, _>(reason)
             .bind::<BigInt, _>(handler_id)
             .execute(conn)?;
-            diesel::update(deliveries::table.filter(deliveries::handler_id.eq(handler_id)).filter(deliveries::state.eq("pending")))
-                .set((deliveries::state.eq("cancelled"), deliveries::updated_at.eq(at)))
-                .execute(conn)
+            diesel::update(
+                deliveries::table.filter(deliveries::handler_id.eq(handler_id)).filter(deliveries::state.eq("pending")),
+            )
+            .set((deliveries::state.eq("cancelled"), deliveries::updated_at.eq(at)))
+            .execute(conn)
         })
     }
 

@@ -58,7 +58,7 @@ impl Event {
         idempotency_key: Option<&str>,
         max_attempts: i32,
     ) -> QueryResult<Ingested> {
-        let result = conn.transaction(|conn| {
+        let result = crate::db::write_transaction(conn, |conn| {
             if let Some(key) = idempotency_key
                 && let Some(first) = Self::replay(conn, key)?
             {

@@ -164,7 +164,7 @@ impl Handler {
 
     /// Saves a changed handler; leaving `enabled` cancels its pending deliveries (rule 8).
     pub fn update(conn: &mut DbConnection, id: i64, changes: &HandlerChangeset) -> QueryResult<Handler> {
-        conn.transaction(|conn| {
+        crate::db::write_transaction(conn, |conn| {
             let n = diesel::update(handlers::table.find(id)).set(changes).execute(conn)?;
             if n == 0 {
                 return Err(diesel::result::Error::NotFound);
@@ -177,7 +177,7 @@ impl Handler {
 
     /// Changes the status; leaving `enabled` cancels its pending deliveries (rule 8).
     pub fn set_status(conn: &mut DbConnection, id: i64, status: HandlerStatus) -> QueryResult<Handler> {
-        conn.transaction(|conn| {
+        crate::db::write_transaction(conn, |conn| {
             let n = diesel::update(handlers::table.find(id))
                 .set((handlers::status.eq(status.as_str()), handlers::updated_at.eq(now())))
                 .execute(conn)?;
@@ -211,7 +211,7 @@ impl Handler {
 
     /// Deletes the handler with its deliveries and execution logs.
     pub fn delete(conn: &mut DbConnection, id: i64) -> QueryResult<Handler> {
-        conn.transaction(|conn| {
+        crate::db::write_transaction(conn, |conn| {
             let handler = Self::find(conn, id)?;
             diesel::delete(handlers::table.find(id)).execute(conn)?;
             Ok(handler)

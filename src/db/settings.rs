@@ -11,7 +11,7 @@ pub fn get(conn: &mut DbConnection, name: &str) -> QueryResult<Option<String>> {
 }
 
 pub fn put(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<()> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let updated = diesel::update(settings::table.find(name))
             .set((settings::value.eq(value), settings::updated_at.eq(now())))
             .execute(conn)?;
@@ -22,4 +22,19 @@ pub fn put(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<()> 
         }
         Ok(())
     })
+}
+
+/// Stores `value` unless the setting exists; returns what is stored. Two
+/// processes starting at once agree on one value.
+pub fn insert_if_absent(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<String> {
+    let inserted = diesel::insert_into(settings::table)
+        .values((settings::name.eq(name), settings::value.eq(value), settings::updated_at.eq(now())))
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(value.to_owned()),
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+            get(conn, name)?.ok_or(diesel::result::Error::NotFound)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{NaiveDateTime, TimeDelta};
-use diesel::{Connection, prelude::*};
+use diesel::prelude::*;
 use tokio::sync::mpsc;
 
 use super::{
@@ -62,7 +62,7 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
         let result = shared
             .db
             .run(move |conn| {
-                conn.transaction(|conn| {
+                crate::db::write_transaction(conn, |conn| {
                     let ids: Vec<i64> = todo.iter().map(|d| d.delivery.handler_id).collect();
                     let enabled: Vec<i64> = handlers::table
                         .filter(handlers::id.eq_any(&ids))

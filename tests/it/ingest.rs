@@ -1,0 +1,113 @@
+//! `POST /api/v1/events`: what is refused, and idempotency.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{
+    dispatch::{envelope, http_handler},
+    helpers::{TestApp, TestDb},
+    on_both_backends,
+    sink::Sink,
+};
+
+on_both_backends!(bad_events_are_refused_with_a_reason_and_store_nothing, an_idempotency_key_returns_the_first_answer);
+
+async fn bad_events_are_refused_with_a_reason_and_store_nothing(db: TestDb) {
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| s.max_body_bytes = 2048).await;
+    let sink = Sink::start().await;
+    app.create_handler(http_handler("h", "clients.create", &sink.url("/h"), 1)).await;
+    let post = |body: String| {
+        app.api(Method::POST, "/api/v1/events").header("content-type", "application/json").body(body).send()
+    };
+    let cases: Vec<(String, StatusCode, &str)> = vec![
+        ("{\"event\": ".into(), StatusCode::BAD_REQUEST, "not valid JSON"),
+        ("".into(), StatusCode::BAD_REQUEST, "not valid JSON"),
+        ("[1]".into(), StatusCode::UNPROCESSABLE_ENTITY, "must be a JSON object"),
+        (
+            json!({"event": {"events_id": "clients.explode", "object_id": 1}, "data": {}}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown events_id `clients.explode`",
+        ),
+        (
+            json!({"event": {"events_id": "clients.create", "object_id": 1}}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `data`",
+        ),
+        (
+            json!({"event": {"object_id": 1}, "data": {}}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `event.events_id`",
+        ),
+        (
+            json!({"event": {"events_id": "clients.create"}, "data": {}}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `event.object_id`",
+        ),
+        (json!({"data": {}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "missing field `event`"),
+        (
+            json!({"event": {"events_id": "clients.create", "object_id": 1, "dt": "soon"}, "data": {}}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not an ISO-8601",
+        ),
+        (
+            envelope("clients.create", json!(1), json!({"blob": "x".repeat(3000)})).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than 2048 bytes",
+        ),
+    ];
+    for (body, status, message) in cases {
+        let res = post(body.clone()).await.unwrap();
+        assert_eq!(res.status(), status, "{body:.80}");
+        let err: Value = res.json().await.unwrap();
+        assert!(err["error"].as_str().unwrap().contains(message), "{body:.80}: {err}");
+    }
+    let res = reqwest::Client::new()
+        .post(app.url("/api/v1/events"))
+        .json(&envelope("clients.create", json!(1), json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .api(Method::POST, "/api/v1/events")
+        .header("idempotency-key", "")
+        .json(&envelope("clients.create", json!(1), json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "an empty Idempotency-Key");
+    let res = app.api(Method::GET, "/api/v1/events/1").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "no bad input stored an event");
+    // A good one still goes through, and is the first event.
+    let (status, answer) = app.post_event(&envelope("clients.create", json!(1), json!({}))).await;
+    assert_eq!((status, answer["id"].as_i64()), (StatusCode::ACCEPTED, Some(1)));
+    sink.wait_for("/h", 1, std::time::Duration::from_secs(10)).await;
+}
+
+async fn an_idempotency_key_returns_the_first_answer(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let sink = Sink::start().await;
+    app.create_handler(http_handler("h", "clients.create", &sink.url("/h"), 1)).await;
+    let send = |key: &'static str, object: i64| {
+        app.api(Method::POST, "/api/v1/events")
+            .header("idempotency-key", key)
+            .json(&envelope("clients.create", json!(object), json!({})))
+            .send()
+    };
+    let first: Value = send("order-1", 1).await.unwrap().json().await.unwrap();
+    let again = send("order-1", 1).await.unwrap();
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.json::<Value>().await.unwrap(), first, "the same answer");
+    // Concurrent repeats also give one event.
+    let answers = futures_util::future::join_all((0..8).map(|_| send("order-2", 2))).await;
+    let ids: Vec<i64> = futures_util::future::join_all(
+        answers.into_iter().map(|r| async { r.unwrap().json::<Value>().await.unwrap()["id"].as_i64().unwrap() }),
+    )
+    .await;
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let other: Value = send("order-3", 3).await.unwrap().json().await.unwrap();
+    assert_ne!(other["id"], first["id"]);
+    sink.wait_for("/h", 3, std::time::Duration::from_secs(10)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.received_on("/h").len(), 3, "one delivery per distinct key");
+}
