@@ -1,7 +1,7 @@
 //! Writes finished attempts: the log row and the delivery's new state, many
 //! attempts to one transaction (group commit), then wakes the worker.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
@@ -10,13 +10,15 @@ use tokio::sync::mpsc;
 use super::{
     Shared,
     outcome::{AttemptResult, Outcome},
+    retry::RetrySchedule,
 };
 use crate::{
     db::{
+        DbConnection, DbError,
         deliveries::{Claimed, Delivery, Finish},
         logs::NewExecutionLog,
         now,
-        schema::handlers,
+        schema::{deliveries, handlers},
     },
     error::cause_chain,
 };
@@ -53,7 +55,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
 }
 
 /// Writes a batch, retrying while the database is away: the deliveries stay
-/// claimed by this process (its leases are renewed) until this succeeds.
+/// claimed by this process (its leases are renewed) until this succeeds. If
+/// the batch fails for a reason of its own rows, each is written alone, so one
+/// bad row costs only itself.
 async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
     let items = Arc::new(items);
     let mut pause = Duration::from_millis(100);
@@ -61,25 +65,22 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
         let (owner, schedule, todo) = (shared.owner.clone(), shared.settings.retry_schedule.clone(), items.clone());
         let result = shared
             .db
-            .run(move |conn| {
-                crate::db::write_transaction(conn, |conn| {
-                    let ids: Vec<i64> = todo.iter().map(|d| d.delivery.handler_id).collect();
-                    let enabled: Vec<i64> = handlers::table
-                        .filter(handlers::id.eq_any(&ids))
-                        .filter(handlers::status.eq("enabled"))
-                        .select(handlers::id)
-                        .load(conn)?;
-                    for done in todo.iter() {
-                        let (finish, log) = settle(done, &schedule, enabled.contains(&done.delivery.handler_id));
-                        log.insert(conn)?;
-                        Delivery::finish(conn, &owner, done.delivery.id, &finish)?;
-                    }
-                    Ok(())
-                })
-            })
+            .run(move |conn| crate::db::write_transaction(conn, |conn| write_rows(conn, &owner, &schedule, &todo)))
             .await;
         match result {
             Ok(()) => return,
+            Err(DbError::Query(e)) if items.len() > 1 => {
+                tracing::warn!(error = %cause_chain(&e), "cannot record a batch of attempts; recording them one by one");
+                for one in items.iter() {
+                    write_one(shared, one).await;
+                }
+                return;
+            }
+            Err(DbError::Query(e)) => {
+                let d = &items[0].delivery;
+                tracing::error!(error = %cause_chain(&e), delivery = d.id, "cannot record an attempt; dropped");
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %cause_chain(&e), attempts = items.len(), "cannot record attempts; retrying");
                 tokio::time::sleep(pause).await;
@@ -89,8 +90,45 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
     }
 }
 
+/// One attempt in a transaction of its own (after a batch failed).
+async fn write_one(shared: &Arc<Shared>, done: &Done) {
+    let single = Done {
+        delivery: done.delivery.clone(),
+        attempt: done.attempt,
+        started_at: done.started_at,
+        result: done.result.clone(),
+    };
+    Box::pin(write(shared, vec![single])).await;
+}
+
+/// The log rows and new states of a batch. A delivery deleted meanwhile (its
+/// handler was deleted) is skipped: nothing is left to record it against.
+fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, todo: &[Done]) -> QueryResult<()> {
+    let delivery_ids: Vec<i64> = todo.iter().map(|d| d.delivery.id).collect();
+    let present: HashSet<i64> = deliveries::table
+        .filter(deliveries::id.eq_any(&delivery_ids))
+        .select(deliveries::id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
+    let handler_ids: Vec<i64> = todo.iter().map(|d| d.delivery.handler_id).collect();
+    let enabled: HashSet<i64> = handlers::table
+        .filter(handlers::id.eq_any(&handler_ids))
+        .filter(handlers::status.eq("enabled"))
+        .select(handlers::id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
+    for done in todo.iter().filter(|d| present.contains(&d.delivery.id)) {
+        let (finish, log) = settle(done, schedule, enabled.contains(&done.delivery.handler_id));
+        log.insert(conn)?;
+        Delivery::finish(conn, owner, done.delivery.id, &finish)?;
+    }
+    Ok(())
+}
+
 /// The delivery's next state and the log row of one attempt.
-fn settle(done: &Done, schedule: &super::retry::RetrySchedule, handler_enabled: bool) -> (Finish, NewExecutionLog) {
+fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> (Finish, NewExecutionLog) {
     let d = &done.delivery;
     let r = &done.result;
     let (state, next_attempt_at) = match r.outcome {

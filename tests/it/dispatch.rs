@@ -27,6 +27,7 @@ on_both_backends!(
     a_new_or_edited_handler_applies_to_the_next_event,
     a_finished_delivery_can_be_retried_by_hand,
     a_stop_lets_attempts_in_flight_finish,
+    deleting_a_handler_mid_attempt_leaves_the_others_working,
 );
 
 pub fn envelope(events_id: &str, object_id: Value, data: Value) -> Value {
@@ -363,4 +364,24 @@ async fn a_stop_lets_attempts_in_flight_finish(db: TestDb) {
     app.stop().await;
     assert_eq!(sink.received_on("/slow").len(), 1, "the attempt was let finish, not cut off");
     assert!(stopping.elapsed() >= Duration::from_millis(500), "the stop waited for it");
+}
+
+async fn deleting_a_handler_mid_attempt_leaves_the_others_working(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let sink = Sink::start().await;
+    sink.behave("/doomed", Behavior { delay: Duration::from_millis(500), ..Behavior::default() });
+    let doomed = app.create_handler(http_handler("doomed", "clients.create", &sink.url("/doomed"), 1)).await;
+    let other = app.create_handler(http_handler("other", "clients.update", &sink.url("/other"), 1)).await;
+    app.post_event(&envelope("clients.create", json!(1), json!({}))).await;
+    sink.wait_arrivals(1, WAIT).await;
+    let res = app.api(Method::DELETE, &format!("/api/v1/handlers/{}", doomed["id"])).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    sink.wait_for("/doomed", 1, WAIT).await;
+    let (_, answer) = app.post_event(&envelope("clients.update", json!(1), json!({}))).await;
+    app.api_until(&format!("/api/v1/events/{}", answer["id"]), "success", |e| {
+        e["deliveries"][0]["state"] == "succeeded"
+    })
+    .await;
+    let logs = app.api_json(&format!("/api/v1/handlers/{}/logs", other["id"])).await;
+    assert_eq!(logs["logs"][0]["outcome"], "success", "recording goes on after the deleted handler's attempt");
 }

@@ -1,0 +1,384 @@
+//! provisiond-bench: end-to-end throughput and latency of a release server.
+//!
+//! Starts a server process (this binary again, running the real server code)
+//! on a fresh database, a fast local HTTP sink, registers one handler, posts N
+//! events from C keep-alive connections, and reports ingest rate, delivery
+//! rate, post-to-arrival latency, the server's peak RSS and CPU per event —
+//! with the sink's raw loopback ceiling beside them. Every event must arrive
+//! exactly once.
+
+use std::{
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure provisiond end to end: ingest, delivery, latency, memory, CPU")]
+struct Args {
+    /// Events to post.
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    events: usize,
+    /// Concurrent keep-alive connections posting.
+    #[arg(short = 'c', long, default_value_t = 32)]
+    connections: usize,
+    /// Pace the posts at this many events per second (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Database: a PostgreSQL URL (a fresh database is created beside it) or empty for a fresh SQLite file.
+    #[arg(long, default_value = "")]
+    database: String,
+    /// Skip the raw sink ceiling measurement.
+    #[arg(long)]
+    no_ceiling: bool,
+    #[arg(long, hide = true)]
+    serve: bool,
+}
+
+const TOKEN: &str = "bench-token";
+
+fn main() {
+    let args = Args::parse();
+    if args.serve {
+        return serve();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(bench(args));
+}
+
+/// The server, exactly as `provisiond` runs it, configured from the environment.
+fn serve() {
+    let settings = provisiond::config::Settings::parse_from(["provisiond"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let app = provisiond::app::Application::build(settings).await.expect("the server starts");
+        app.run_until_stopped().await.unwrap();
+    });
+}
+
+/// What the sink saw: arrival time of each event number (first arrival).
+struct Arrivals {
+    at: Mutex<Vec<Option<Instant>>>,
+    total: AtomicUsize,
+    duplicates: AtomicUsize,
+}
+
+async fn bench(args: Args) {
+    let arrivals = Arc::new(Arrivals {
+        at: Mutex::new(vec![None; args.events]),
+        total: AtomicUsize::new(0),
+        duplicates: AtomicUsize::new(0),
+    });
+    let sink = start_sink(arrivals.clone());
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().unwrap();
+
+    let ceiling = if args.no_ceiling { None } else { Some(raw_ceiling(&client, &sink, args.connections).await) };
+
+    let dir = tempfile_dir();
+    let (database, dropper) = fresh_database(&args.database, &dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("http://127.0.0.1:{port}");
+    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--serve")
+        .env("PROVISIOND_DATABASE_URL", &database)
+        .env("PROVISIOND_BIND", format!("127.0.0.1:{port}"))
+        .env("PROVISIOND_API_TOKEN", TOKEN)
+        .env("PROVISIOND_ADMIN_PASSWORD", "bench")
+        .env("PROVISIOND_SCRIPTS_DIR", &dir)
+        .env("PROVISIOND_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let pid = server.id();
+    wait_ready(&client, &address).await;
+    let res = client
+        .post(format!("{address}/api/v1/handlers"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "bench sink", "events_id": "clients.update", "type": "http", "target": format!("{sink}/hook"), "priority": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "handler created");
+    let cpu_before = cpu_seconds(pid);
+
+    // Post.
+    let posted_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; args.events]));
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let interval = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        let (client, address, next, accepted, posted_at) =
+            (client.clone(), address.clone(), next.clone(), accepted.clone(), posted_at.clone());
+        let n = args.events;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                if let Some(every) = interval {
+                    tokio::time::sleep_until((start + every.mul_f64(i as f64)).into()).await;
+                }
+                let body = format!(
+                    r#"{{"event":{{"dt":"2026-11-24T10:00:00+00:00","events_id":"clients.update","object_id":{i}}},"data":{{"n":{i},"name":"client {i}"}}}}"#
+                );
+                let sent = Instant::now();
+                posted_at.lock().unwrap()[i] = Some(sent);
+                let res = client
+                    .post(format!("{address}/api/v1/events"))
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                if res.is_ok_and(|r| r.status() == 202) {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut peak_rss_kb = 0;
+    let sampler = {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let handle = tokio::spawn(async move {
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kb(pid));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        });
+        (done, handle)
+    };
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ingest_elapsed = start.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while arrivals.total.load(Ordering::Relaxed) < args.events && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let all_arrived = arrivals.at.lock().unwrap().iter().filter_map(|t| *t).max();
+    tokio::time::sleep(Duration::from_millis(300)).await; // any duplicate would show now
+    sampler.0.store(true, Ordering::Relaxed);
+    peak_rss_kb = peak_rss_kb.max(sampler.1.await.unwrap()).max(hwm_kb(pid));
+    let cpu = cpu_seconds(pid) - cpu_before;
+
+    // Report.
+    let n = args.events;
+    let ok = accepted.load(Ordering::Relaxed);
+    let arrived = arrivals.at.lock().unwrap().iter().filter(|t| t.is_some()).count();
+    let dups = arrivals.duplicates.load(Ordering::Relaxed);
+    let mut latencies: Vec<Duration> = {
+        let posted = posted_at.lock().unwrap();
+        let at = arrivals.at.lock().unwrap();
+        posted.iter().zip(at.iter()).filter_map(|(p, a)| Some(a.as_ref()?.duration_since(*p.as_ref()?))).collect()
+    };
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let delivery_secs = all_arrived.map(|t| t.duration_since(start).as_secs_f64()).unwrap_or(f64::NAN);
+    let backend = if args.database.is_empty() { "SQLite" } else { "PostgreSQL" };
+    println!(
+        "provisiond-bench: {n} events, {} connections, {backend}{}",
+        args.connections,
+        args.rate.map(|r| format!(", paced at {r} events/s")).unwrap_or_default()
+    );
+    if let Some(c) = ceiling {
+        println!("  raw sink ceiling      {c:>10.0} requests/s (loopback, same connections)");
+    }
+    println!(
+        "  ingest                {:>10.0} events/s  ({ok} accepted with 202 in {:.2} s)",
+        ok as f64 / ingest_elapsed.as_secs_f64(),
+        ingest_elapsed.as_secs_f64()
+    );
+    let rate = arrived as f64 / delivery_secs;
+    println!(
+        "  delivered             {rate:>10.0} events/s  (first post to last arrival: {delivery_secs:.2} s){}",
+        ceiling.map(|c| format!(", {:.1} % of the ceiling", 100.0 * rate / c)).unwrap_or_default()
+    );
+    println!(
+        "  latency post→arrival  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(pct(0.50)),
+        ms(pct(0.90)),
+        ms(pct(0.99)),
+        ms(latencies.last().copied().unwrap_or_default())
+    );
+    println!("  server peak RSS       {:>10.1} MB", peak_rss_kb as f64 / 1024.0);
+    println!("  server CPU            {:>10.1} µs/event  ({cpu:.2} s in all)", cpu * 1e6 / n as f64);
+    let exact = arrived == n && dups == 0 && ok == n;
+    println!(
+        "  check                 {}",
+        if exact {
+            "every event arrived exactly once".to_owned()
+        } else {
+            format!("FAILED: {arrived} of {n} arrived, {dups} duplicates, {ok} accepted")
+        }
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    dropper();
+    if !exact {
+        std::process::exit(1);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The sink: counts arrivals by event number; answers 204 at once.
+fn start_sink(arrivals: Arc<Arrivals>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        system.block_on(async move {
+            let data = web::Data::from(arrivals);
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/hook", web::post().to(hook))
+                    .route("/raw", web::post().to(raw))
+            })
+            .workers(1)
+            .disable_signals()
+            .backlog(4096)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            tx.send(server.addrs()[0].port()).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    format!("http://127.0.0.1:{}", rx.recv().unwrap())
+}
+
+async fn hook(body: web::Bytes, arrivals: web::Data<Arrivals>) -> HttpResponse {
+    let now = Instant::now();
+    if let Some(n) = event_number(&body) {
+        let mut at = arrivals.at.lock().unwrap();
+        match at.get_mut(n) {
+            Some(slot @ None) => {
+                *slot = Some(now);
+                arrivals.total.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Some(_)) => {
+                arrivals.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {}
+        }
+    }
+    HttpResponse::NoContent().finish()
+}
+
+async fn raw() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+/// `"n":123` in the body.
+fn event_number(body: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(body).ok()?;
+    let rest = &text[text.find("\"n\":")? + 4..];
+    rest[..rest.find(|c: char| !c.is_ascii_digit())?].parse().ok()
+}
+
+/// Requests per second the sink takes straight from the load generator.
+async fn raw_ceiling(client: &reqwest::Client, sink: &str, connections: usize) -> f64 {
+    let total = 20_000;
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, next, url) = (client.clone(), next.clone(), format!("{sink}/raw"));
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    let _ = client.post(&url).body("{}").send().await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn wait_ready(client: &reqwest::Client, address: &str) {
+    for _ in 0..400 {
+        if client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("provisiond-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A fresh database: a new SQLite file, or a new database on the PostgreSQL server named.
+fn fresh_database(url: &str, dir: &std::path::Path) -> (String, Box<dyn FnOnce()>) {
+    if url.is_empty() {
+        let owned = dir.to_path_buf();
+        return (
+            format!("sqlite://{}", dir.join("bench.db").display()),
+            Box::new(move || drop(std::fs::remove_dir_all(owned))),
+        );
+    }
+    use diesel::{Connection, RunQueryDsl};
+    let name = format!("provisiond_bench_{}", std::process::id());
+    let mut conn = diesel::PgConnection::establish(url).expect("PostgreSQL answers");
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
+    let mut parsed = url::Url::parse(url).unwrap();
+    parsed.set_path(&name);
+    let (admin, owned) = (url.to_owned(), dir.to_path_buf());
+    (
+        parsed.to_string(),
+        Box::new(move || {
+            if let Ok(mut conn) = diesel::PgConnection::establish(&admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
+            }
+            let _ = std::fs::remove_dir_all(owned);
+        }),
+    )
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmRSS:")
+}
+
+fn hwm_kb(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmHWM:")
+}
+
+/// User + system CPU time of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command: state is field 0, utime 11, stime 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
