@@ -232,6 +232,17 @@ pub fn find(id: &str) -> Option<&'static EventType> {
     EVENTS.iter().find(|e| e.id == id)
 }
 
+/// The distinct entities events are about (`clients`, `clients.accounts`, …), in catalogue order.
+pub fn entities() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for e in EVENTS {
+        if !out.contains(&e.entity()) {
+            out.push(e.entity());
+        }
+    }
+    out
+}
+
 /// The events of one group, in catalogue order.
 pub fn in_group(group: &str) -> impl Iterator<Item = &'static EventType> + '_ {
     EVENTS.iter().filter(move |e| e.group == group)

@@ -49,6 +49,18 @@ impl Event {
         events::table.find(id).first(conn)
     }
 
+    /// The events about one object (newest `limit`), oldest first.
+    pub fn for_object(conn: &mut DbConnection, entity: &str, object_id: &str, limit: i64) -> QueryResult<Vec<Event>> {
+        let mut rows: Vec<Event> = events::table
+            .filter(events::object_id.eq(object_id))
+            .filter(events::entity.eq(entity))
+            .order(events::id.desc())
+            .limit(limit)
+            .load(conn)?;
+        rows.reverse();
+        Ok(rows)
+    }
+
     /// Stores the event and one pending delivery for every handler enabled for
     /// it now, atomically. With an idempotency key seen in the last 24 h, it
     /// stores nothing and returns the first answer.

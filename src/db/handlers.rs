@@ -119,6 +119,16 @@ impl Handler {
         handlers::table.find(id).first(conn)
     }
 
+    /// The names of the given handlers (deleted ones are missing).
+    pub fn names(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<std::collections::HashMap<i64, String>> {
+        Ok(handlers::table
+            .filter(handlers::id.eq_any(ids))
+            .select((handlers::id, handlers::name))
+            .load::<(i64, String)>(conn)?
+            .into_iter()
+            .collect())
+    }
+
     /// One page of the list, sorted by priority then id, and the total count.
     pub fn list(
         conn: &mut DbConnection,

@@ -1,10 +1,17 @@
-//! The `execution_logs` table: one row per delivery attempt.
+//! The `execution_logs` table: one row per delivery attempt, and the queries
+//! of the Execution Logs tab, the details page, the object timeline and the
+//! handler list's health figures.
 
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
+use std::collections::HashMap;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Text, Timestamp},
+};
 use serde::Serialize;
 
-use super::{DbConnection, schema::execution_logs};
+use super::{DbConnection, now, schema::execution_logs};
 
 #[derive(Debug, Clone, Queryable, Identifiable, Serialize)]
 #[diesel(table_name = execution_logs)]
@@ -62,17 +69,39 @@ pub struct LogFilter {
     pub handler_id: Option<i64>,
     pub events_id: Option<String>,
     pub outcome: Option<String>,
+    /// Text searched for in the error message.
+    pub q: Option<String>,
+    pub object_id: Option<String>,
+    pub from: Option<NaiveDateTime>,
+    pub to: Option<NaiveDateTime>,
     pub delivery_id: Option<i64>,
 }
 
+/// Where a page of the log starts: the newest, or older/newer than a row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cursor {
+    #[default]
+    Newest,
+    Before(i64),
+    After(i64),
+}
+
+/// A page of the log, newest first, with whether older and newer rows exist.
+#[derive(Debug, Clone)]
+pub struct LogPage {
+    pub rows: Vec<ExecutionLog>,
+    pub older: bool,
+    pub newer: bool,
+}
+
+/// `LIKE` pattern for a literal text.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 impl ExecutionLog {
-    /// One page, newest first, and whether there is a further page.
-    pub fn list(
-        conn: &mut DbConnection,
-        filter: &LogFilter,
-        offset: i64,
-        limit: i64,
-    ) -> QueryResult<(Vec<Self>, bool)> {
+    fn filtered(filter: &LogFilter) -> execution_logs::BoxedQuery<'static, super::MultiBackend> {
         let mut q = execution_logs::table.into_boxed();
         if let Some(h) = filter.handler_id {
             q = q.filter(execution_logs::handler_id.eq(h));
@@ -80,15 +109,239 @@ impl ExecutionLog {
         if let Some(e) = &filter.events_id {
             q = q.filter(execution_logs::events_id.eq(e.clone()));
         }
-        if let Some(d) = filter.delivery_id {
-            q = q.filter(execution_logs::delivery_id.eq(d));
-        }
         if let Some(o) = &filter.outcome {
             q = q.filter(execution_logs::outcome.eq(o.clone()));
         }
-        let mut rows: Vec<Self> = q.order(execution_logs::id.desc()).offset(offset).limit(limit + 1).load(conn)?;
+        if let Some(text) = &filter.q {
+            q = q.filter(execution_logs::error.like(contains_pattern(text)).escape('\\'));
+        }
+        if let Some(o) = &filter.object_id {
+            q = q.filter(execution_logs::object_id.eq(o.clone()));
+        }
+        if let Some(from) = filter.from {
+            q = q.filter(execution_logs::started_at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            q = q.filter(execution_logs::started_at.lt(to));
+        }
+        if let Some(d) = filter.delivery_id {
+            q = q.filter(execution_logs::delivery_id.eq(d));
+        }
+        q
+    }
+
+    /// One page, newest first (keyset pagination: fast however deep).
+    pub fn page(conn: &mut DbConnection, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
+        let mut rows: Vec<Self> = match cursor {
+            Cursor::Newest => {
+                Self::filtered(filter).order(execution_logs::id.desc()).limit(limit + 1).load(conn)?
+            }
+            Cursor::Before(id) => Self::filtered(filter)
+                .filter(execution_logs::id.lt(id))
+                .order(execution_logs::id.desc())
+                .limit(limit + 1)
+                .load(conn)?,
+            Cursor::After(id) => {
+                let mut up: Vec<Self> = Self::filtered(filter)
+                    .filter(execution_logs::id.gt(id))
+                    .order(execution_logs::id.asc())
+                    .limit(limit + 1)
+                    .load(conn)?;
+                let newer = up.len() as i64 > limit;
+                up.truncate(limit as usize);
+                up.reverse();
+                return Ok(LogPage { rows: up, older: true, newer });
+            }
+        };
+        let older = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        Ok(LogPage { rows, older, newer: cursor != Cursor::Newest })
+    }
+
+    /// Like [`ExecutionLog::page`], of failed attempts only (every outcome
+    /// but success and cancelled).
+    pub fn page_failures(conn: &mut DbConnection, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
+        let mut pages: Vec<ExecutionLog> = Vec::new();
+        let (mut older, mut newer) = (false, false);
+        for outcome in ["http_error", "timeout", "connection_error", "script_error"] {
+            let f = LogFilter { outcome: Some(outcome.to_owned()), ..filter.clone() };
+            let page = Self::page(conn, &f, cursor, limit)?;
+            older |= page.older;
+            newer |= page.newer;
+            pages.extend(page.rows);
+        }
+        pages.sort_by_key(|r| std::cmp::Reverse(r.id));
+        match cursor {
+            Cursor::After(_) => {
+                let extra = pages.len().saturating_sub(limit as usize);
+                newer |= extra > 0;
+                pages.drain(..extra);
+            }
+            _ => {
+                older |= pages.len() as i64 > limit;
+                pages.truncate(limit as usize);
+            }
+        }
+        Ok(LogPage { rows: pages, older, newer })
+    }
+
+    /// One page, newest first, as the JSON API lists it.
+    pub fn list(conn: &mut DbConnection, filter: &LogFilter, offset: i64, limit: i64) -> QueryResult<(Vec<Self>, bool)> {
+        let mut rows: Vec<Self> =
+            Self::filtered(filter).order(execution_logs::id.desc()).offset(offset).limit(limit + 1).load(conn)?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         Ok((rows, more))
+    }
+
+    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Self> {
+        execution_logs::table.find(id).first(conn)
+    }
+
+    /// Every attempt of one delivery, in order.
+    pub fn for_delivery(conn: &mut DbConnection, delivery_id: i64) -> QueryResult<Vec<Self>> {
+        execution_logs::table
+            .filter(execution_logs::delivery_id.eq(delivery_id))
+            .order((execution_logs::attempt.asc(), execution_logs::id.asc()))
+            .load(conn)
+    }
+
+    /// Every attempt about one object (newest `limit`), oldest first.
+    pub fn for_object(conn: &mut DbConnection, entity: &str, object_id: &str, limit: i64) -> QueryResult<Vec<Self>> {
+        let mut rows: Vec<Self> = execution_logs::table
+            .filter(execution_logs::object_id.eq(object_id))
+            .filter(execution_logs::entity.eq(entity))
+            .order(execution_logs::id.desc())
+            .limit(limit)
+            .load(conn)?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Removes up to `batch` rows older than `before`; returns how many.
+    pub fn prune(conn: &mut DbConnection, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
+        diesel::sql_query(
+            "DELETE FROM execution_logs WHERE id IN
+               (SELECT id FROM execution_logs WHERE started_at < $1 ORDER BY started_at LIMIT $2)",
+        )
+        .bind::<Timestamp, _>(before)
+        .bind::<BigInt, _>(batch)
+        .execute(conn)
+    }
+}
+
+/// The handler list's health figures for one handler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandlerHealth {
+    pub last_outcome: Option<String>,
+    pub last_at: Option<NaiveDateTime>,
+    pub attempts_24h: i64,
+    pub successes_24h: i64,
+    /// Attempts per hour, oldest first; the last is the current hour.
+    pub per_hour: [i64; 24],
+    /// Deliveries failed for good, or retrying after a failed attempt.
+    pub failing: i64,
+    /// Deliveries not attempted yet, or in flight.
+    pub pending: i64,
+}
+
+#[derive(QueryableByName)]
+struct HourRow {
+    #[diesel(sql_type = BigInt)]
+    handler_id: i64,
+    #[diesel(sql_type = Text)]
+    hour: String,
+    #[diesel(sql_type = BigInt)]
+    attempts: i64,
+    #[diesel(sql_type = BigInt)]
+    successes: i64,
+}
+
+#[derive(QueryableByName)]
+struct BacklogRow {
+    #[diesel(sql_type = BigInt)]
+    handler_id: i64,
+    #[diesel(sql_type = BigInt)]
+    failing: i64,
+    #[diesel(sql_type = BigInt)]
+    pending: i64,
+}
+
+impl HandlerHealth {
+    /// The figures of the given handlers (those of one page of the list).
+    pub fn of(conn: &mut DbConnection, handler_ids: &[i64]) -> QueryResult<HashMap<i64, HandlerHealth>> {
+        let mut health: HashMap<i64, HandlerHealth> = handler_ids.iter().map(|id| (*id, HandlerHealth::default())).collect();
+        if handler_ids.is_empty() {
+            return Ok(health);
+        }
+        for id in handler_ids {
+            let last: Option<(String, NaiveDateTime)> = execution_logs::table
+                .filter(execution_logs::handler_id.eq(id))
+                .order(execution_logs::id.desc())
+                .select((execution_logs::outcome, execution_logs::started_at))
+                .first(conn)
+                .optional()?;
+            if let (Some(h), Some((outcome, at))) = (health.get_mut(id), last) {
+                h.last_outcome = Some(outcome);
+                h.last_at = Some(at);
+            }
+        }
+        // Ids come from the database as integers: safe to write into the SQL.
+        let ids = handler_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let current_hour = now().format("%Y-%m-%d %H:00:00").to_string();
+        let current = NaiveDateTime::parse_from_str(&current_hour, "%Y-%m-%d %H:%M:%S").unwrap_or_else(|_| now());
+        let since = current - TimeDelta::hours(23);
+        let hour_expr = match conn {
+            DbConnection::Postgres(_) => "to_char(started_at, 'YYYY-MM-DD HH24')",
+            DbConnection::Sqlite(_) => "substr(started_at, 1, 13)",
+        };
+        let hours: Vec<HourRow> = diesel::sql_query(format!(
+            "SELECT handler_id, {hour_expr} AS hour, COUNT(*) AS attempts,
+                    SUM(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END) AS successes
+             FROM execution_logs
+             WHERE handler_id IN ({ids}) AND started_at >= $1 AND outcome <> 'cancelled'
+             GROUP BY handler_id, {hour_expr}"
+        ))
+        .bind::<Timestamp, _>(since)
+        .load(conn)?;
+        for row in hours {
+            let Some(h) = health.get_mut(&row.handler_id) else { continue };
+            let Ok(at) = NaiveDateTime::parse_from_str(&format!("{}:00:00", row.hour), "%Y-%m-%d %H:%M:%S") else {
+                continue;
+            };
+            let slot = 23 - (current - at).num_hours();
+            if let Some(n) = usize::try_from(slot).ok().and_then(|s| h.per_hour.get_mut(s)) {
+                *n += row.attempts;
+            }
+            h.attempts_24h += row.attempts;
+            h.successes_24h += row.successes;
+        }
+        let backlog: Vec<BacklogRow> = diesel::sql_query(format!(
+            "SELECT handler_id,
+                    SUM(CASE WHEN state = 'failed' OR (state = 'pending' AND attempts > 0) THEN 1 ELSE 0 END) AS failing,
+                    SUM(CASE WHEN state = 'in_flight' OR (state = 'pending' AND attempts = 0) THEN 1 ELSE 0 END) AS pending
+             FROM deliveries
+             WHERE handler_id IN ({ids}) AND state IN ('pending', 'in_flight', 'failed')
+             GROUP BY handler_id"
+        ))
+        .load(conn)?;
+        for row in backlog {
+            if let Some(h) = health.get_mut(&row.handler_id) {
+                h.failing = row.failing;
+                h.pending = row.pending;
+            }
+        }
+        Ok(health)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn like_patterns_match_the_text_literally() {
+        assert_eq!(contains_pattern("timeout"), "%timeout%");
+        assert_eq!(contains_pattern("100%_x\\"), "%100\\%\\_x\\\\%");
     }
 }

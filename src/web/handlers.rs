@@ -11,7 +11,10 @@ use super::{
 };
 use crate::{
     app::AppState,
-    db::handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
+    db::{
+        handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
+        logs::HandlerHealth,
+    },
     dispatcher::signing::generate_secret,
     domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType},
     error::{AppError, AppResult},
@@ -72,6 +75,7 @@ pub struct HandlerRow {
     pub handler_type: String,
     pub target: String,
     pub status: String,
+    pub health: HealthView,
 }
 
 impl From<Handler> for HandlerRow {
@@ -85,6 +89,48 @@ impl From<Handler> for HandlerRow {
             handler_type: h.handler_type,
             target: h.target,
             status: h.status,
+            health: HealthView::from(HandlerHealth::default()),
+        }
+    }
+}
+
+/// The handler list's health column: last outcome, 24 h success rate, backlog, sparkline.
+pub struct HealthView {
+    pub last_outcome: Option<String>,
+    pub last_ok: bool,
+    pub last_at: String,
+    pub attempts_24h: i64,
+    pub success_rate: Option<i64>,
+    pub failing: i64,
+    pub pending: i64,
+    /// Bars of the attempts-per-hour sparkline: (x, y, height) in a 72×16 box.
+    pub bars: Vec<(usize, i64, i64)>,
+    pub peak: i64,
+}
+
+impl From<HandlerHealth> for HealthView {
+    fn from(h: HandlerHealth) -> Self {
+        let peak = h.per_hour.iter().copied().max().unwrap_or(0);
+        let bars = h
+            .per_hour
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| {
+                let height = (n * 16 / peak.max(1)).max(1);
+                (i * 3, 16 - height, height)
+            })
+            .collect();
+        Self {
+            last_ok: h.last_outcome.as_deref() == Some("success"),
+            last_outcome: h.last_outcome,
+            last_at: h.last_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
+            attempts_24h: h.attempts_24h,
+            success_rate: (h.attempts_24h > 0).then(|| (h.successes_24h * 100 + h.attempts_24h / 2) / h.attempts_24h),
+            failing: h.failing,
+            pending: h.pending,
+            bars,
+            peak,
         }
     }
 }
@@ -122,8 +168,15 @@ pub async fn list_handlers(
 ) -> AppResult<HttpResponse> {
     let filter = query.filter().map_err(AppError::BadRequest)?;
     let page = parse_page(&query.page).map_err(AppError::BadRequest)?;
-    let (rows, total) =
-        state.db.run(move |conn| Handler::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)).await?;
+    let (rows, total, mut health) = state
+        .db
+        .run(move |conn| {
+            let (rows, total) = Handler::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)?;
+            let ids: Vec<i64> = rows.iter().map(|h| h.id).collect();
+            let health = HandlerHealth::of(conn, &ids)?;
+            Ok((rows, total, health))
+        })
+        .await?;
     let filters = query.filters_query();
     let has_more = Pager::offset(page) + (rows.len() as i64) < total;
     let pager = Pager::new("/provisioning", &filters, page, Some(total), rows.len(), has_more);
@@ -135,7 +188,13 @@ pub async fn list_handlers(
         StatusCode::OK,
         &HandlerListPage {
             layout: Layout::new(&admin, "Provisioning", "handlers"),
-            rows: rows.into_iter().map(HandlerRow::from).collect(),
+            rows: rows
+                .into_iter()
+                .map(|h| {
+                    let figures = health.remove(&h.id).unwrap_or_default();
+                    HandlerRow { health: HealthView::from(figures), ..HandlerRow::from(h) }
+                })
+                .collect(),
             event: query.event.trim().to_owned(),
             handler_type: query.handler_type.trim().to_owned(),
             status: query.status.trim().to_owned(),

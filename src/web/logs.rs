@@ -1,65 +1,164 @@
-//! The Execution Logs tab: every attempt, newest first, per handler or for all.
+//! The Execution Logs tab (per handler and for all), an attempt's details
+//! with Retry, and one object's timeline.
 
-use actix_web::{HttpResponse, get, http::StatusCode, web};
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, get, http::StatusCode, post, web};
 use askama::Template;
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::OptionalExtension;
 use serde::Deserialize;
 
 use super::{
-    render,
-    session::CurrentAdmin,
-    views::{EventGroup, Layout, Pager, event_groups, event_label, parse_page},
+    render, see_other,
+    session::{CsrfForm, CurrentAdmin, safe_local},
+    views::{EventGroup, Layout, event_groups, event_label},
 };
 use crate::{
     app::AppState,
+    catalogue,
     db::{
+        DbConnection,
+        deliveries::Delivery,
+        events::Event,
         handlers::Handler,
-        logs::{ExecutionLog, LogFilter},
+        logs::{Cursor, ExecutionLog, LogFilter},
     },
+    dispatcher::outcome::Outcome,
     error::{AppError, AppResult},
 };
 
-const OUTCOMES: &[&str] = &["success", "http_error", "timeout", "connection_error", "script_error", "cancelled"];
+const PER_PAGE: i64 = 50;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct LogQuery {
     event: String,
     outcome: String,
-    page: String,
+    q: String,
+    object_id: String,
+    from: String,
+    to: String,
+    before: String,
+    after: String,
+}
+
+impl LogQuery {
+    fn filter(&self, handler_id: Option<i64>) -> Result<LogFilter, String> {
+        let events_id = match self.event.trim() {
+            "" => None,
+            e if catalogue::find(e).is_some() => Some(e.to_owned()),
+            e => return Err(format!("There is no event `{e}` in the catalogue.")),
+        };
+        let outcome = match self.outcome.trim() {
+            "" => None,
+            "fail" => Some("fail".to_owned()),
+            o if Outcome::ALL.iter().any(|x| x.as_str() == o) => Some(o.to_owned()),
+            o => return Err(format!("Unknown status `{o}`: use success, fail or one of the outcomes.")),
+        };
+        let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        Ok(LogFilter {
+            handler_id,
+            events_id,
+            outcome: outcome.filter(|o| o != "fail"),
+            q: text(&self.q),
+            object_id: text(&self.object_id),
+            from: parse_when(&self.from, false)?,
+            to: parse_when(&self.to, true)?,
+            delivery_id: None,
+        })
+    }
+
+    fn cursor(&self) -> Result<Cursor, String> {
+        let id = |s: &str| s.trim().parse::<i64>().map_err(|_| format!("`{s}` is not a log id"));
+        match (self.before.trim(), self.after.trim()) {
+            ("", "") => Ok(Cursor::Newest),
+            (b, "") => Ok(Cursor::Before(id(b)?)),
+            ("", a) => Ok(Cursor::After(id(a)?)),
+            _ => Err("Use either `before` or `after`, not both.".into()),
+        }
+    }
+
+    /// The filters as a query string (no cursor).
+    fn filters_query(&self) -> String {
+        let pairs: Vec<(&str, &str)> = [
+            ("event", self.event.trim()),
+            ("outcome", self.outcome.trim()),
+            ("q", self.q.trim()),
+            ("object_id", self.object_id.trim()),
+            ("from", self.from.trim()),
+            ("to", self.to.trim()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+}
+
+/// A date (`2026-11-24`) or a date and time (`2026-11-24T10:30`), in UTC. A
+/// bare date as the end of a range means the end of that day.
+fn parse_when(text: &str, end: bool) -> Result<Option<NaiveDateTime>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(Some(t));
+        }
+    }
+    match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(d) if end => Ok(d.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0))),
+        Ok(d) => Ok(d.and_hms_opt(0, 0, 0)),
+        Err(_) => Err(format!("`{text}` is not a date: use 2026-11-24 or 2026-11-24T10:30 (UTC).")),
+    }
 }
 
 /// One row of the log table.
 pub struct LogRow {
     pub id: i64,
     pub success: bool,
+    pub outcome: String,
     pub started_at: String,
     pub event_label: String,
     pub handler_id: i64,
+    pub handler_name: String,
+    pub entity: String,
     pub object_id: String,
-    pub response_preview: String,
+    pub preview: String,
     pub duration_ms: i64,
     pub attempt: i32,
     pub code: String,
-    pub outcome: String,
 }
 
-impl From<ExecutionLog> for LogRow {
-    fn from(l: ExecutionLog) -> Self {
-        let preview: String = l.error.as_deref().unwrap_or(&l.response_body).chars().take(80).collect();
+impl LogRow {
+    fn new(l: ExecutionLog, names: &HashMap<i64, String>) -> Self {
+        let source = l.error.as_deref().filter(|_| l.outcome != "success").unwrap_or(&l.response_body);
+        let preview: String = source.chars().filter(|c| !c.is_control()).take(80).collect();
         Self {
             id: l.id,
             success: l.outcome == "success",
             started_at: l.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             event_label: event_label(&l.events_id),
             handler_id: l.handler_id,
+            handler_name: names.get(&l.handler_id).cloned().unwrap_or_else(|| format!("#{}", l.handler_id)),
+            entity: l.entity,
             object_id: l.object_id,
-            response_preview: preview,
+            preview,
             duration_ms: l.duration_ms,
             attempt: l.attempt,
             code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
             outcome: l.outcome,
         }
     }
+}
+
+fn handler_names(conn: &mut DbConnection, ids: impl Iterator<Item = i64>) -> diesel::QueryResult<HashMap<i64, String>> {
+    let mut ids: Vec<i64> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Handler::names(conn, &ids)
 }
 
 #[derive(Template)]
@@ -69,70 +168,68 @@ pub struct LogListPage {
     pub heading: String,
     pub path: String,
     pub rows: Vec<LogRow>,
-    pub event: String,
-    pub outcome: String,
-    pub outcomes: &'static [&'static str],
+    pub query: LogQuery,
+    pub filtered: bool,
+    pub outcomes: Vec<&'static str>,
     pub groups: Vec<EventGroup>,
-    pub pager: Pager,
+    pub newer_url: Option<String>,
+    pub older_url: Option<String>,
+    pub handler: Option<Handler>,
 }
 
-async fn show_logs(
-    state: &AppState,
-    admin: &CurrentAdmin,
-    query: &LogQuery,
-    handler: Option<Handler>,
-) -> AppResult<HttpResponse> {
-    let events_id = match query.event.trim() {
-        "" => None,
-        e if crate::catalogue::find(e).is_some() => Some(e.to_owned()),
-        e => {
-            return Err(AppError::BadRequest(format!("There is no event `{e}` in the catalogue.")));
-        }
-    };
-    let outcome = match query.outcome.trim() {
-        "" => None,
-        o if OUTCOMES.contains(&o) => Some(o.to_owned()),
-        o => {
-            return Err(AppError::BadRequest(format!("Unknown outcome `{o}`: use one of {}.", OUTCOMES.join(", "))));
-        }
-    };
-    let page = parse_page(&query.page).map_err(AppError::BadRequest)?;
-    let filter = LogFilter { handler_id: handler.as_ref().map(|h| h.id), events_id, outcome, delivery_id: None };
-    let (rows, more) =
-        state.db.run(move |conn| ExecutionLog::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)).await?;
+async fn show_logs(state: &AppState, admin: &CurrentAdmin, query: LogQuery, handler: Option<Handler>) -> AppResult<HttpResponse> {
+    let mut filter = query.filter(handler.as_ref().map(|h| h.id)).map_err(AppError::BadRequest)?;
+    let cursor = query.cursor().map_err(AppError::BadRequest)?;
+    let only_failures = query.outcome.trim() == "fail";
+    if only_failures {
+        filter.outcome = None;
+    }
+    let (page, names) = state
+        .db
+        .run(move |conn| {
+            let page = if only_failures {
+                ExecutionLog::page_failures(conn, &filter, cursor, PER_PAGE)?
+            } else {
+                ExecutionLog::page(conn, &filter, cursor, PER_PAGE)?
+            };
+            let names = handler_names(conn, page.rows.iter().map(|r| r.handler_id))?;
+            Ok((page, names))
+        })
+        .await?;
     let (heading, path) = match &handler {
-        Some(h) => (format!("Execution Logs — {} (#{})", h.name, h.id), format!("/provisioning/{}/logs", h.id)),
-        None => ("Execution Logs — all handlers".to_owned(), "/provisioning/logs".to_owned()),
+        Some(h) => (format!("Execution Logs — {}", h.name), format!("/provisioning/{}/logs", h.id)),
+        None => ("Execution Logs".to_owned(), "/provisioning/logs".to_owned()),
     };
-    let pairs: Vec<(&str, &str)> = [("event", query.event.trim()), ("outcome", query.outcome.trim())]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .collect();
-    let filters = serde_urlencoded::to_string(pairs).unwrap_or_default();
-    let pager = Pager::new(&path, &filters, page, None, rows.len(), more);
+    let filters = query.filters_query();
+    let link = |key: &str, id: i64| {
+        let sep = if filters.is_empty() { "" } else { "&" };
+        format!("{path}?{filters}{sep}{key}={id}")
+    };
+    let newer_url = page.newer.then(|| page.rows.first().map(|r| link("after", r.id))).flatten();
+    let older_url = page.older.then(|| page.rows.last().map(|r| link("before", r.id))).flatten();
+    let mut outcomes = vec!["success", "fail"];
+    outcomes.extend(Outcome::ALL.iter().skip(1).map(|o| o.as_str()));
     render(
         StatusCode::OK,
         &LogListPage {
             layout: Layout::new(admin, heading.clone(), "logs"),
             heading,
             path,
-            rows: rows.into_iter().map(LogRow::from).collect(),
-            event: query.event.trim().to_owned(),
-            outcome: query.outcome.trim().to_owned(),
-            outcomes: OUTCOMES,
+            rows: page.rows.into_iter().map(|l| LogRow::new(l, &names)).collect(),
+            filtered: !filters.is_empty(),
+            query,
+            outcomes,
             groups: event_groups(),
-            pager,
+            newer_url,
+            older_url,
+            handler,
         },
     )
 }
 
 #[get("/provisioning/logs")]
-pub async fn list_all_logs(
-    state: web::Data<AppState>,
-    admin: CurrentAdmin,
-    query: web::Query<LogQuery>,
-) -> AppResult<HttpResponse> {
-    show_logs(&state, &admin, &query, None).await
+pub async fn list_all_logs(state: web::Data<AppState>, admin: CurrentAdmin, query: web::Query<LogQuery>) -> AppResult<HttpResponse> {
+    show_logs(&state, &admin, query.into_inner(), None).await
 }
 
 #[get("/provisioning/{id:\\d+}/logs")]
@@ -144,5 +241,225 @@ pub async fn list_handler_logs(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
-    show_logs(&state, &admin, &query, Some(handler)).await
+    show_logs(&state, &admin, query.into_inner(), Some(handler)).await
+}
+
+/// The state of a delivery as an administrator reads it.
+pub fn describe_state(d: &Delivery) -> String {
+    match d.state.as_str() {
+        "pending" if d.attempts == 0 => "pending: waiting for its turn".to_owned(),
+        "pending" => format!("retrying at {} UTC", d.next_attempt_at.format("%Y-%m-%d %H:%M:%S")),
+        "in_flight" => "in flight: being attempted now".to_owned(),
+        "succeeded" => "succeeded".to_owned(),
+        "failed" => format!("failed after {} attempts", d.attempts),
+        "cancelled" => "cancelled".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// One attempt of the delivery, for the list on the details page.
+pub struct AttemptRow {
+    pub id: i64,
+    pub attempt: i32,
+    pub started_at: String,
+    pub outcome: String,
+    pub success: bool,
+    pub code: String,
+    pub duration_ms: i64,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "logs/detail.html")]
+pub struct LogDetailPage {
+    pub layout: Layout,
+    pub log: ExecutionLog,
+    pub handler_name: String,
+    pub event_label: String,
+    pub payload: String,
+    pub headers: Vec<(String, String)>,
+    pub delivery: Option<Delivery>,
+    pub delivery_state: String,
+    pub finished: bool,
+    pub attempts: Vec<AttemptRow>,
+    pub started_at: String,
+    pub next_attempt_at: Option<String>,
+}
+
+#[get("/provisioning/logs/{log_id:\\d+}")]
+pub async fn show_log(state: web::Data<AppState>, admin: CurrentAdmin, log_id: web::Path<i64>) -> AppResult<HttpResponse> {
+    let log_id = log_id.into_inner();
+    let (log, delivery, others, handler) = state
+        .db
+        .run(move |conn| {
+            let log = ExecutionLog::find(conn, log_id)?;
+            let delivery = Delivery::find(conn, log.delivery_id).optional()?;
+            let others = ExecutionLog::for_delivery(conn, log.delivery_id)?;
+            let handler = Handler::find(conn, log.handler_id).optional()?;
+            Ok((log, delivery, others, handler))
+        })
+        .await?;
+    let payload = serde_json::from_str::<serde_json::Value>(&log.request_body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| log.request_body.clone());
+    let headers = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&log.request_headers)
+        .map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
+        .unwrap_or_default();
+    let attempts = others
+        .iter()
+        .map(|o| AttemptRow {
+            id: o.id,
+            attempt: o.attempt,
+            started_at: o.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            outcome: o.outcome.clone(),
+            success: o.outcome == "success",
+            code: o.status_code.map(|c| c.to_string()).unwrap_or_default(),
+            duration_ms: o.duration_ms,
+            current: o.id == log.id,
+        })
+        .collect();
+    let finished = delivery.as_ref().is_some_and(|d| matches!(d.state.as_str(), "succeeded" | "failed" | "cancelled"));
+    let page = LogDetailPage {
+        layout: Layout::new(&admin, format!("Execution Log #{}", log.id), "logs"),
+        handler_name: handler.map_or_else(|| format!("#{} (deleted)", log.handler_id), |h| h.name),
+        event_label: event_label(&log.events_id),
+        payload,
+        headers,
+        delivery_state: delivery.as_ref().map_or_else(|| "deleted".to_owned(), describe_state),
+        finished,
+        delivery,
+        attempts,
+        started_at: log.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        next_attempt_at: log.next_attempt_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+        log,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RetryForm {
+    return_to: String,
+}
+
+/// Queues a finished delivery again (one more attempt) and goes back to its details.
+#[post("/provisioning/deliveries/{id:\\d+}/retry")]
+pub async fn retry_delivery(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    input: CsrfForm<RetryForm>,
+) -> AppResult<HttpResponse> {
+    let id = id.into_inner();
+    let CsrfForm { admin, form } = input;
+    let retried = state.db.run(move |conn| Delivery::retry(conn, id)).await?;
+    let message = match retried {
+        Some(_) => {
+            state.dispatcher.wake();
+            tracing::info!(delivery = id, "delivery queued again from the UI");
+            format!("Delivery #{id} queued again: its new attempt appears below as soon as it has run.")
+        }
+        None => format!("Delivery #{id} is still pending or in flight; it can be retried once it has finished."),
+    };
+    admin.flash(&state, message).await?;
+    Ok(see_other(&safe_local(&form.return_to, "/provisioning/logs")))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct TimelineQuery {
+    entity: String,
+    object_id: String,
+}
+
+/// One line of an object's history: an event received, or an attempt.
+pub struct TimelineEntry {
+    pub at: NaiveDateTime,
+    pub when: String,
+    pub event_id: i64,
+    pub event_label: String,
+    /// For an attempt: its log row.
+    pub log_id: Option<i64>,
+    pub handler_name: String,
+    pub attempt: i32,
+    pub outcome: String,
+    pub success: bool,
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "logs/timeline.html")]
+pub struct TimelinePage {
+    pub layout: Layout,
+    pub entities: Vec<&'static str>,
+    pub entity: String,
+    pub object_id: String,
+    pub entries: Vec<TimelineEntry>,
+    pub searched: bool,
+}
+
+const TIMELINE_LIMIT: i64 = 1000;
+
+#[get("/provisioning/timeline")]
+pub async fn show_timeline(state: web::Data<AppState>, admin: CurrentAdmin, query: web::Query<TimelineQuery>) -> AppResult<HttpResponse> {
+    let entities = catalogue::entities();
+    let entity = query.entity.trim().to_owned();
+    let object_id = query.object_id.trim().to_owned();
+    let searched = !object_id.is_empty();
+    if !entity.is_empty() && !entities.contains(&entity.as_str()) {
+        return Err(AppError::BadRequest(format!("Unknown entity `{entity}`: use one of {}.", entities.join(", "))));
+    }
+    if searched && entity.is_empty() {
+        return Err(AppError::BadRequest("Choose what kind of object the id is (the entity).".into()));
+    }
+    let mut entries = Vec::new();
+    if searched {
+        let (e, o) = (entity.clone(), object_id.clone());
+        let (events, logs, names) = state
+            .db
+            .run(move |conn| {
+                let events = Event::for_object(conn, &e, &o, TIMELINE_LIMIT)?;
+                let logs = ExecutionLog::for_object(conn, &e, &o, TIMELINE_LIMIT)?;
+                let names = handler_names(conn, logs.iter().map(|l| l.handler_id))?;
+                Ok((events, logs, names))
+            })
+            .await?;
+        for ev in events {
+            entries.push(TimelineEntry {
+                at: ev.received_at,
+                when: ev.received_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                event_id: ev.id,
+                event_label: event_label(&ev.events_id),
+                log_id: None,
+                handler_name: String::new(),
+                attempt: 0,
+                outcome: "received".into(),
+                success: true,
+                code: String::new(),
+                detail: String::new(),
+            });
+        }
+        for l in logs {
+            entries.push(TimelineEntry {
+                at: l.started_at,
+                when: l.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                event_id: l.event_id,
+                event_label: event_label(&l.events_id),
+                log_id: Some(l.id),
+                handler_name: names.get(&l.handler_id).cloned().unwrap_or_else(|| format!("#{}", l.handler_id)),
+                attempt: l.attempt,
+                success: l.outcome == "success",
+                code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
+                detail: l.error.clone().unwrap_or_default().chars().take(120).collect(),
+                outcome: l.outcome,
+            });
+        }
+        entries.sort_by_key(|e| (e.at, e.log_id.is_some(), e.log_id));
+    }
+    let title = if searched { format!("Timeline of {entity} {object_id}") } else { "Object timeline".to_owned() };
+    render(
+        StatusCode::OK,
+        &TimelinePage { layout: Layout::new(&admin, title, "timeline"), entities, entity, object_id, entries, searched },
+    )
 }

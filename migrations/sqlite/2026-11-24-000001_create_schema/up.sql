@@ -25,7 +25,7 @@ CREATE TABLE events (
     payload     TEXT    NOT NULL,
     received_at TIMESTAMP NOT NULL
 );
-CREATE INDEX events_object ON events (entity, object_id, id);
+CREATE INDEX events_object ON events (object_id, entity, id);
 CREATE INDEX events_received ON events (received_at);
 
 CREATE TABLE idempotency_keys (
@@ -83,11 +83,13 @@ CREATE TABLE execution_logs (
     error           TEXT,
     next_attempt_at TIMESTAMP
 );
--- The all-handlers log (newest first), per-handler log, filters, timeline, details, retention.
+-- The all-handlers log (newest first by id), the per-handler log, the filters,
+-- the object timeline, an attempt's delivery, retention, the 24 h health figures.
 CREATE INDEX execution_logs_handler ON execution_logs (handler_id, id);
+CREATE INDEX execution_logs_handler_started ON execution_logs (handler_id, started_at);
 CREATE INDEX execution_logs_event_type ON execution_logs (events_id, id);
 CREATE INDEX execution_logs_outcome ON execution_logs (outcome, id);
-CREATE INDEX execution_logs_object ON execution_logs (entity, object_id, id);
+CREATE INDEX execution_logs_object ON execution_logs (object_id, entity, id);
 CREATE INDEX execution_logs_delivery ON execution_logs (delivery_id, attempt);
 CREATE INDEX execution_logs_event ON execution_logs (event_id);
 CREATE INDEX execution_logs_started ON execution_logs (started_at);
