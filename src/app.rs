@@ -1,14 +1,14 @@
 //! Builds the application from [`Settings`]: database, first-start set-up,
 //! the actix server with every route.
 
-use std::{net::TcpListener, time::Duration};
+use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
 
 use crate::{
     api,
     config::Settings,
-    db::{self, Db, DbError, admins::Admin, events::Event, sessions::Session},
+    db::{self, Db, DbError, admins::Admin},
     dispatcher::{DispatchSettings, Dispatcher},
     error::cause_chain,
     security, web as pages,
@@ -106,7 +106,8 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let dispatcher = self.state.dispatcher.clone();
         let dispatching = tokio::spawn(async move { dispatcher.run().await });
-        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let housekeeping =
+            tokio::spawn(crate::maintenance::run(self.state.db.clone(), self.state.settings.log_retention));
         let stopper = self.stopper();
         let signals = tokio::spawn(async move {
             wait_for_signal().await;
@@ -225,19 +226,4 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StartupError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StartupError::Setup(e.to_string()))
-}
-
-/// Background chores that keep the database small: expired sessions and
-/// idempotency keys.
-async fn housekeeping(state: web::Data<AppState>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
-    loop {
-        tick.tick().await;
-        if let Err(e) = state.db.run(Session::delete_expired).await {
-            tracing::warn!(error = %cause_chain(&e), "cannot remove expired sessions");
-        }
-        if let Err(e) = state.db.run(Event::prune_idempotency_keys).await {
-            tracing::warn!(error = %cause_chain(&e), "cannot remove old idempotency keys");
-        }
-    }
 }

@@ -71,6 +71,11 @@ pub struct Settings {
     #[arg(long, env = "PROVISIOND_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long execution logs, finished deliveries and their events are kept
+    /// (older ones are pruned in the background, in small batches).
+    #[arg(long, env = "PROVISIOND_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub log_retention: Duration,
+
     /// Database connections in the pool.
     #[arg(long, env = "PROVISIOND_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub db_pool_size: u32,

@@ -9,5 +9,6 @@ pub mod db;
 pub mod dispatcher;
 pub mod domain;
 pub mod error;
+pub mod maintenance;
 pub mod security;
 pub mod web;

@@ -133,9 +133,7 @@ impl ExecutionLog {
     /// One page, newest first (keyset pagination: fast however deep).
     pub fn page(conn: &mut DbConnection, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
         let mut rows: Vec<Self> = match cursor {
-            Cursor::Newest => {
-                Self::filtered(filter).order(execution_logs::id.desc()).limit(limit + 1).load(conn)?
-            }
+            Cursor::Newest => Self::filtered(filter).order(execution_logs::id.desc()).limit(limit + 1).load(conn)?,
             Cursor::Before(id) => Self::filtered(filter)
                 .filter(execution_logs::id.lt(id))
                 .order(execution_logs::id.desc())
@@ -160,7 +158,12 @@ impl ExecutionLog {
 
     /// Like [`ExecutionLog::page`], of failed attempts only (every outcome
     /// but success and cancelled).
-    pub fn page_failures(conn: &mut DbConnection, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
+    pub fn page_failures(
+        conn: &mut DbConnection,
+        filter: &LogFilter,
+        cursor: Cursor,
+        limit: i64,
+    ) -> QueryResult<LogPage> {
         let mut pages: Vec<ExecutionLog> = Vec::new();
         let (mut older, mut newer) = (false, false);
         for outcome in ["http_error", "timeout", "connection_error", "script_error"] {
@@ -186,7 +189,12 @@ impl ExecutionLog {
     }
 
     /// One page, newest first, as the JSON API lists it.
-    pub fn list(conn: &mut DbConnection, filter: &LogFilter, offset: i64, limit: i64) -> QueryResult<(Vec<Self>, bool)> {
+    pub fn list(
+        conn: &mut DbConnection,
+        filter: &LogFilter,
+        offset: i64,
+        limit: i64,
+    ) -> QueryResult<(Vec<Self>, bool)> {
         let mut rows: Vec<Self> =
             Self::filtered(filter).order(execution_logs::id.desc()).offset(offset).limit(limit + 1).load(conn)?;
         let more = rows.len() as i64 > limit;
@@ -270,7 +278,8 @@ struct BacklogRow {
 impl HandlerHealth {
     /// The figures of the given handlers (those of one page of the list).
     pub fn of(conn: &mut DbConnection, handler_ids: &[i64]) -> QueryResult<HashMap<i64, HandlerHealth>> {
-        let mut health: HashMap<i64, HandlerHealth> = handler_ids.iter().map(|id| (*id, HandlerHealth::default())).collect();
+        let mut health: HashMap<i64, HandlerHealth> =
+            handler_ids.iter().map(|id| (*id, HandlerHealth::default())).collect();
         if handler_ids.is_empty() {
             return Ok(health);
         }

@@ -177,7 +177,12 @@ pub struct LogListPage {
     pub handler: Option<Handler>,
 }
 
-async fn show_logs(state: &AppState, admin: &CurrentAdmin, query: LogQuery, handler: Option<Handler>) -> AppResult<HttpResponse> {
+async fn show_logs(
+    state: &AppState,
+    admin: &CurrentAdmin,
+    query: LogQuery,
+    handler: Option<Handler>,
+) -> AppResult<HttpResponse> {
     let mut filter = query.filter(handler.as_ref().map(|h| h.id)).map_err(AppError::BadRequest)?;
     let cursor = query.cursor().map_err(AppError::BadRequest)?;
     let only_failures = query.outcome.trim() == "fail";
@@ -228,7 +233,11 @@ async fn show_logs(state: &AppState, admin: &CurrentAdmin, query: LogQuery, hand
 }
 
 #[get("/provisioning/logs")]
-pub async fn list_all_logs(state: web::Data<AppState>, admin: CurrentAdmin, query: web::Query<LogQuery>) -> AppResult<HttpResponse> {
+pub async fn list_all_logs(
+    state: web::Data<AppState>,
+    admin: CurrentAdmin,
+    query: web::Query<LogQuery>,
+) -> AppResult<HttpResponse> {
     show_logs(&state, &admin, query.into_inner(), None).await
 }
 
@@ -287,7 +296,11 @@ pub struct LogDetailPage {
 }
 
 #[get("/provisioning/logs/{log_id:\\d+}")]
-pub async fn show_log(state: web::Data<AppState>, admin: CurrentAdmin, log_id: web::Path<i64>) -> AppResult<HttpResponse> {
+pub async fn show_log(
+    state: web::Data<AppState>,
+    admin: CurrentAdmin,
+    log_id: web::Path<i64>,
+) -> AppResult<HttpResponse> {
     let log_id = log_id.into_inner();
     let (log, delivery, others, handler) = state
         .db
@@ -402,7 +415,11 @@ pub struct TimelinePage {
 const TIMELINE_LIMIT: i64 = 1000;
 
 #[get("/provisioning/timeline")]
-pub async fn show_timeline(state: web::Data<AppState>, admin: CurrentAdmin, query: web::Query<TimelineQuery>) -> AppResult<HttpResponse> {
+pub async fn show_timeline(
+    state: web::Data<AppState>,
+    admin: CurrentAdmin,
+    query: web::Query<TimelineQuery>,
+) -> AppResult<HttpResponse> {
     let entities = catalogue::entities();
     let entity = query.entity.trim().to_owned();
     let object_id = query.object_id.trim().to_owned();
@@ -460,6 +477,13 @@ pub async fn show_timeline(state: web::Data<AppState>, admin: CurrentAdmin, quer
     let title = if searched { format!("Timeline of {entity} {object_id}") } else { "Object timeline".to_owned() };
     render(
         StatusCode::OK,
-        &TimelinePage { layout: Layout::new(&admin, title, "timeline"), entities, entity, object_id, entries, searched },
+        &TimelinePage {
+            layout: Layout::new(&admin, title, "timeline"),
+            entities,
+            entity,
+            object_id,
+            entries,
+            searched,
+        },
     )
 }

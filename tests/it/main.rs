@@ -10,5 +10,6 @@ mod durability;
 mod handlers_api;
 mod handlers_ui;
 mod ingest;
+mod logs_ui;
 mod scripts;
 mod startup;

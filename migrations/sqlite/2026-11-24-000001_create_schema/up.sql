@@ -63,6 +63,7 @@ CREATE INDEX deliveries_object ON deliveries (handler_id, entity, object_id, id)
 CREATE INDEX deliveries_event ON deliveries (event_id);
 CREATE INDEX deliveries_handler_state ON deliveries (handler_id, state);
 CREATE INDEX deliveries_lease ON deliveries (lease_owner) WHERE state = 'in_flight';
+CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE state IN ('succeeded', 'failed', 'cancelled');
 
 CREATE TABLE execution_logs (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
