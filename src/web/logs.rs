@@ -134,7 +134,8 @@ pub struct LogRow {
 
 impl LogRow {
     fn new(l: ExecutionLog, names: &HashMap<i64, String>) -> Self {
-        let source = l.error.as_deref().filter(|_| l.outcome != "success").unwrap_or(&l.response_body);
+        // The response if there was one, else what went wrong (a timeout, a refused connection).
+        let source = if l.response_body.is_empty() { l.error.as_deref().unwrap_or_default() } else { &l.response_body };
         let preview: String = source.chars().filter(|c| !c.is_control()).take(80).collect();
         Self {
             id: l.id,
@@ -260,6 +261,7 @@ pub fn describe_state(d: &Delivery) -> String {
         "pending" => format!("retrying at {} UTC", d.next_attempt_at.format("%Y-%m-%d %H:%M:%S")),
         "in_flight" => "in flight: being attempted now".to_owned(),
         "succeeded" => "succeeded".to_owned(),
+        "failed" if d.attempts == 1 => "failed after 1 attempt".to_owned(),
         "failed" => format!("failed after {} attempts", d.attempts),
         "cancelled" => "cancelled".to_owned(),
         other => other.to_owned(),

@@ -191,3 +191,74 @@ async fn new_handler_in_the_pop_up_with_messages_then_saved() {
     assert!(flash.contains("deleted"), "{flash}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn find_a_failed_delivery_see_what_happened_retry_it_and_follow_the_timeline() {
+    let Some(browser) = Browser::start().await else { return };
+    let db = TestDb::new(Backend::Sqlite).unwrap();
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| {
+        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("").unwrap();
+    })
+    .await;
+    let sink = crate::sink::Sink::start().await;
+    sink.behave("/crm", crate::sink::Behavior { statuses: [503].into(), ..Default::default() });
+    app.create_handler(crate::dispatch::http_handler("CRM sync", "clients.create", &sink.url("/crm"), 1)).await;
+    app.create_handler(crate::dispatch::http_handler("Switch", "clients.update", &sink.url("/switch"), 1)).await;
+    let (status, answer) =
+        app.post_event(&crate::dispatch::envelope("clients.create", json!(12), json!({"name": "Client 12"}))).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    app.post_event(&crate::dispatch::envelope("clients.update", json!(12), json!({"name": "Client twelve"}))).await;
+    app.api_until(&format!("/api/v1/events/{}", answer["id"]), "a failed delivery", |e| {
+        e["deliveries"][0]["state"] == "failed"
+    })
+    .await;
+    browser.sign_in(&app).await;
+    let c = &browser.client;
+
+    // The Advanced Search drop-down works from the keyboard: Enter opens, Esc closes, focus returns.
+    let summary = c.find(Locator::Css("#adv-search summary")).await.unwrap();
+    summary.send_keys("\u{e007}").await.unwrap();
+    c.wait().for_element(Locator::Css("#adv-search[open]")).await.unwrap();
+    c.find(Locator::Id("f-event")).await.unwrap().send_keys("\u{e00c}").await.unwrap();
+    c.wait().for_element(Locator::Css("#adv-search:not([open])")).await.unwrap();
+    assert_eq!(browser.focused_id().await, "Advanced Search ▼");
+
+    // Execution Logs: filter for the failures of object 12.
+    c.find(Locator::LinkText("Execution Logs")).await.unwrap().click().await.unwrap();
+    c.wait().for_element(Locator::Css("table.logs")).await.unwrap();
+    c.find(Locator::Css("#log-search summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("l-outcome")).await.unwrap().select_by_value("fail").await.unwrap();
+    c.find(Locator::Id("l-object")).await.unwrap().send_keys("12").await.unwrap();
+    c.find(Locator::Css("#log-search button[type=submit]")).await.unwrap().click().await.unwrap();
+    let rows = browser.wait_text("table.logs tbody", |t| !t.contains("Switch") && t.contains("CRM sync")).await;
+    assert!(rows.contains("fail") && rows.contains("503"), "{rows}");
+    browser.screenshot("execution-logs").await;
+
+    // Details: what was sent and what came back.
+    c.find(Locator::Css("table.logs tbody a.outcome")).await.unwrap().click().await.unwrap();
+    let payload = browser.text("#payload").await;
+    assert!(payload.contains("\"name\": \"Client 12\""), "{payload}");
+    assert!(browser.text("#response").await.contains("503"));
+    assert!(browser.text("#log-error").await.contains("HTTP 503"));
+    assert!(browser.text("#delivery-state").await.starts_with("failed"));
+    browser.screenshot("log-details").await;
+
+    // Retry: the new attempt shows, and succeeds.
+    c.find(Locator::Css("form.retry button")).await.unwrap().click().await.unwrap();
+    let state = browser.wait_text("#delivery-state", |t| t == "succeeded").await;
+    assert_eq!(state, "succeeded");
+    let attempts = browser.text("#attempts").await;
+    assert!(attempts.contains("http_error") && attempts.contains("success"), "{attempts}");
+
+    // The object timeline: both events about client 12, every attempt.
+    c.find(Locator::Css("a[href^=\"/provisioning/timeline?entity=clients\"].button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let timeline = browser.wait_text("table.timeline", |t| t.contains("Switch")).await;
+    assert_eq!(timeline.matches("event received").count(), 2, "{timeline}");
+    assert!(timeline.contains("CRM sync") && timeline.contains("http_error") && timeline.contains("success"));
+    browser.close().await;
+}

@@ -135,9 +135,7 @@ async fn details_show_what_was_sent_and_what_came_back_and_retry_works(db: TestD
         "the response body"
     );
     assert!(page.contains("HTTP 500"), "the error");
-    assert!(
-        page.contains(&format!("Delivery #{delivery}: <span id=\"delivery-state\">failed after 1 attempts</span>"))
-    );
+    assert!(page.contains(&format!("Delivery #{delivery}: <span id=\"delivery-state\">failed after 1 attempt</span>")));
     assert!(page.contains("Retry delivery"));
 
     // Retry: refused without the token; with it, back here and a new attempt shows.

@@ -1,0 +1,296 @@
+//! provisiond-seed: fills a database with a big history and times the pages.
+//!
+//! `provisiond-seed --database sqlite://big.db --handlers 10000 --logs 1000000`
+//! writes handlers, events, deliveries and execution logs (four attempts per
+//! delivery, spread over the last 29 days) with set-based SQL, then starts the
+//! server in-process, signs in and times the handler list, the all-handlers
+//! log, filtered logs, a handler's log, an attempt's details and an object
+//! timeline (median and worst of repeated requests), and prints the query
+//! plans of the queries behind them.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use diesel::{RunQueryDsl, connection::SimpleConnection};
+use provisiond::{
+    app::Application,
+    catalogue,
+    config::Settings,
+    db::{Backend, Db, DbConnection},
+};
+
+#[derive(Debug, Parser)]
+#[command(about = "Seed a big history into a provisiond database and time the pages")]
+struct Args {
+    /// The database to fill (it is migrated first); it should be empty.
+    #[arg(long, default_value = "sqlite://provisiond-seed.db")]
+    database: String,
+    #[arg(long, default_value_t = 10_000)]
+    handlers: i64,
+    /// Execution-log rows (four attempts per delivery, one delivery per event).
+    #[arg(long, default_value_t = 1_000_000)]
+    logs: i64,
+    /// Only time the pages of an already seeded database.
+    #[arg(long)]
+    measure_only: bool,
+    /// Requests per page when timing.
+    #[arg(long, default_value_t = 21)]
+    repeat: usize,
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let db = tokio::task::spawn_blocking({
+            let url = args.database.clone();
+            move || Db::connect(&url, 4)
+        })
+        .await
+        .unwrap()
+        .expect("the database answers");
+        if !args.measure_only {
+            let started = Instant::now();
+            let (handlers, logs) = (args.handlers, args.logs);
+            db.run(move |conn| seed(conn, handlers, logs)).await.expect("seeding works");
+            println!(
+                "seeded {} handlers and {} execution logs in {:.1} s",
+                args.handlers,
+                args.logs,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        db.run(explain).await.expect("plans");
+        measure(&args).await;
+    });
+}
+
+/// `CASE n % 27 WHEN 0 THEN 'clients.create' … END`: an event id for a number.
+fn event_case(n: &str, entity: bool) -> String {
+    let arms: String = catalogue::EVENTS
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!(" WHEN {i} THEN '{}'", if entity { e.entity() } else { e.id }))
+        .collect();
+    format!("(CASE ({n}) % {}{arms} END)", catalogue::EVENTS.len())
+}
+
+/// A timestamp `seconds` before now, as each backend writes it.
+fn ago(backend: Backend, seconds: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("(timezone('utc', now()) - (({seconds}) * interval '1 second'))"),
+        Backend::Sqlite => format!("strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ({seconds}) || ' seconds')"),
+    }
+}
+
+/// Numbers 1..=n as a row source named `s(g)`.
+fn series(backend: Backend, n: i64) -> (String, String) {
+    match backend {
+        Backend::Postgres => (String::new(), format!("generate_series(1, {n}) AS s(g)")),
+        Backend::Sqlite => {
+            (format!("WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n}) "), "s".into())
+        }
+    }
+}
+
+fn seed(conn: &mut DbConnection, handlers: i64, logs: i64) -> diesel::QueryResult<()> {
+    let backend = match conn {
+        DbConnection::Postgres(_) => Backend::Postgres,
+        DbConnection::Sqlite(_) => Backend::Sqlite,
+    };
+    let deliveries = (logs / 4).max(1);
+    let span = 29 * 24 * 3600; // seconds of history
+    let (with_h, from_h) = series(backend, handlers);
+    let (with_e, from_e) = series(backend, deliveries);
+    let now = ago(backend, "0");
+    let statements = [
+        format!(
+            "{with_h}INSERT INTO handlers (name, events_id, handler_type, target, status, priority, timeout_ms, secret, created_at, updated_at)
+             SELECT 'Handler ' || g, {ev}, 'http', 'http://127.0.0.1:9/hook/' || g,
+                    CASE WHEN g % 10 = 0 THEN 'disabled' WHEN g % 25 = 0 THEN 'archived' ELSE 'enabled' END,
+                    g % 1000, 10000, 'whsec_c2VlZHNlZWRzZWVkc2VlZHNlZWRzZWVk', {now}, {now}
+             FROM {from_h}",
+            ev = event_case("g", false)
+        ),
+        format!(
+            "{with_e}INSERT INTO events (events_id, entity, object_id, payload, received_at)
+             SELECT {ev}, {entity}, '' || (g % 50000),
+                    '{{\"event\":{{\"dt\":\"2026-11-01T00:00:00+00:00\",\"events_id\":\"' || {ev} || '\",\"object_id\":' || (g % 50000) || '}},\"data\":{{\"id\":' || (g % 50000) || ',\"name\":\"Client ' || g || '\"}}}}',
+                    {at}
+             FROM {from_e}",
+            ev = event_case("g", false),
+            entity = event_case("g", true),
+            at = ago(backend, &format!("{span} - CAST(g AS BIGINT) * {span} / {deliveries}")),
+        ),
+        format!(
+            "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts, max_attempts,
+                                     first_attempt_done, next_attempt_at, created_at, updated_at)
+             SELECT e.id, 1 + (e.id % {handlers}), 'msg_seed_' || e.id, 0, e.entity, e.object_id,
+                    CASE WHEN e.id % 20 = 0 THEN 'failed' ELSE 'succeeded' END, 4, 4, TRUE, e.received_at, e.received_at, e.received_at
+             FROM events e"
+        ),
+        String::from(
+            "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt, started_at, duration_ms,
+                                         outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+             SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, a.n, e.received_at, 5 + (d.id * a.n) % 200,
+                    CASE WHEN a.n = 4 AND d.state = 'succeeded' THEN 'success'
+                         WHEN a.n = 2 THEN 'timeout' WHEN a.n = 3 THEN 'connection_error' ELSE 'http_error' END,
+                    CASE WHEN a.n = 4 AND d.state = 'succeeded' THEN 200 WHEN a.n IN (1, 4) THEN 503 ELSE NULL END,
+                    e.payload, '{\"content-type\":\"application/json\"}',
+                    CASE WHEN a.n = 4 AND d.state = 'succeeded' THEN '{\"ok\":true}' ELSE 'Service Unavailable' END,
+                    CASE WHEN a.n = 4 AND d.state = 'succeeded' THEN NULL WHEN a.n = 2 THEN 'no complete answer within the timeout'
+                         WHEN a.n = 3 THEN 'connection refused' ELSE 'HTTP 503 Service Unavailable' END,
+                    NULL
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4) a"
+        ),
+    ];
+    for sql in statements {
+        diesel::sql_query(sql).execute(conn)?;
+    }
+    match conn {
+        DbConnection::Postgres(c) => c.batch_execute("ANALYZE"),
+        DbConnection::Sqlite(c) => c.batch_execute("ANALYZE"),
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    line: String,
+}
+
+/// Prints the plans of the queries behind the pages.
+fn explain(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    let queries = [
+        (
+            "handler list page",
+            "SELECT * FROM handlers WHERE status IN ('enabled', 'disabled') ORDER BY priority, id LIMIT 50",
+        ),
+        ("all-handlers log", "SELECT * FROM execution_logs ORDER BY id DESC LIMIT 51"),
+        ("log filtered by outcome", "SELECT * FROM execution_logs WHERE outcome = 'timeout' ORDER BY id DESC LIMIT 51"),
+        (
+            "log filtered by event",
+            "SELECT * FROM execution_logs WHERE events_id = 'clients.update' ORDER BY id DESC LIMIT 51",
+        ),
+        ("a handler's log", "SELECT * FROM execution_logs WHERE handler_id = 42 ORDER BY id DESC LIMIT 51"),
+        (
+            "timeline attempts",
+            "SELECT * FROM execution_logs WHERE object_id = '123' AND entity = 'clients' ORDER BY id DESC LIMIT 1000",
+        ),
+        (
+            "timeline events",
+            "SELECT * FROM events WHERE object_id = '123' AND entity = 'clients' ORDER BY id DESC LIMIT 1000",
+        ),
+        (
+            "health: last attempt",
+            "SELECT outcome, started_at FROM execution_logs WHERE handler_id = 42 ORDER BY id DESC LIMIT 1",
+        ),
+        (
+            "health: backlog",
+            "SELECT handler_id, COUNT(*) FROM deliveries WHERE handler_id IN (1, 2, 3) AND state IN ('pending', 'in_flight', 'failed') GROUP BY handler_id",
+        ),
+    ];
+    for (what, sql) in queries {
+        println!("\nplan: {what}\n  {sql}");
+        let lines: Vec<PlanLine> = match conn {
+            DbConnection::Postgres(_) => diesel::sql_query(format!("EXPLAIN {sql}"))
+                .load::<PgPlan>(conn)?
+                .into_iter()
+                .map(|p| PlanLine { line: p.plan })
+                .collect(),
+            DbConnection::Sqlite(_) => {
+                diesel::sql_query(format!("SELECT detail AS line FROM (EXPLAIN QUERY PLAN {sql})")).load(conn).or_else(
+                    |_| {
+                        diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                            .load::<SqlitePlan>(conn)
+                            .map(|v| v.into_iter().map(|p| PlanLine { line: p.detail }).collect())
+                    },
+                )?
+            }
+        };
+        for l in lines {
+            println!("    {}", l.line);
+        }
+    }
+    Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct PgPlan {
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+    plan: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct SqlitePlan {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    detail: String,
+}
+
+/// Starts the server on the seeded database and times each page.
+async fn measure(args: &Args) {
+    let scripts = std::env::temp_dir();
+    let mut settings = Settings::with_database(args.database.clone());
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    settings.admin_password = Some("seed-password".into());
+    settings.api_token = Some("seed-token".into());
+    settings.scripts_dir = scripts;
+    let app = Application::build(settings).await.expect("the server starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stopper = app.stopper();
+    tokio::spawn(app.run_until_stopped());
+    let client =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client.get(format!("{base}/login")).send().await.unwrap().text().await.unwrap();
+    let token =
+        login.split("name=\"csrf_token\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_owned();
+    client
+        .post(format!("{base}/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", "seed-password"),
+            ("csrf_token", token.as_str()),
+            ("next", "/provisioning"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let newest_log = client.get(format!("{base}/provisioning/logs")).send().await.unwrap().text().await.unwrap();
+    let log_id =
+        newest_log.split("/provisioning/logs/").nth(1).and_then(|r| r.split('"').next()).unwrap_or("1").to_owned();
+    let deep = args.logs / 2;
+    let pages = [
+        ("handler list (page 1, with health)", "/provisioning".to_owned()),
+        ("handler list (page 100)", "/provisioning?page=100".to_owned()),
+        ("all-handlers log", "/provisioning/logs".to_owned()),
+        ("all-handlers log, deep page", format!("/provisioning/logs?before={deep}")),
+        ("log filtered: status fail", "/provisioning/logs?outcome=fail".to_owned()),
+        ("log filtered: event", "/provisioning/logs?event=clients.update".to_owned()),
+        ("log filtered: object id", "/provisioning/logs?object_id=123".to_owned()),
+        ("a handler's log", "/provisioning/42/logs".to_owned()),
+        ("attempt details", format!("/provisioning/logs/{log_id}")),
+        ("object timeline", "/provisioning/timeline?entity=clients&object_id=123".to_owned()),
+    ];
+    println!("\npage timings over {} requests each (loopback HTTP, signed in):", args.repeat);
+    for (what, path) in pages {
+        let mut times = Vec::with_capacity(args.repeat);
+        let (mut status, mut size) = (0, 0);
+        for _ in 0..args.repeat {
+            let started = Instant::now();
+            let res = client.get(format!("{base}{path}")).send().await.unwrap();
+            status = res.status().as_u16();
+            size = res.bytes().await.unwrap().len();
+            times.push(started.elapsed());
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "  {what:<38} median {:>7.2} ms   worst {:>7.2} ms   (HTTP {status}, {:>4} KiB) {path}",
+            ms(times[times.len() / 2]),
+            ms(*times.last().unwrap()),
+            size / 1024
+        );
+    }
+    stopper.stop().await;
+}
