@@ -19,6 +19,7 @@ pub struct AppState {
     pub db: Db,
     pub settings: Settings,
     pub dispatcher: Dispatcher,
+    pub ingestor: crate::ingest::Ingestor,
     /// SHA-256 of the API bearer token.
     pub api_token_hash: String,
 }
@@ -67,7 +68,9 @@ impl Application {
         };
         let dispatcher = Dispatcher::new(db.clone(), DispatchSettings::from(&settings))
             .map_err(|e| StartupError::Setup(format!("cannot set up the HTTP client: {}", cause_chain(&e))))?;
-        let state = web::Data::new(AppState { db, settings, dispatcher, api_token_hash });
+        let max_attempts = i32::try_from(settings.retry_schedule.max_attempts()).unwrap_or(i32::MAX);
+        let ingestor = crate::ingest::Ingestor::start(db.clone(), dispatcher.clone(), max_attempts);
+        let state = web::Data::new(AppState { db, settings, dispatcher, ingestor, api_token_hash });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()

@@ -55,7 +55,7 @@ pub struct Settings {
 
     /// The most attempts running at once for one handler (other objects of the
     /// same handler run in parallel up to this).
-    #[arg(long, env = "PROVISIOND_HANDLER_CONCURRENCY", default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    #[arg(long, env = "PROVISIOND_HANDLER_CONCURRENCY", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub handler_concurrency: usize,
 
     /// How long a claim on a delivery lasts without renewal; after a crash,

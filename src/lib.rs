@@ -9,6 +9,7 @@ pub mod db;
 pub mod dispatcher;
 pub mod domain;
 pub mod error;
+pub mod ingest;
 pub mod maintenance;
 pub mod security;
 pub mod web;

@@ -33,16 +33,11 @@ pub async fn ingest_event(
             EnvelopeError::Malformed(m) => ApiError::BadRequest(m),
             EnvelopeError::Invalid(m) => ApiError::Unprocessable { message: m, errors: None },
         })?;
-    let max_attempts = i32::try_from(state.settings.retry_schedule.max_attempts()).unwrap_or(i32::MAX);
-    let Ingested { id, deliveries, replayed } =
-        state.db.run(move |conn| Event::ingest(conn, &event, key.as_deref(), max_attempts)).await?;
+    let Ingested { id, deliveries, replayed } = state.ingestor.ingest(event, key).await?;
     if !replayed {
         let metrics = state.dispatcher.metrics();
         metrics.events_ingested.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         metrics.deliveries_created.fetch_add(deliveries as u64, std::sync::atomic::Ordering::Relaxed);
-        if deliveries > 0 {
-            state.dispatcher.wake();
-        }
     }
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/v1/events/{id}")))

@@ -278,6 +278,27 @@ impl Delivery {
         Ok(n == 1)
     }
 
+    /// Ends attempts of `owner` for good (succeeded, failed, cancelled), many at once.
+    pub fn end_all(conn: &mut DbConnection, owner: &str, ids: &[i64], state: &str) -> QueryResult<usize> {
+        let at = now();
+        diesel::update(
+            deliveries::table
+                .filter(deliveries::id.eq_any(ids))
+                .filter(deliveries::lease_owner.eq(owner))
+                .filter(deliveries::state.eq("in_flight")),
+        )
+        .set((
+            deliveries::state.eq(state),
+            deliveries::attempts.eq(deliveries::attempts + 1),
+            deliveries::first_attempt_done.eq(true),
+            deliveries::next_attempt_at.eq(at),
+            deliveries::lease_owner.eq(None::<String>),
+            deliveries::lease_until.eq(None::<NaiveDateTime>),
+            deliveries::updated_at.eq(at),
+        ))
+        .execute(conn)
+    }
+
     /// Queues a finished delivery again for one more attempt, outside the
     /// priority chain. `Ok(None)` when it is still pending or in flight.
     pub fn retry(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Delivery>> {

@@ -36,7 +36,23 @@ pub struct Ingested {
     pub replayed: bool,
 }
 
-/// One delivery per handler enabled for the event, in chain order data.
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct NewEvent<'a> {
+    events_id: &'a str,
+    entity: &'a str,
+    object_id: &'a str,
+    payload: &'a str,
+    received_at: NaiveDateTime,
+}
+
+#[derive(QueryableByName)]
+struct EventIdRow {
+    #[diesel(sql_type = BigInt)]
+    event_id: i64,
+}
+
+/// One delivery per handler enabled for the event.
 const CREATE_DELIVERIES: &str = "\
 INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
                         max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
@@ -116,6 +132,61 @@ impl Event {
             }
             (result, _) => result,
         }
+    }
+
+    /// Stores many events (none with an idempotency key) and their deliveries
+    /// in one transaction: a group commit. Returns one answer per event, in order.
+    pub fn ingest_batch(conn: &mut DbConnection, batch: &[ValidEvent], max_attempts: i32) -> QueryResult<Vec<Ingested>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = now();
+        let rows: Vec<NewEvent<'_>> = batch
+            .iter()
+            .map(|e| NewEvent {
+                events_id: e.event_type.id,
+                entity: e.event_type.entity(),
+                object_id: &e.object_id,
+                payload: &e.payload,
+                received_at: at,
+            })
+            .collect();
+        crate::db::write_transaction(conn, |conn| {
+            let ids: Vec<i64> = match conn {
+                // One statement for the whole batch; PostgreSQL returns the ids in VALUES order.
+                DbConnection::Postgres(pg) => {
+                    diesel::insert_into(events::table).values(&rows).returning(events::id).get_results(pg)?
+                }
+                // No round trips to save on SQLite: one prepared insert per event.
+                DbConnection::Sqlite(lite) => rows
+                    .iter()
+                    .map(|row| diesel::insert_into(events::table).values(row).returning(events::id).get_result(lite))
+                    .collect::<QueryResult<_>>()?,
+            };
+            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let webhook_prefix = format!("msg_{}_", uuid::Uuid::new_v4().simple());
+            // Ids come from the database as integers: safe to write into the SQL.
+            let created: Vec<EventIdRow> = diesel::sql_query(format!(
+                "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                                         max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+                 SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE, $3, $3, $3
+                 FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
+                 WHERE e.id IN ({list})
+                 RETURNING event_id"
+            ))
+            .bind::<Text, _>(&webhook_prefix)
+            .bind::<Integer, _>(max_attempts)
+            .bind::<Timestamp, _>(at)
+            .load(conn)?;
+            let mut counts: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+            for row in created {
+                *counts.entry(row.event_id).or_default() += 1;
+            }
+            Ok(ids
+                .into_iter()
+                .map(|id| Ingested { id, deliveries: counts.get(&id).copied().unwrap_or(0), replayed: false })
+                .collect())
+        })
     }
 
     /// The first answer given for an idempotency key, if still fresh; an

@@ -61,6 +61,18 @@ impl NewExecutionLog {
     pub fn insert(&self, conn: &mut DbConnection) -> QueryResult<()> {
         diesel::insert_into(execution_logs::table).values(self).execute(conn).map(drop)
     }
+
+    /// Many rows in one statement (a few hundred at most: well within both
+    /// backends' limits on bound parameters).
+    pub fn insert_all(conn: &mut DbConnection, rows: &[NewExecutionLog]) -> QueryResult<()> {
+        for chunk in rows.chunks(500) {
+            match conn {
+                DbConnection::Postgres(pg) => diesel::insert_into(execution_logs::table).values(chunk).execute(pg)?,
+                DbConnection::Sqlite(lite) => diesel::insert_into(execution_logs::table).values(chunk).execute(lite)?,
+            };
+        }
+        Ok(())
+    }
 }
 
 /// Filters of the Execution Logs tab; every part optional.

@@ -1,7 +1,11 @@
 //! Writes finished attempts: the log row and the delivery's new state, many
 //! attempts to one transaction (group commit), then wakes the worker.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
@@ -119,10 +123,20 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
         .load::<i64>(conn)?
         .into_iter()
         .collect();
+    let mut logs = Vec::with_capacity(todo.len());
+    let mut ended: HashMap<&'static str, Vec<i64>> = HashMap::new();
     for done in todo.iter().filter(|d| present.contains(&d.delivery.id)) {
         let (finish, log) = settle(done, schedule, enabled.contains(&done.delivery.handler_id));
-        log.insert(conn)?;
-        Delivery::finish(conn, owner, done.delivery.id, &finish)?;
+        logs.push(log);
+        if finish.next_attempt_at.is_some() {
+            Delivery::finish(conn, owner, done.delivery.id, &finish)?;
+        } else {
+            ended.entry(finish.state).or_default().push(done.delivery.id);
+        }
+    }
+    NewExecutionLog::insert_all(conn, &logs)?;
+    for (state, ids) in ended {
+        Delivery::end_all(conn, owner, &ids, state)?;
     }
     Ok(())
 }

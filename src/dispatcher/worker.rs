@@ -52,7 +52,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if full {
             continue;
         }
-        let sleep_until = next_wake(&shared).await.min(renew_at);
+        // With attempts under way, their recording wakes us; only an idle
+        // dispatcher needs to know when the next retry is due.
+        let busy = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).total > 0;
+        let next = if busy { Instant::now() + shared.settings.poll_interval } else { next_wake(&shared).await };
+        let sleep_until = next.min(renew_at);
         tokio::select! {
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep_until(sleep_until) => {}
