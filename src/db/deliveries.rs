@@ -98,14 +98,15 @@ const PICK: &str = "
     ORDER BY next_attempt_at, id
     LIMIT $7";
 
-fn claim_sql(exclude: &str, lock: &str) -> String {
+fn claim_sql(exclude: &str, lock: &str, in_pick: &str) -> String {
     let eligible = ELIGIBLE.replace("{exclude}", exclude);
     let pick = PICK.replace("{eligible}", &eligible);
+    let in_pick = in_pick.replace("{pick}", &pick);
     format!(
         "UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_until = $2, next_attempt_at = $2, updated_at = $3
          WHERE id IN (
            SELECT id FROM deliveries
-           WHERE id IN ({pick}) AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
+           WHERE id {in_pick} AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
            {lock})
          RETURNING id"
     )
@@ -142,7 +143,10 @@ impl Delivery {
         let scan = (limits.limit * 4).max(64);
         let ids: Vec<i64> = match conn {
             DbConnection::Postgres(pg) => pg.transaction(|pg| {
-                let sql = claim_sql("AND NOT (d.handler_id = ANY($4))", "FOR UPDATE SKIP LOCKED");
+                // `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
+                // hash join over the whole table.
+                let sql =
+                    claim_sql("AND NOT (d.handler_id = ANY($4))", "FOR UPDATE SKIP LOCKED", "= ANY(ARRAY({pick}))");
                 diesel::sql_query(sql)
                     .bind::<Text, _>(owner)
                     .bind::<Timestamp, _>(lease_until)
@@ -154,7 +158,7 @@ impl Delivery {
                     .load::<IdRow>(pg)
             })?,
             DbConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
-                let sql = claim_sql("AND d.handler_id NOT IN (SELECT value FROM json_each($4))", "");
+                let sql = claim_sql("AND d.handler_id NOT IN (SELECT value FROM json_each($4))", "", "IN ({pick})");
                 let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
                 diesel::sql_query(sql)
                     .bind::<Text, _>(owner)

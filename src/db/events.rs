@@ -136,7 +136,11 @@ impl Event {
 
     /// Stores many events (none with an idempotency key) and their deliveries
     /// in one transaction: a group commit. Returns one answer per event, in order.
-    pub fn ingest_batch(conn: &mut DbConnection, batch: &[ValidEvent], max_attempts: i32) -> QueryResult<Vec<Ingested>> {
+    pub fn ingest_batch(
+        conn: &mut DbConnection,
+        batch: &[ValidEvent],
+        max_attempts: i32,
+    ) -> QueryResult<Vec<Ingested>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

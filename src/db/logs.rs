@@ -337,12 +337,16 @@ impl HandlerHealth {
             h.attempts_24h += row.attempts;
             h.successes_24h += row.successes;
         }
+        // Two branches, each served by its own partial index.
         let backlog: Vec<BacklogRow> = diesel::sql_query(format!(
-            "SELECT handler_id,
-                    SUM(CASE WHEN state = 'failed' OR (state = 'pending' AND attempts > 0) THEN 1 ELSE 0 END) AS failing,
-                    SUM(CASE WHEN state = 'in_flight' OR (state = 'pending' AND attempts = 0) THEN 1 ELSE 0 END) AS pending
-             FROM deliveries
-             WHERE handler_id IN ({ids}) AND state IN ('pending', 'in_flight', 'failed')
+            "SELECT handler_id, SUM(failing) AS failing, SUM(pending) AS pending FROM (
+               SELECT handler_id,
+                      CASE WHEN state = 'pending' AND attempts > 0 THEN 1 ELSE 0 END AS failing,
+                      CASE WHEN state = 'in_flight' OR attempts = 0 THEN 1 ELSE 0 END AS pending
+               FROM deliveries WHERE handler_id IN ({ids}) AND state IN ('pending', 'in_flight')
+               UNION ALL
+               SELECT handler_id, 1, 0 FROM deliveries WHERE handler_id IN ({ids}) AND state = 'failed'
+             ) AS b
              GROUP BY handler_id"
         ))
         .load(conn)?;

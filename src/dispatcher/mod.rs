@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     stop: watch::Sender<bool>,
     in_flight: Mutex<InFlight>,
     metrics: Arc<Metrics>,
+    /// When the planner's statistics were last refreshed (PostgreSQL).
+    last_analyze: Mutex<Option<std::time::Instant>>,
 }
 
 /// A handle on the dispatcher; cheap to clone.
@@ -129,6 +131,7 @@ impl Dispatcher {
                 stop,
                 in_flight: Mutex::new(InFlight::default()),
                 metrics: Arc::new(Metrics::default()),
+                last_analyze: Mutex::new(None),
             }),
         })
     }

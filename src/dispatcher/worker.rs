@@ -91,7 +91,10 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     let limits = ClaimLimits { limit: room.min(CLAIM_BATCH) as i64, per_handler: cap as i64, saturated };
     let owner = shared.owner.clone();
     let lease_until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
-    let claimed = match shared.db.run(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await {
+    let started = Instant::now();
+    let result = shared.db.run(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await;
+    refresh_statistics_if_slow(shared, started.elapsed()).await;
+    let claimed = match result {
         Ok(claimed) => claimed,
         Err(e) => {
             tracing::error!(error = %cause_chain(&e), "cannot claim deliveries");
@@ -121,6 +124,36 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
         }
     }
     keep
+}
+
+/// A claim is a few index probes per candidate; when one takes long on
+/// PostgreSQL, the planner is working from stale statistics (typically a table
+/// that grew from empty faster than autovacuum looks): refresh them, at most
+/// once a minute.
+async fn refresh_statistics_if_slow(shared: &Arc<Shared>, took: Duration) {
+    const SLOW: Duration = Duration::from_millis(25);
+    const AT_MOST_EVERY: Duration = Duration::from_secs(60);
+    if took < SLOW || shared.db.backend() != Backend::Postgres {
+        return;
+    }
+    {
+        let mut last = shared.last_analyze.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < AT_MOST_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    tracing::info!(
+        claim_ms = took.as_millis() as u64,
+        "a slow claim: refreshing the planner's statistics of deliveries"
+    );
+    let result = shared
+        .db
+        .run(|conn| diesel::RunQueryDsl::execute(diesel::sql_query("ANALYZE deliveries"), conn).map(drop))
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %cause_chain(&e), "cannot analyze deliveries");
+    }
 }
 
 /// One attempt, then off to the recorder.

@@ -61,7 +61,11 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE state IN (
 CREATE INDEX deliveries_chain ON deliveries (event_id, priority, handler_id) WHERE state IN ('pending', 'in_flight');
 CREATE INDEX deliveries_object ON deliveries (handler_id, entity, object_id, id) WHERE state IN ('pending', 'in_flight');
 CREATE INDEX deliveries_event ON deliveries (event_id);
-CREATE INDEX deliveries_handler_state ON deliveries (handler_id, state);
+-- Only failed deliveries by handler (the health figures); pending ones are
+-- found through deliveries_object. No general (handler_id, …) index: without
+-- statistics, PostgreSQL would pick it for the per-object check of the claim
+-- and scan a handler's whole backlog for every candidate.
+CREATE INDEX deliveries_failed ON deliveries (handler_id) WHERE state = 'failed';
 CREATE INDEX deliveries_lease ON deliveries (lease_owner) WHERE state = 'in_flight';
 CREATE INDEX deliveries_finished ON deliveries (updated_at) WHERE state IN ('succeeded', 'failed', 'cancelled');
 
