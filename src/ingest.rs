@@ -54,7 +54,7 @@ async fn write_loop(db: Db, dispatcher: Dispatcher, max_attempts: i32, mut rx: m
         let mut created = 0;
         if !plain.is_empty() {
             let events: Vec<ValidEvent> = plain.iter().map(|j| j.event.clone()).collect();
-            let result = db.run(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
+            let result = db.run_write(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
             match result {
                 Ok(answers) => {
                     for (job, answer) in plain.into_iter().zip(answers) {
@@ -73,7 +73,7 @@ async fn write_loop(db: Db, dispatcher: Dispatcher, max_attempts: i32, mut rx: m
         }
         for job in keyed {
             let (event, key) = (job.event, job.key);
-            let result = db.run(move |conn| Event::ingest(conn, &event, key.as_deref(), max_attempts)).await;
+            let result = db.run_write(move |conn| Event::ingest(conn, &event, key.as_deref(), max_attempts)).await;
             if let Ok(answer) = &result
                 && !answer.replayed
             {

@@ -62,10 +62,12 @@ pub struct Claimed {
 pub struct ClaimLimits {
     /// The most deliveries to claim.
     pub limit: i64,
-    /// The most deliveries of one handler in one claim.
+    /// The most deliveries of one handler in flight in this process.
     pub per_handler: i64,
     /// Handlers already at their concurrency limit in this process.
     pub saturated: Vec<i64>,
+    /// Attempts in flight in this process, by handler (`{"12": 40}`).
+    pub busy: String,
 }
 
 /// The rows a delivery may be claimed from: due, not waiting on an earlier
@@ -87,20 +89,21 @@ const ELIGIBLE: &str = "
     ORDER BY d.next_attempt_at, d.id
     LIMIT $5";
 
-/// At most `$6` per handler of the eligible rows, then the first `$7`.
+/// Of the eligible rows, at most `$6` (the per-handler limit) less what the
+/// handler has in flight already (`{busy}`, from the map `$7`), then the first `$8`.
 const PICK: &str = "
     SELECT id FROM (
-      SELECT id, next_attempt_at,
+      SELECT id, handler_id, next_attempt_at,
              ROW_NUMBER() OVER (PARTITION BY handler_id ORDER BY next_attempt_at, id) AS n
       FROM ({eligible}) AS e
     ) AS r
-    WHERE n <= $6
+    WHERE n <= $6 - {busy}
     ORDER BY next_attempt_at, id
-    LIMIT $7";
+    LIMIT $8";
 
-fn claim_sql(exclude: &str, lock: &str, in_pick: &str) -> String {
+fn claim_sql(exclude: &str, busy: &str, lock: &str, in_pick: &str) -> String {
     let eligible = ELIGIBLE.replace("{exclude}", exclude);
-    let pick = PICK.replace("{eligible}", &eligible);
+    let pick = PICK.replace("{eligible}", &eligible).replace("{busy}", busy);
     let in_pick = in_pick.replace("{pick}", &pick);
     format!(
         "UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_until = $2, next_attempt_at = $2, updated_at = $3
@@ -140,13 +143,18 @@ impl Delivery {
         limits: &ClaimLimits,
     ) -> QueryResult<Vec<Claimed>> {
         let at = now();
-        let scan = (limits.limit * 4).max(64);
+        // Enough candidates that a handler at its limit does not starve the others.
+        let scan = (limits.limit * 2).max(64);
         let ids: Vec<i64> = match conn {
             DbConnection::Postgres(pg) => pg.transaction(|pg| {
                 // `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
                 // hash join over the whole table.
-                let sql =
-                    claim_sql("AND NOT (d.handler_id = ANY($4))", "FOR UPDATE SKIP LOCKED", "= ANY(ARRAY({pick}))");
+                let sql = claim_sql(
+                    "AND NOT (d.handler_id = ANY($4))",
+                    "COALESCE(($7::jsonb ->> r.handler_id::text)::bigint, 0)",
+                    "FOR UPDATE SKIP LOCKED",
+                    "= ANY(ARRAY({pick}))",
+                );
                 diesel::sql_query(sql)
                     .bind::<Text, _>(owner)
                     .bind::<Timestamp, _>(lease_until)
@@ -154,11 +162,17 @@ impl Delivery {
                     .bind::<diesel::sql_types::Array<BigInt>, _>(&limits.saturated)
                     .bind::<BigInt, _>(scan)
                     .bind::<BigInt, _>(limits.per_handler)
+                    .bind::<Text, _>(&limits.busy)
                     .bind::<BigInt, _>(limits.limit)
                     .load::<IdRow>(pg)
             })?,
             DbConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
-                let sql = claim_sql("AND d.handler_id NOT IN (SELECT value FROM json_each($4))", "", "IN ({pick})");
+                let sql = claim_sql(
+                    "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
+                    "COALESCE((SELECT value FROM json_each($7) WHERE key = CAST(r.handler_id AS TEXT)), 0)",
+                    "",
+                    "IN ({pick})",
+                );
                 let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
                 diesel::sql_query(sql)
                     .bind::<Text, _>(owner)
@@ -167,6 +181,7 @@ impl Delivery {
                     .bind::<Text, _>(saturated)
                     .bind::<BigInt, _>(scan)
                     .bind::<BigInt, _>(limits.per_handler)
+                    .bind::<Text, _>(&limits.busy)
                     .bind::<BigInt, _>(limits.limit)
                     .load::<IdRow>(lite)
             })?,

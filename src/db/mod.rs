@@ -114,8 +114,13 @@ impl ConnectionManager {
             Target::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
             Target::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
+                // WAL (set once, at connect) with synchronous=NORMAL: a commit is not
+                // fsynced, a checkpoint is; nothing committed is lost when the process
+                // dies, only the last commits when the machine does. A 1 MiB page cache
+                // per connection keeps the process small; the OS caches the rest.
                 conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
+                     PRAGMA cache_size = -1024; PRAGMA temp_store = MEMORY;",
                 )?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -147,6 +152,11 @@ pub type Pool = r2d2::Pool<ConnectionManager>;
 pub struct Db {
     pool: Pool,
     backend: Backend,
+    /// SQLite takes one writer at a time, and a writer that finds the lock
+    /// taken sleeps in growing steps (up to 100 ms) before trying again. The
+    /// hot writers (ingestion, claims, the recorder) queue here instead, and
+    /// the next one starts the moment the last commits.
+    write_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -168,7 +178,7 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, write_lock: Default::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -184,6 +194,26 @@ impl Db {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
+            f(&mut conn).map_err(DbError::from)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Like [`Db::run`], for a transaction that writes: on SQLite, writers of
+    /// this process take turns without SQLite's sleeping busy-wait.
+    pub async fn run_write<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.backend == Backend::Postgres {
+            return self.run(f).await;
+        }
+        let (pool, lock) = (self.pool.clone(), self.write_lock.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut conn).map_err(DbError::from)
         })
         .await

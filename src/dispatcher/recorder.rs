@@ -69,7 +69,9 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
         let (owner, schedule, todo) = (shared.owner.clone(), shared.settings.retry_schedule.clone(), items.clone());
         let result = shared
             .db
-            .run(move |conn| crate::db::write_transaction(conn, |conn| write_rows(conn, &owner, &schedule, &todo)))
+            .run_write(move |conn| {
+                crate::db::write_transaction(conn, |conn| write_rows(conn, &owner, &schedule, &todo))
+            })
             .await;
         match result {
             Ok(()) => return,

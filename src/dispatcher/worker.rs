@@ -80,19 +80,25 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// Claims what this process has room for.
 async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     let cap = shared.settings.handler_concurrency;
-    let (room, saturated) = {
+    let (room, saturated, busy) = {
         let in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         let saturated: Vec<i64> = in_flight.by_handler.iter().filter(|(_, n)| **n >= cap).map(|(h, _)| *h).collect();
-        (shared.settings.max_in_flight.saturating_sub(in_flight.total), saturated)
+        let busy: serde_json::Map<String, serde_json::Value> =
+            in_flight.by_handler.iter().map(|(h, n)| (h.to_string(), serde_json::Value::from(*n))).collect();
+        (
+            shared.settings.max_in_flight.saturating_sub(in_flight.total),
+            saturated,
+            serde_json::Value::Object(busy).to_string(),
+        )
     };
     if room == 0 {
         return Vec::new();
     }
-    let limits = ClaimLimits { limit: room.min(CLAIM_BATCH) as i64, per_handler: cap as i64, saturated };
+    let limits = ClaimLimits { limit: room.min(CLAIM_BATCH) as i64, per_handler: cap as i64, saturated, busy };
     let owner = shared.owner.clone();
     let lease_until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
     let started = Instant::now();
-    let result = shared.db.run(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await;
+    let result = shared.db.run_write(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await;
     refresh_statistics_if_slow(shared, started.elapsed()).await;
     let claimed = match result {
         Ok(claimed) => claimed,
@@ -119,7 +125,7 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     }
     if !give_back.is_empty() {
         let owner = shared.owner.clone();
-        if let Err(e) = shared.db.run(move |conn| Delivery::release(conn, &owner, &give_back)).await {
+        if let Err(e) = shared.db.run_write(move |conn| Delivery::release(conn, &owner, &give_back)).await {
             tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire");
         }
     }
@@ -173,7 +179,7 @@ async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSen
 async fn renew(shared: &Arc<Shared>) {
     let owner = shared.owner.clone();
     let until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
-    if let Err(e) = shared.db.run(move |conn| Delivery::renew_leases(conn, &owner, until)).await {
+    if let Err(e) = shared.db.run_write(move |conn| Delivery::renew_leases(conn, &owner, until)).await {
         tracing::warn!(error = %cause_chain(&e), "cannot renew leases");
     }
 }

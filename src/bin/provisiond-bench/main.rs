@@ -16,8 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use clap::Parser;
+use wire::{Arrivals, Conn};
+
+mod wire;
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure provisiond end to end: ingest, delivery, latency, memory, CPU")]
@@ -54,6 +56,7 @@ fn main() {
 
 /// The server, exactly as `provisiond` runs it, configured from the environment.
 fn serve() {
+    provisiond::app::limit_malloc_arenas();
     let settings = provisiond::config::Settings::parse_from(["provisiond"]);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
@@ -62,23 +65,12 @@ fn serve() {
     });
 }
 
-/// What the sink saw: arrival time of each event number (first arrival).
-struct Arrivals {
-    at: Mutex<Vec<Option<Instant>>>,
-    total: AtomicUsize,
-    duplicates: AtomicUsize,
-}
-
 async fn bench(args: Args) {
-    let arrivals = Arc::new(Arrivals {
-        at: Mutex::new(vec![None; args.events]),
-        total: AtomicUsize::new(0),
-        duplicates: AtomicUsize::new(0),
-    });
-    let sink = start_sink(arrivals.clone());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build().unwrap();
+    let arrivals = Arc::new(Arrivals::new(args.events));
+    let sink = wire::start_sink(arrivals.clone()).await;
+    let client = reqwest::Client::new();
 
-    let ceiling = if args.no_ceiling { None } else { Some(raw_ceiling(&client, &sink, args.connections).await) };
+    let ceiling = if args.no_ceiling { None } else { Some(raw_ceiling(&sink, args.connections).await) };
 
     let dir = tempfile_dir();
     let (database, dropper) = fresh_database(&args.database, &dir);
@@ -114,11 +106,12 @@ async fn bench(args: Args) {
     let start = Instant::now();
     let interval = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut tasks = Vec::new();
+    let bench_cpu_before = cpu_seconds(std::process::id());
     for _ in 0..args.connections {
-        let (client, address, next, accepted, posted_at) =
-            (client.clone(), address.clone(), next.clone(), accepted.clone(), posted_at.clone());
+        let (address, next, accepted, posted_at) = (address.clone(), next.clone(), accepted.clone(), posted_at.clone());
         let n = args.events;
         tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&address, "/api/v1/events", TOKEN).await.expect("a connection to the server");
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= n {
@@ -130,21 +123,30 @@ async fn bench(args: Args) {
                 let body = format!(
                     r#"{{"event":{{"dt":"2026-11-24T10:00:00+00:00","events_id":"clients.update","object_id":{i}}},"data":{{"n":{i},"name":"client {i}"}}}}"#
                 );
-                let sent = Instant::now();
-                posted_at.lock().unwrap()[i] = Some(sent);
-                let res = client
-                    .post(format!("{address}/api/v1/events"))
-                    .bearer_auth(TOKEN)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                if res.is_ok_and(|r| r.status() == 202) {
+                posted_at.lock().unwrap()[i] = Some(Instant::now());
+                if conn.post(&body).await.is_ok_and(|status| status == 202) {
                     accepted.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }));
     }
+    // The UI during the run: the handler list, every 100 ms.
+    let ui_times = Arc::new(Mutex::new(Vec::new()));
+    let ui_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ui_probe = {
+        let (times, done, address) = (ui_times.clone(), ui_done.clone(), address.clone());
+        let ui = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        sign_in(&ui, &address).await;
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if ui.get(format!("{address}/provisioning")).send().await.is_ok_and(|r| r.status() == 200) {
+                    times.lock().unwrap().push(t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let mut peak_rss_kb = 0;
     let sampler = {
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -168,6 +170,9 @@ async fn bench(args: Args) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let all_arrived = arrivals.at.lock().unwrap().iter().filter_map(|t| *t).max();
+    ui_done.store(true, Ordering::Relaxed);
+    let _ = ui_probe.await;
+    let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu_before;
     tokio::time::sleep(Duration::from_millis(300)).await; // any duplicate would show now
     sampler.0.store(true, Ordering::Relaxed);
     peak_rss_kb = peak_rss_kb.max(sampler.1.await.unwrap()).max(hwm_kb(pid));
@@ -218,7 +223,20 @@ async fn bench(args: Args) {
         ms(latencies.last().copied().unwrap_or_default())
     );
     println!("  server peak RSS       {:>10.1} MB", peak_rss_kb as f64 / 1024.0);
-    println!("  server CPU            {:>10.1} µs/event  ({cpu:.2} s in all)", cpu * 1e6 / n as f64);
+    println!(
+        "  server CPU            {:>10.1} µs/event  ({cpu:.2} s in all; load generator and sink: {bench_cpu:.2} s)",
+        cpu * 1e6 / n as f64
+    );
+    let mut ui = ui_times.lock().unwrap().clone();
+    ui.sort();
+    if let (Some(median), Some(worst)) = (ui.get(ui.len() / 2), ui.last()) {
+        println!(
+            "  UI during the run     handler list median {:.1} ms, worst {:.1} ms ({} requests)",
+            ms(*median),
+            ms(*worst),
+            ui.len()
+        );
+    }
     let exact = arrived == n && dups == 0 && ok == n;
     println!(
         "  check                 {}",
@@ -240,71 +258,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The sink: counts arrivals by event number; answers 204 at once.
-fn start_sink(arrivals: Arc<Arrivals>) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let system = actix_web::rt::System::new();
-        system.block_on(async move {
-            let data = web::Data::from(arrivals);
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
-                    .route("/hook", web::post().to(hook))
-                    .route("/raw", web::post().to(raw))
-            })
-            .workers(1)
-            .disable_signals()
-            .backlog(4096)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-            tx.send(server.addrs()[0].port()).unwrap();
-            server.run().await.unwrap();
-        });
-    });
-    format!("http://127.0.0.1:{}", rx.recv().unwrap())
-}
-
-async fn hook(body: web::Bytes, arrivals: web::Data<Arrivals>) -> HttpResponse {
-    let now = Instant::now();
-    if let Some(n) = event_number(&body) {
-        let mut at = arrivals.at.lock().unwrap();
-        match at.get_mut(n) {
-            Some(slot @ None) => {
-                *slot = Some(now);
-                arrivals.total.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(Some(_)) => {
-                arrivals.duplicates.fetch_add(1, Ordering::Relaxed);
-            }
-            None => {}
-        }
-    }
-    HttpResponse::NoContent().finish()
-}
-
-async fn raw() -> HttpResponse {
-    HttpResponse::NoContent().finish()
-}
-
-/// `"n":123` in the body.
-fn event_number(body: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(body).ok()?;
-    let rest = &text[text.find("\"n\":")? + 4..];
-    rest[..rest.find(|c: char| !c.is_ascii_digit())?].parse().ok()
-}
-
 /// Requests per second the sink takes straight from the load generator.
-async fn raw_ceiling(client: &reqwest::Client, sink: &str, connections: usize) -> f64 {
-    let total = 20_000;
+async fn raw_ceiling(sink: &str, connections: usize) -> f64 {
+    let total = 50_000;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
-            let (client, next, url) = (client.clone(), next.clone(), format!("{sink}/raw"));
+            let (next, sink) = (next.clone(), sink.to_owned());
             tokio::spawn(async move {
+                let mut conn = Conn::open(&sink, "/raw", TOKEN).await.expect("a connection to the sink");
                 while next.fetch_add(1, Ordering::Relaxed) < total {
-                    let _ = client.post(&url).body("{}").send().await;
+                    let _ = conn.post("{}").await;
                 }
             })
         })
@@ -313,6 +278,27 @@ async fn raw_ceiling(client: &reqwest::Client, sink: &str, connections: usize) -
         t.await.unwrap();
     }
     total as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn sign_in(client: &reqwest::Client, address: &str) {
+    let login = client.get(format!("{address}/login")).send().await.unwrap().text().await.unwrap();
+    let token = login
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    client
+        .post(format!("{address}/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", "bench"),
+            ("csrf_token", token.as_str()),
+            ("next", "/provisioning"),
+        ])
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn wait_ready(client: &reqwest::Client, address: &str) {
