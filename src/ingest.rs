@@ -55,6 +55,7 @@ async fn write_loop(db: Db, dispatcher: Dispatcher, max_attempts: i32, mut rx: m
         if !plain.is_empty() {
             let events: Vec<ValidEvent> = plain.iter().map(|j| j.event.clone()).collect();
             let result = db.run_write(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
+            dispatcher.metrics().ingest_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match result {
                 Ok(answers) => {
                     for (job, answer) in plain.into_iter().zip(answers) {

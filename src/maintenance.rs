@@ -36,6 +36,7 @@ pub async fn run(db: Db, retention: Duration) {
         for (what, result) in [
             ("expired sessions", db.run(Session::delete_expired).await),
             ("old idempotency keys", db.run(Event::prune_idempotency_keys).await),
+            ("old hourly counts", db.run(crate::db::logs::prune_stats).await),
         ] {
             if let Err(e) = result {
                 tracing::warn!(error = %cause_chain(&e), "cannot remove {what}");

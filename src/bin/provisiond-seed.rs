@@ -145,7 +145,18 @@ fn seed(conn: &mut DbConnection, handlers: i64, logs: i64) -> diesel::QueryResul
              CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4) a"
         ),
     ];
-    for sql in statements {
+    let hour = match backend {
+        Backend::Postgres => "date_trunc('hour', started_at)",
+        Backend::Sqlite => "strftime('%Y-%m-%d %H:00:00', started_at)",
+    };
+    let stats = format!(
+        "INSERT INTO handler_stats (handler_id, hour, attempts, successes)
+         SELECT handler_id, {hour}, COUNT(*), SUM(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END)
+         FROM execution_logs WHERE started_at >= {since} AND handler_id IN (SELECT id FROM handlers)
+         GROUP BY handler_id, {hour}",
+        since = ago(backend, "48 * 3600")
+    );
+    for sql in statements.into_iter().chain([stats]) {
         diesel::sql_query(sql).execute(conn)?;
     }
     match conn {

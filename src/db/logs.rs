@@ -4,14 +4,17 @@
 
 use std::collections::HashMap;
 
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::{NaiveDateTime, TimeDelta, Timelike};
 use diesel::{
     prelude::*,
-    sql_types::{BigInt, Text, Timestamp},
+    sql_types::{BigInt, Timestamp},
 };
 use serde::Serialize;
 
-use super::{DbConnection, now, schema::execution_logs};
+use super::{
+    DbConnection, now,
+    schema::{execution_logs, handler_stats},
+};
 
 #[derive(Debug, Clone, Queryable, Identifiable, Serialize)]
 #[diesel(table_name = execution_logs)]
@@ -265,16 +268,36 @@ pub struct HandlerHealth {
     pub pending: i64,
 }
 
-#[derive(QueryableByName)]
-struct HourRow {
-    #[diesel(sql_type = BigInt)]
+/// The start of the hour a time falls in.
+pub fn hour_of(t: NaiveDateTime) -> NaiveDateTime {
+    t.date().and_hms_opt(t.time().hour(), 0, 0).unwrap_or(t)
+}
+
+/// Adds attempts to the hourly counts of the handler list's health figures.
+pub fn count_attempts(
+    conn: &mut DbConnection,
     handler_id: i64,
-    #[diesel(sql_type = Text)]
-    hour: String,
-    #[diesel(sql_type = BigInt)]
+    hour: NaiveDateTime,
     attempts: i64,
-    #[diesel(sql_type = BigInt)]
     successes: i64,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO handler_stats (handler_id, hour, attempts, successes) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (handler_id, hour) DO UPDATE SET
+           attempts = handler_stats.attempts + excluded.attempts,
+           successes = handler_stats.successes + excluded.successes",
+    )
+    .bind::<BigInt, _>(handler_id)
+    .bind::<Timestamp, _>(hour)
+    .bind::<BigInt, _>(attempts)
+    .bind::<BigInt, _>(successes)
+    .execute(conn)
+    .map(drop)
+}
+
+/// Removes hourly counts older than two days (the figures show 24 hours).
+pub fn prune_stats(conn: &mut DbConnection) -> QueryResult<usize> {
+    diesel::delete(handler_stats::table.filter(handler_stats::hour.lt(now() - TimeDelta::hours(48)))).execute(conn)
 }
 
 #[derive(QueryableByName)]
@@ -309,33 +332,21 @@ impl HandlerHealth {
         }
         // Ids come from the database as integers: safe to write into the SQL.
         let ids = handler_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let current_hour = now().format("%Y-%m-%d %H:00:00").to_string();
-        let current = NaiveDateTime::parse_from_str(&current_hour, "%Y-%m-%d %H:%M:%S").unwrap_or_else(|_| now());
+        let current = hour_of(now());
         let since = current - TimeDelta::hours(23);
-        let hour_expr = match conn {
-            DbConnection::Postgres(_) => "to_char(started_at, 'YYYY-MM-DD HH24')",
-            DbConnection::Sqlite(_) => "substr(started_at, 1, 13)",
-        };
-        let hours: Vec<HourRow> = diesel::sql_query(format!(
-            "SELECT handler_id, {hour_expr} AS hour, COUNT(*) AS attempts,
-                    SUM(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END) AS successes
-             FROM execution_logs
-             WHERE handler_id IN ({ids}) AND started_at >= $1 AND outcome <> 'cancelled'
-             GROUP BY handler_id, {hour_expr}"
-        ))
-        .bind::<Timestamp, _>(since)
-        .load(conn)?;
-        for row in hours {
-            let Some(h) = health.get_mut(&row.handler_id) else { continue };
-            let Ok(at) = NaiveDateTime::parse_from_str(&format!("{}:00:00", row.hour), "%Y-%m-%d %H:%M:%S") else {
-                continue;
-            };
-            let slot = 23 - (current - at).num_hours();
+        let hours: Vec<(i64, NaiveDateTime, i64, i64)> = handler_stats::table
+            .filter(handler_stats::handler_id.eq_any(handler_ids))
+            .filter(handler_stats::hour.ge(since))
+            .select((handler_stats::handler_id, handler_stats::hour, handler_stats::attempts, handler_stats::successes))
+            .load(conn)?;
+        for (handler_id, hour, attempts, successes) in hours {
+            let Some(h) = health.get_mut(&handler_id) else { continue };
+            let slot = 23 - (current - hour).num_hours();
             if let Some(n) = usize::try_from(slot).ok().and_then(|s| h.per_hour.get_mut(s)) {
-                *n += row.attempts;
+                *n += attempts;
             }
-            h.attempts_24h += row.attempts;
-            h.successes_24h += row.successes;
+            h.attempts_24h += attempts;
+            h.successes_24h += successes;
         }
         // Two branches, each served by its own partial index.
         let backlog: Vec<BacklogRow> = diesel::sql_query(format!(

@@ -80,6 +80,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    handler_stats (handler_id, hour) {
+        handler_id -> BigInt,
+        hour -> Timestamp,
+        attempts -> BigInt,
+        successes -> BigInt,
+    }
+}
+
+diesel::table! {
     admins (id) {
         id -> BigInt,
         username -> Text,
@@ -122,6 +131,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     deliveries,
     execution_logs,
+    handler_stats,
     admins,
     sessions,
     settings,

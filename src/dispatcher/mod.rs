@@ -64,6 +64,12 @@ pub struct Metrics {
     pub events_ingested: AtomicU64,
     pub deliveries_created: AtomicU64,
     pub attempts: [AtomicU64; 6],
+    /// Ingestion transactions (group commits) and claim and record
+    /// transactions: with the counts above, the average batch sizes.
+    pub ingest_commits: AtomicU64,
+    pub claims: AtomicU64,
+    pub claimed: AtomicU64,
+    pub record_commits: AtomicU64,
 }
 
 impl Metrics {

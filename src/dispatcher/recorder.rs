@@ -20,7 +20,7 @@ use crate::{
     db::{
         DbConnection, DbError,
         deliveries::{Claimed, Delivery, Finish},
-        logs::NewExecutionLog,
+        logs::{NewExecutionLog, count_attempts, hour_of},
         now,
         schema::{deliveries, handlers},
     },
@@ -47,6 +47,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
         for done in &items {
             shared.metrics.count_attempt(done.result.outcome);
         }
+        shared.metrics.record_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         write(&shared, items).await;
         {
             let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -136,7 +137,16 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
             ended.entry(finish.state).or_default().push(done.delivery.id);
         }
     }
+    let mut hourly: HashMap<(i64, NaiveDateTime), (i64, i64)> = HashMap::new();
+    for log in logs.iter().filter(|l| l.outcome != Outcome::Cancelled.as_str()) {
+        let counts = hourly.entry((log.handler_id, hour_of(log.started_at))).or_default();
+        counts.0 += 1;
+        counts.1 += i64::from(log.outcome == Outcome::Success.as_str());
+    }
     NewExecutionLog::insert_all(conn, &logs)?;
+    for ((handler_id, hour), (attempts, successes)) in hourly {
+        count_attempts(conn, handler_id, hour, attempts, successes)?;
+    }
     for (state, ids) in ended {
         Delivery::end_all(conn, owner, &ids, state)?;
     }

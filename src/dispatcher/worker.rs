@@ -39,7 +39,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
     while !*stop.borrow() {
         let claimed = claim(&shared).await;
-        let full = claimed.len() >= CLAIM_BATCH;
+        let full = claimed.len() >= CLAIM_BATCH.min(shared.settings.handler_concurrency.max(16));
         for delivery in claimed {
             let (shared, tx) = (shared.clone(), tx.clone());
             attempts.spawn(async move { attempt(&shared, delivery, tx).await });
@@ -94,14 +94,22 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     if room == 0 {
         return Vec::new();
     }
-    let limits = ClaimLimits { limit: room.min(CLAIM_BATCH) as i64, per_handler: cap as i64, saturated, busy };
+    // One claim takes at most one handler's worth: the query looks at twice
+    // the limit in candidates, so a small limit keeps it cheap when one
+    // handler's backlog fills the queue; more claims follow as room frees up.
+    let limit = room.min(CLAIM_BATCH).min(cap.max(16));
+    let limits = ClaimLimits { limit: limit as i64, per_handler: cap as i64, saturated, busy };
     let owner = shared.owner.clone();
     let lease_until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
     let started = Instant::now();
     let result = shared.db.run_write(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await;
     refresh_statistics_if_slow(shared, started.elapsed()).await;
     let claimed = match result {
-        Ok(claimed) => claimed,
+        Ok(claimed) => {
+            shared.metrics.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.metrics.claimed.fetch_add(claimed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            claimed
+        }
         Err(e) => {
             tracing::error!(error = %cause_chain(&e), "cannot claim deliveries");
             tokio::time::sleep(Duration::from_millis(500)).await;

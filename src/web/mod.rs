@@ -90,6 +90,20 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     for (outcome, count) in crate::dispatcher::outcome::Outcome::ALL.iter().zip(&m.attempts) {
         let _ = writeln!(text, "provisiond_attempts_total{{outcome=\"{}\"}} {}", outcome.as_str(), count.load(Relaxed));
     }
+    for (name, help, value) in [
+        (
+            "provisiond_ingest_commits_total",
+            "Ingestion transactions (each commits a batch of events).",
+            &m.ingest_commits,
+        ),
+        ("provisiond_claims_total", "Claim queries run by the dispatcher.", &m.claims),
+        ("provisiond_claimed_total", "Deliveries claimed.", &m.claimed),
+        ("provisiond_record_commits_total", "Transactions recording finished attempts.", &m.record_commits),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} counter");
+        let _ = writeln!(text, "{name} {}", value.load(Relaxed));
+    }
     if let Ok(n) = state.db.run(crate::db::deliveries::Delivery::count_unfinished).await {
         let _ =
             writeln!(text, "# HELP provisiond_deliveries_unfinished Deliveries pending or in flight (all processes).");

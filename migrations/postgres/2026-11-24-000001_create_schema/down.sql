@@ -1,6 +1,7 @@
 DROP TABLE settings;
 DROP TABLE sessions;
 DROP TABLE admins;
+DROP TABLE handler_stats;
 DROP TABLE execution_logs;
 DROP TABLE deliveries;
 DROP TABLE idempotency_keys;

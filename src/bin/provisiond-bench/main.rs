@@ -177,6 +177,9 @@ async fn bench(args: Args) {
     sampler.0.store(true, Ordering::Relaxed);
     peak_rss_kb = peak_rss_kb.max(sampler.1.await.unwrap()).max(hwm_kb(pid));
     let cpu = cpu_seconds(pid) - cpu_before;
+    let metrics = client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap_or_default();
+    let metric =
+        |name: &str| -> f64 { metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0) };
 
     // Report.
     let n = args.events;
@@ -226,6 +229,12 @@ async fn bench(args: Args) {
     println!(
         "  server CPU            {:>10.1} µs/event  ({cpu:.2} s in all; load generator and sink: {bench_cpu:.2} s)",
         cpu * 1e6 / n as f64
+    );
+    println!(
+        "  batches               {:.1} events per ingest commit, {:.1} deliveries per claim, {:.1} attempts per record commit",
+        metric("provisiond_events_ingested_total") / metric("provisiond_ingest_commits_total").max(1.0),
+        metric("provisiond_claimed_total") / metric("provisiond_claims_total").max(1.0),
+        metric("provisiond_attempts_total{outcome=\"success\"}") / metric("provisiond_record_commits_total").max(1.0),
     );
     let mut ui = ui_times.lock().unwrap().clone();
     ui.sort();
