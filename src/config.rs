@@ -50,12 +50,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
 
     /// The most delivery attempts running at once in this process.
-    #[arg(long, env = "PROVISIOND_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    #[arg(long, env = "PROVISIOND_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_in_flight: usize,
 
     /// The most attempts running at once for one handler (other objects of the
     /// same handler run in parallel up to this).
-    #[arg(long, env = "PROVISIOND_HANDLER_CONCURRENCY", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    #[arg(long, env = "PROVISIOND_HANDLER_CONCURRENCY", default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub handler_concurrency: usize,
 
     /// How long a claim on a delivery lasts without renewal; after a crash,

@@ -220,7 +220,10 @@ impl Delivery {
     /// Extends the leases of everything `owner` is attempting.
     pub fn renew_leases(conn: &mut DbConnection, owner: &str, lease_until: NaiveDateTime) -> QueryResult<usize> {
         diesel::update(
-            deliveries::table.filter(deliveries::lease_owner.eq(owner)).filter(deliveries::state.eq("in_flight")),
+            deliveries::table
+                .filter(unfinished())
+                .filter(deliveries::lease_owner.eq(owner))
+                .filter(deliveries::state.eq("in_flight")),
         )
         .set((deliveries::lease_until.eq(lease_until), deliveries::next_attempt_at.eq(lease_until)))
         .execute(conn)
@@ -249,7 +252,10 @@ impl Delivery {
     pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
         let at = now();
         diesel::update(
-            deliveries::table.filter(deliveries::lease_owner.eq(owner)).filter(deliveries::state.eq("in_flight")),
+            deliveries::table
+                .filter(unfinished())
+                .filter(deliveries::lease_owner.eq(owner))
+                .filter(deliveries::state.eq("in_flight")),
         )
         .set((
             deliveries::state.eq("pending"),
@@ -366,16 +372,25 @@ impl Delivery {
 
     /// How many deliveries are waiting or being attempted.
     pub fn count_unfinished(conn: &mut DbConnection) -> QueryResult<i64> {
-        deliveries::table.filter(deliveries::state.eq_any(["pending", "in_flight"])).count().get_result(conn)
+        deliveries::table.filter(unfinished()).count().get_result(conn)
     }
 
-    /// When the next pending delivery is due, if any.
+    /// When the next unfinished delivery is due (the first entry of the due index), if any.
     pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
         deliveries::table
-            .filter(deliveries::state.eq_any(["pending", "in_flight"]))
-            .select(diesel::dsl::min(deliveries::next_attempt_at))
+            .filter(unfinished())
+            .order(deliveries::next_attempt_at.asc())
+            .select(deliveries::next_attempt_at)
             .first(conn)
+            .optional()
     }
+}
+
+/// `state IN ('pending', 'in_flight')` written out, not bound: SQLite uses a
+/// partial index only when it can see the query's condition implies the
+/// index's, which it cannot through bound parameters.
+fn unfinished() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql("state IN ('pending', 'in_flight')")
 }
 
 /// How an attempt leaves its delivery.

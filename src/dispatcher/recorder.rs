@@ -30,6 +30,9 @@ use crate::{
 /// The most attempts written in one transaction.
 const BATCH: usize = 512;
 
+/// How long a busy recorder waits for more attempts to finish.
+const LINGER: Duration = Duration::from_micros(500);
+
 /// An attempt that ended, waiting to be written.
 pub struct Done {
     pub delivery: Claimed,
@@ -42,6 +45,19 @@ pub struct Done {
 pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // Under load, give the attempts still running a moment to finish so
+        // one commit records more of them; when quiet, record at once.
+        let running = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).total;
+        if running >= 2 * batch.len() + 8 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(done) => batch.push(done),
+                    Err(_) => break,
+                }
+            }
+        }
         let items = std::mem::take(&mut batch);
         let handler_ids: Vec<i64> = items.iter().map(|d| d.delivery.handler_id).collect();
         for done in &items {

@@ -38,7 +38,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut renew_at = Instant::now() + shared.settings.lease / 3;
 
     while !*stop.borrow() {
-        let claimed = claim(&shared).await;
+        // A cheap look first (one index probe): the claim query itself is not.
+        let next_due = match shared.db.run(Delivery::next_due).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %cause_chain(&e), "cannot read the next due delivery");
+                Some(now())
+            }
+        };
+        let claimed = if next_due.is_some_and(|t| t <= now()) { claim(&shared).await } else { Vec::new() };
         let full = claimed.len() >= CLAIM_BATCH.min(shared.settings.handler_concurrency.max(16));
         for delivery in claimed {
             let (shared, tx) = (shared.clone(), tx.clone());
@@ -54,8 +62,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         // With attempts under way, their recording wakes us; only an idle
         // dispatcher needs to know when the next retry is due.
-        let busy = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).total > 0;
-        let next = if busy { Instant::now() + shared.settings.poll_interval } else { next_wake(&shared).await };
+        let poll = Instant::now() + shared.settings.poll_interval;
+        let next = match next_due.map(|due| (due - now()).to_std()) {
+            // Due in the future: sleep until then (or a wake-up).
+            Some(Ok(wait)) if !wait.is_zero() => (Instant::now() + wait).min(poll),
+            // Due now but not claimable (waiting on its turn), or nothing
+            // due: a finished attempt or a new event wakes us.
+            _ => poll,
+        };
         let sleep_until = next.min(renew_at);
         tokio::select! {
             _ = shared.wake.notified() => {}
@@ -189,23 +203,6 @@ async fn renew(shared: &Arc<Shared>) {
     let until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
     if let Err(e) = shared.db.run_write(move |conn| Delivery::renew_leases(conn, &owner, until)).await {
         tracing::warn!(error = %cause_chain(&e), "cannot renew leases");
-    }
-}
-
-/// When to look again without being woken: the next due delivery, at most one
-/// poll interval away (other processes may add work without waking us).
-async fn next_wake(shared: &Arc<Shared>) -> Instant {
-    let poll = Instant::now() + shared.settings.poll_interval;
-    match shared.db.run(Delivery::next_due).await {
-        Ok(Some(due)) => {
-            let wait = (due - now()).to_std().unwrap_or(Duration::ZERO);
-            if wait.is_zero() { poll } else { (Instant::now() + wait).min(poll) }
-        }
-        Ok(None) => poll,
-        Err(e) => {
-            tracing::warn!(error = %cause_chain(&e), "cannot read the next due delivery");
-            poll
-        }
     }
 }
 
