@@ -5,6 +5,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::{
+    connection::SimpleConnection,
     prelude::*,
     sql_types::{BigInt, Text, Timestamp},
 };
@@ -147,6 +148,7 @@ impl Delivery {
         let scan = (limits.limit * 2).max(64);
         let ids: Vec<i64> = match conn {
             DbConnection::Postgres(pg) => pg.transaction(|pg| {
+                pg.batch_execute("SET LOCAL synchronous_commit = off")?;
                 // `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
                 // hash join over the whole table.
                 let sql = claim_sql(

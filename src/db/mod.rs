@@ -276,6 +276,18 @@ pub fn write_transaction<T>(
     }
 }
 
+/// Inside a transaction: on PostgreSQL, let its commit return before the
+/// WAL reaches the disk. For the dispatcher's own bookkeeping (claims,
+/// recorded attempts) a commit lost in a crash only means an attempt is made
+/// again, which at-least-once delivery allows; ingestion never uses this: an
+/// acknowledged event is on disk.
+pub fn relax_commit(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Postgres(pg) => pg.batch_execute("SET LOCAL synchronous_commit = off"),
+        DbConnection::Sqlite(_) => Ok(()),
+    }
+}
+
 /// The current time as stored: UTC, truncated to microseconds (PostgreSQL's precision).
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
