@@ -116,6 +116,19 @@ fn claim_sql(exclude: &str, busy: &str, lock: &str, in_pick: &str) -> String {
     )
 }
 
+/// The change that hands a claimed delivery back: pending, unleased, due at `$at`.
+macro_rules! back_to_pending {
+    ($at:expr) => {
+        (
+            deliveries::state.eq("pending"),
+            deliveries::lease_owner.eq(None::<String>),
+            deliveries::lease_until.eq(None::<NaiveDateTime>),
+            deliveries::next_attempt_at.eq($at),
+            deliveries::updated_at.eq($at),
+        )
+    };
+}
+
 #[derive(QueryableByName)]
 struct IdRow {
     #[diesel(sql_type = BigInt)]
@@ -240,13 +253,7 @@ impl Delivery {
                 .filter(deliveries::lease_owner.eq(owner))
                 .filter(deliveries::state.eq("in_flight")),
         )
-        .set((
-            deliveries::state.eq("pending"),
-            deliveries::lease_owner.eq(None::<String>),
-            deliveries::lease_until.eq(None::<NaiveDateTime>),
-            deliveries::next_attempt_at.eq(at),
-            deliveries::updated_at.eq(at),
-        ))
+        .set(back_to_pending!(at))
         .execute(conn)
     }
 
@@ -259,13 +266,7 @@ impl Delivery {
                 .filter(deliveries::lease_owner.eq(owner))
                 .filter(deliveries::state.eq("in_flight")),
         )
-        .set((
-            deliveries::state.eq("pending"),
-            deliveries::lease_owner.eq(None::<String>),
-            deliveries::lease_until.eq(None::<NaiveDateTime>),
-            deliveries::next_attempt_at.eq(at),
-            deliveries::updated_at.eq(at),
-        ))
+        .set(back_to_pending!(at))
         .execute(conn)
     }
 
@@ -273,13 +274,7 @@ impl Delivery {
     pub fn release_all(conn: &mut DbConnection) -> QueryResult<usize> {
         let at = now();
         diesel::update(deliveries::table.filter(deliveries::state.eq("in_flight")))
-            .set((
-                deliveries::state.eq("pending"),
-                deliveries::lease_owner.eq(None::<String>),
-                deliveries::lease_until.eq(None::<NaiveDateTime>),
-                deliveries::next_attempt_at.eq(at),
-                deliveries::updated_at.eq(at),
-            ))
+            .set(back_to_pending!(at))
             .execute(conn)
     }
 
