@@ -16,13 +16,24 @@ pub const USER_AGENT: &str = concat!("provisiond/", env!("CARGO_PKG_VERSION"));
 /// The client every HTTP handler shares: connections are kept alive and
 /// reused per host; redirects are not followed.
 pub fn client() -> Result<Client, reqwest::Error> {
-    Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
-        .tcp_nodelay(true)
-        .build()
+    let builder = || {
+        Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+    };
+    builder().build().or_else(|e| {
+        // A machine without a CA store (no ca-certificates package) still
+        // serves http:// handlers; https:// ones fail their attempts with a
+        // certificate error until the store is installed.
+        tracing::warn!(
+            error = %crate::error::cause_chain(&e),
+            "no CA certificates on this system: https:// handlers will fail until they are installed"
+        );
+        builder().tls_certs_only(Vec::new()).build()
+    })
 }
 
 pub async fn call(client: &Client, delivery: &Claimed) -> AttemptResult {
