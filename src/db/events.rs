@@ -52,14 +52,6 @@ struct EventIdRow {
     event_id: i64,
 }
 
-/// One delivery per handler enabled for the event.
-const CREATE_DELIVERIES: &str = "\
-INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                        max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
-SELECT $1, h.id, $2 || h.id, h.priority, $3, $4, 'pending', 0, $5, FALSE, $6, $6, $6
-FROM handlers h
-WHERE h.events_id = $7 AND h.status = 'enabled'";
-
 impl Event {
     pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Event> {
         events::table.find(id).first(conn)
@@ -92,28 +84,10 @@ impl Event {
             {
                 return Ok(first);
             }
-            let at = now();
-            let entity = event.event_type.entity();
-            let id: i64 = diesel::insert_into(events::table)
-                .values((
-                    events::events_id.eq(event.event_type.id),
-                    events::entity.eq(entity),
-                    events::object_id.eq(&event.object_id),
-                    events::payload.eq(&event.payload),
-                    events::received_at.eq(at),
-                ))
-                .returning(events::id)
-                .get_result(conn)?;
-            let webhook_prefix = format!("msg_{}_", uuid::Uuid::new_v4().simple());
-            let created = diesel::sql_query(CREATE_DELIVERIES)
-                .bind::<BigInt, _>(id)
-                .bind::<Text, _>(&webhook_prefix)
-                .bind::<Text, _>(entity)
-                .bind::<Text, _>(&event.object_id)
-                .bind::<Integer, _>(max_attempts)
-                .bind::<Timestamp, _>(at)
-                .bind::<Text, _>(event.event_type.id)
-                .execute(conn)?;
+            // The same insert as a batch of one (a savepoint inside this transaction).
+            let stored = Self::ingest_batch(conn, std::slice::from_ref(event), max_attempts)?;
+            let Some(&ingested) = stored.first() else { return Err(Error::NotFound) };
+            let (id, at) = (ingested.id, now());
             if let Some(key) = idempotency_key {
                 diesel::insert_into(idempotency_keys::table)
                     .values((
@@ -123,7 +97,7 @@ impl Event {
                     ))
                     .execute(conn)?;
             }
-            Ok(Ingested { id, deliveries: created as i64, replayed: false })
+            Ok(ingested)
         });
         match (result, idempotency_key) {
             // Two posts with one key at once: the loser answers like a replay.

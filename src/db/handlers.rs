@@ -158,15 +158,6 @@ impl Handler {
         Ok((rows, total))
     }
 
-    /// The handlers enabled for an event, in chain order.
-    pub fn enabled_for(conn: &mut DbConnection, events_id: &str) -> QueryResult<Vec<Handler>> {
-        handlers::table
-            .filter(handlers::events_id.eq(events_id))
-            .filter(handlers::status.eq(HandlerStatus::Enabled.as_str()))
-            .order((handlers::priority.asc(), handlers::id.asc()))
-            .load(conn)
-    }
-
     pub fn create(conn: &mut DbConnection, new: &NewHandler) -> QueryResult<Handler> {
         let id = diesel::insert_into(handlers::table).values(new).returning(handlers::id).get_result(conn)?;
         Self::find(conn, id)

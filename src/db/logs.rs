@@ -61,10 +61,6 @@ pub struct NewExecutionLog {
 }
 
 impl NewExecutionLog {
-    pub fn insert(&self, conn: &mut DbConnection) -> QueryResult<()> {
-        diesel::insert_into(execution_logs::table).values(self).execute(conn).map(drop)
-    }
-
     /// Many rows in one statement (a few hundred at most: well within both
     /// backends' limits on bound parameters).
     pub fn insert_all(conn: &mut DbConnection, rows: &[NewExecutionLog]) -> QueryResult<()> {
