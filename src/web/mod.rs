@@ -4,6 +4,7 @@ pub mod auth;
 pub mod handlers;
 pub mod logs;
 pub mod session;
+pub mod timeline;
 pub mod views;
 
 use actix_web::{HttpResponse, get, http::StatusCode, http::header, web};
@@ -23,7 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(logs::list_all_logs)
         .service(logs::show_log)
         .service(logs::retry_delivery)
-        .service(logs::show_timeline)
+        .service(timeline::show_timeline)
         .service(handlers::list_handlers)
         .service(handlers::new_handler_form)
         .service(handlers::create_handler)
