@@ -196,10 +196,7 @@ async fn new_handler_in_the_pop_up_with_messages_then_saved() {
 async fn find_a_failed_delivery_see_what_happened_retry_it_and_follow_the_timeline() {
     let Some(browser) = Browser::start().await else { return };
     let db = TestDb::new(Backend::Sqlite).unwrap();
-    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("").unwrap();
-    })
-    .await;
+    let app = TestApp::with_retries(db, "").await;
     let sink = crate::sink::Sink::start().await;
     sink.behave("/crm", crate::sink::Behavior { statuses: [503].into(), ..Default::default() });
     app.create_handler(crate::dispatch::http_handler("CRM sync", "clients.create", &sink.url("/crm"), 1)).await;

@@ -140,11 +140,7 @@ async fn handlers_of_one_event_run_in_priority_order_without_overlap(db: TestDb)
 }
 
 async fn one_objects_events_stay_in_order_across_a_failure_while_others_proceed(db: TestDb) {
-    let scripts = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(db, scripts, |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("700ms").unwrap();
-    })
-    .await;
+    let app = TestApp::with_retries(db, "700ms").await;
     let sink = Sink::start().await;
     sink.behave(
         "/obj",
@@ -221,11 +217,7 @@ async fn a_delivery_fails_for_good_when_retries_run_out(db: TestDb) {
 }
 
 async fn timeouts_and_refused_connections_are_recorded(db: TestDb) {
-    let scripts = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(db, scripts, |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("").unwrap()
-    })
-    .await;
+    let app = TestApp::with_retries(db, "").await;
     let sink = Sink::start().await;
     sink.behave("/slow", Behavior { delay: Duration::from_secs(3), ..Behavior::default() });
     let mut slow = http_handler("slow", "clients.create", &sink.url("/slow"), 1);
@@ -249,11 +241,7 @@ async fn timeouts_and_refused_connections_are_recorded(db: TestDb) {
 }
 
 async fn disabling_a_handler_cancels_its_pending_deliveries(db: TestDb) {
-    let scripts = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(db, scripts, |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("30s").unwrap()
-    })
-    .await;
+    let app = TestApp::with_retries(db, "30s").await;
     let sink = Sink::start().await;
     sink.behave("/h", Behavior { statuses: [500].into(), ..Behavior::default() });
     let handler = app.create_handler(http_handler("h", "clients.create", &sink.url("/h"), 1)).await;
@@ -319,11 +307,7 @@ async fn a_new_or_edited_handler_applies_to_the_next_event(db: TestDb) {
 }
 
 async fn a_finished_delivery_can_be_retried_by_hand(db: TestDb) {
-    let scripts = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(db, scripts, |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("").unwrap()
-    })
-    .await;
+    let app = TestApp::with_retries(db, "").await;
     let sink = Sink::start().await;
     sink.behave("/h", Behavior { statuses: [500].into(), ..Behavior::default() });
     let handler = app.create_handler(http_handler("h", "clients.create", &sink.url("/h"), 1)).await;

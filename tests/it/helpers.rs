@@ -147,6 +147,12 @@ impl TestApp {
         }
     }
 
+    /// A server whose failed attempts are retried on `schedule` (e.g. `"30s"`, or `""` for never).
+    pub async fn with_retries(db: TestDb, schedule: &str) -> Self {
+        let schedule = provisiond::dispatcher::retry::RetrySchedule::parse(schedule).unwrap();
+        Self::spawn_with(db, tempfile::tempdir().unwrap(), |s| s.retry_schedule = schedule).await
+    }
+
     /// A server with a signed-in administrator; returns the session's CSRF token too.
     pub async fn signed_in(db: TestDb) -> (Self, String) {
         let app = Self::spawn(db).await;

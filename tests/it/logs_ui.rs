@@ -39,11 +39,7 @@ async fn deliver(app: &TestApp, handler_id: i64, events_id: &str, n: usize) {
 }
 
 async fn the_log_lists_attempts_newest_first_and_filters_them(db: TestDb) {
-    let scripts = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(db, scripts, |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("").unwrap()
-    })
-    .await;
+    let app = TestApp::with_retries(db, "").await;
     let sink = Sink::start().await;
     sink.behave(
         "/b",
@@ -105,11 +101,7 @@ async fn the_log_lists_attempts_newest_first_and_filters_them(db: TestDb) {
 }
 
 async fn details_show_what_was_sent_and_what_came_back_and_retry_works(db: TestDb) {
-    let scripts = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(db, scripts, |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("").unwrap()
-    })
-    .await;
+    let app = TestApp::with_retries(db, "").await;
     let sink = Sink::start().await;
     sink.behave("/h", Behavior { statuses: [500].into(), ..Behavior::default() });
     let h = app.create_handler(http_handler("Provisioner", "clients.create", &sink.url("/h"), 1)).await;
@@ -214,11 +206,7 @@ async fn the_timeline_shows_one_objects_history_across_handlers(db: TestDb) {
 }
 
 async fn the_handler_list_shows_health_at_a_glance(db: TestDb) {
-    let scripts = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(db, scripts, |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("").unwrap()
-    })
-    .await;
+    let app = TestApp::with_retries(db, "").await;
     let sink = Sink::start().await;
     sink.behave("/bad", Behavior { statuses: [200, 500, 500].into(), ..Behavior::default() });
     let good = app.create_handler(http_handler("Good", "clients.create", &sink.url("/good"), 1)).await;

@@ -101,11 +101,7 @@ async fn a_failing_script_is_retried_and_its_output_kept(db: TestDb) {
 }
 
 async fn a_script_past_its_timeout_dies_with_its_children(db: TestDb) {
-    let scripts = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_with(db, scripts, |s| {
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("").unwrap()
-    })
-    .await;
+    let app = TestApp::with_retries(db, "").await;
     let pids = app.scripts_dir.join("pids");
     app.write_script("hang.sh", &format!("#!/bin/sh\nsleep 60 &\necho $$ $! > {}\nwait\n", pids.display()), true);
     let handler = app.create_handler(script_handler("hang", "hang.sh", 400)).await;
