@@ -5,7 +5,6 @@
 
 use chrono::NaiveDateTime;
 use diesel::{
-    connection::SimpleConnection,
     prelude::*,
     sql_types::{BigInt, Text, Timestamp},
 };
@@ -159,48 +158,36 @@ impl Delivery {
         let at = now();
         // Enough candidates that a handler at its limit does not starve the others.
         let scan = (limits.limit * 2).max(64);
-        let ids: Vec<i64> = match conn {
-            DbConnection::Postgres(pg) => pg.transaction(|pg| {
-                pg.batch_execute("SET LOCAL synchronous_commit = off")?;
-                // `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
-                // hash join over the whole table.
-                let sql = claim_sql(
-                    "AND NOT (d.handler_id = ANY($4))",
-                    "COALESCE(($7::jsonb ->> r.handler_id::text)::bigint, 0)",
-                    "FOR UPDATE SKIP LOCKED",
-                    "= ANY(ARRAY({pick}))",
-                );
-                diesel::sql_query(sql)
-                    .bind::<Text, _>(owner)
-                    .bind::<Timestamp, _>(lease_until)
-                    .bind::<Timestamp, _>(at)
-                    .bind::<diesel::sql_types::Array<BigInt>, _>(&limits.saturated)
-                    .bind::<BigInt, _>(scan)
-                    .bind::<BigInt, _>(limits.per_handler)
-                    .bind::<Text, _>(&limits.busy)
-                    .bind::<BigInt, _>(limits.limit)
-                    .load::<IdRow>(pg)
-            })?,
-            DbConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
-                let sql = claim_sql(
-                    "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
-                    "COALESCE((SELECT value FROM json_each($7) WHERE key = CAST(r.handler_id AS TEXT)), 0)",
-                    "",
-                    "IN ({pick})",
-                );
-                let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
-                diesel::sql_query(sql)
-                    .bind::<Text, _>(owner)
-                    .bind::<Timestamp, _>(lease_until)
-                    .bind::<Timestamp, _>(at)
-                    .bind::<Text, _>(saturated)
-                    .bind::<BigInt, _>(scan)
-                    .bind::<BigInt, _>(limits.per_handler)
-                    .bind::<Text, _>(&limits.busy)
-                    .bind::<BigInt, _>(limits.limit)
-                    .load::<IdRow>(lite)
-            })?,
-        }
+        let sql = match conn {
+            // `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
+            // hash join over the whole table; rows another process holds are skipped.
+            DbConnection::Postgres(_) => claim_sql(
+                "AND NOT (d.handler_id IN (SELECT value::bigint FROM jsonb_array_elements_text($4::jsonb)))",
+                "COALESCE(($7::jsonb ->> r.handler_id::text)::bigint, 0)",
+                "FOR UPDATE SKIP LOCKED",
+                "= ANY(ARRAY({pick}))",
+            ),
+            DbConnection::Sqlite(_) => claim_sql(
+                "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
+                "COALESCE((SELECT value FROM json_each($7) WHERE key = CAST(r.handler_id AS TEXT)), 0)",
+                "",
+                "IN ({pick})",
+            ),
+        };
+        let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
+        let ids: Vec<i64> = crate::db::write_transaction(conn, |conn| {
+            crate::db::relax_commit(conn)?;
+            diesel::sql_query(sql)
+                .bind::<Text, _>(owner)
+                .bind::<Timestamp, _>(lease_until)
+                .bind::<Timestamp, _>(at)
+                .bind::<Text, _>(&saturated)
+                .bind::<BigInt, _>(scan)
+                .bind::<BigInt, _>(limits.per_handler)
+                .bind::<Text, _>(&limits.busy)
+                .bind::<BigInt, _>(limits.limit)
+                .load::<IdRow>(conn)
+        })?
         .into_iter()
         .map(|r| r.id)
         .collect();
