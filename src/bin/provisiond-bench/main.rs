@@ -19,7 +19,10 @@ use std::{
 use clap::Parser;
 use wire::{Arrivals, Conn};
 
+mod report;
 mod wire;
+
+use report::Report;
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure provisiond end to end: ingest, delivery, latency, memory, CPU")]
@@ -69,24 +72,11 @@ async fn bench(args: Args) {
     let arrivals = Arc::new(Arrivals::new(args.events));
     let sink = wire::start_sink(arrivals.clone()).await;
     let client = reqwest::Client::new();
-
     let ceiling = if args.no_ceiling { None } else { Some(raw_ceiling(&sink, args.connections).await) };
 
     let dir = tempfile_dir();
     let (database, dropper) = fresh_database(&args.database, &dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let address = format!("http://127.0.0.1:{port}");
-    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--serve")
-        .env("PROVISIOND_DATABASE_URL", &database)
-        .env("PROVISIOND_BIND", format!("127.0.0.1:{port}"))
-        .env("PROVISIOND_API_TOKEN", TOKEN)
-        .env("PROVISIOND_ADMIN_PASSWORD", "bench")
-        .env("PROVISIOND_SCRIPTS_DIR", &dir)
-        .env("PROVISIOND_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the server starts");
+    let (mut server, address) = start_server(&database, &dir);
     let pid = server.id();
     wait_ready(&client, &address).await;
     let res = client
@@ -97,164 +87,42 @@ async fn bench(args: Args) {
         .await
         .unwrap();
     assert_eq!(res.status(), 201, "handler created");
-    let cpu_before = cpu_seconds(pid);
 
-    // Post.
-    let posted_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; args.events]));
-    let next = Arc::new(AtomicUsize::new(0));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let interval = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
-    let mut tasks = Vec::new();
+    let cpu_before = cpu_seconds(pid);
     let bench_cpu_before = cpu_seconds(std::process::id());
-    for _ in 0..args.connections {
-        let (address, next, accepted, posted_at) = (address.clone(), next.clone(), accepted.clone(), posted_at.clone());
-        let n = args.events;
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(&address, "/api/v1/events", TOKEN).await.expect("a connection to the server");
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= n {
-                    break;
-                }
-                if let Some(every) = interval {
-                    tokio::time::sleep_until((start + every.mul_f64(i as f64)).into()).await;
-                }
-                let body = format!(
-                    r#"{{"event":{{"dt":"2026-11-24T10:00:00+00:00","events_id":"clients.update","object_id":{i}}},"data":{{"n":{i},"name":"client {i}"}}}}"#
-                );
-                posted_at.lock().unwrap()[i] = Some(Instant::now());
-                if conn.post(&body).await.is_ok_and(|status| status == 202) {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    // The UI during the run: the handler list, every 100 ms.
-    let ui_times = Arc::new(Mutex::new(Vec::new()));
-    let ui_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ui_probe = {
-        let (times, done, address) = (ui_times.clone(), ui_done.clone(), address.clone());
-        let ui = reqwest::Client::builder().cookie_store(true).build().unwrap();
-        sign_in(&ui, &address).await;
-        tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if ui.get(format!("{address}/provisioning")).send().await.is_ok_and(|r| r.status() == 200) {
-                    times.lock().unwrap().push(t.elapsed());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
-    let mut peak_rss_kb = 0;
-    let sampler = {
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = done.clone();
-        let handle = tokio::spawn(async move {
-            let mut peak = 0;
-            while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(rss_kb(pid));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            peak
-        });
-        (done, handle)
-    };
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let ui_probe = probe_ui(&address).await;
+    let rss = probe_rss(pid);
+    let start = Instant::now();
+    let load = post_events(&args, &address, start).await;
     let ingest_elapsed = start.elapsed();
     let deadline = Instant::now() + Duration::from_secs(120);
     while arrivals.total.load(Ordering::Relaxed) < args.events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let all_arrived = arrivals.at.lock().unwrap().iter().filter_map(|t| *t).max();
-    ui_done.store(true, Ordering::Relaxed);
-    let _ = ui_probe.await;
+    let last_arrival = arrivals.at.lock().unwrap().iter().filter_map(|t| *t).max();
+    let ui_times = ui_probe.stop().await;
     let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu_before;
     tokio::time::sleep(Duration::from_millis(300)).await; // any duplicate would show now
-    sampler.0.store(true, Ordering::Relaxed);
-    peak_rss_kb = peak_rss_kb.max(sampler.1.await.unwrap()).max(hwm_kb(pid));
+    let peak_rss_kb = rss.stop().await.max(hwm_kb(pid));
     let cpu = cpu_seconds(pid) - cpu_before;
     let metrics = client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap_or_default();
-    let metric =
-        |name: &str| -> f64 { metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0) };
 
-    // Report.
-    let n = args.events;
-    let ok = accepted.load(Ordering::Relaxed);
-    let arrived = arrivals.at.lock().unwrap().iter().filter(|t| t.is_some()).count();
-    let dups = arrivals.duplicates.load(Ordering::Relaxed);
-    let mut latencies: Vec<Duration> = {
-        let posted = posted_at.lock().unwrap();
-        let at = arrivals.at.lock().unwrap();
-        posted.iter().zip(at.iter()).filter_map(|(p, a)| Some(a.as_ref()?.duration_since(*p.as_ref()?))).collect()
+    let report = Report {
+        args: &args,
+        ceiling,
+        accepted: load.accepted,
+        ingest_elapsed,
+        delivery_secs: last_arrival.map(|t| t.duration_since(start).as_secs_f64()).unwrap_or(f64::NAN),
+        latencies: latencies(&load.posted_at, &arrivals),
+        arrived: arrivals.at.lock().unwrap().iter().filter(|t| t.is_some()).count(),
+        duplicates: arrivals.duplicates.load(Ordering::Relaxed),
+        peak_rss_kb,
+        cpu,
+        bench_cpu,
+        metrics,
+        ui_times,
     };
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    let delivery_secs = all_arrived.map(|t| t.duration_since(start).as_secs_f64()).unwrap_or(f64::NAN);
-    let backend = if args.database.is_empty() { "SQLite" } else { "PostgreSQL" };
-    println!(
-        "provisiond-bench: {n} events, {} connections, {backend}{}",
-        args.connections,
-        args.rate.map(|r| format!(", paced at {r} events/s")).unwrap_or_default()
-    );
-    if let Some(c) = ceiling {
-        println!("  raw sink ceiling      {c:>10.0} requests/s (loopback, same connections)");
-    }
-    println!(
-        "  ingest                {:>10.0} events/s  ({ok} accepted with 202 in {:.2} s)",
-        ok as f64 / ingest_elapsed.as_secs_f64(),
-        ingest_elapsed.as_secs_f64()
-    );
-    let rate = arrived as f64 / delivery_secs;
-    println!(
-        "  delivered             {rate:>10.0} events/s  (first post to last arrival: {delivery_secs:.2} s){}",
-        ceiling.map(|c| format!(", {:.1} % of the ceiling", 100.0 * rate / c)).unwrap_or_default()
-    );
-    println!(
-        "  latency post→arrival  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        ms(pct(0.50)),
-        ms(pct(0.90)),
-        ms(pct(0.99)),
-        ms(latencies.last().copied().unwrap_or_default())
-    );
-    println!("  server peak RSS       {:>10.1} MB", peak_rss_kb as f64 / 1024.0);
-    println!(
-        "  server CPU            {:>10.1} µs/event  ({cpu:.2} s in all; load generator and sink: {bench_cpu:.2} s)",
-        cpu * 1e6 / n as f64
-    );
-    println!(
-        "  batches               {:.1} events per ingest commit, {:.1} deliveries per claim, {:.1} attempts per record commit",
-        metric("provisiond_events_ingested_total") / metric("provisiond_ingest_commits_total").max(1.0),
-        metric("provisiond_claimed_total") / metric("provisiond_claims_total").max(1.0),
-        metric("provisiond_attempts_total{outcome=\"success\"}") / metric("provisiond_record_commits_total").max(1.0),
-    );
-    let mut ui = ui_times.lock().unwrap().clone();
-    ui.sort();
-    if let (Some(median), Some(worst)) = (ui.get(ui.len() / 2), ui.last()) {
-        println!(
-            "  UI during the run     handler list median {:.1} ms, worst {:.1} ms ({} requests)",
-            ms(*median),
-            ms(*worst),
-            ui.len()
-        );
-    }
-    let exact = arrived == n && dups == 0 && ok == n;
-    println!(
-        "  check                 {}",
-        if exact {
-            "every event arrived exactly once".to_owned()
-        } else {
-            format!("FAILED: {arrived} of {n} arrived, {dups} duplicates, {ok} accepted")
-        }
-    );
+    let exact = report.print();
     let _ = server.kill();
     let _ = server.wait();
     dropper();
@@ -263,8 +131,131 @@ async fn bench(args: Args) {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// The server process, as `provisiond` but started from this binary.
+fn start_server(database: &str, dir: &std::path::Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--serve")
+        .env("PROVISIOND_DATABASE_URL", database)
+        .env("PROVISIOND_BIND", format!("127.0.0.1:{port}"))
+        .env("PROVISIOND_API_TOKEN", TOKEN)
+        .env("PROVISIOND_ADMIN_PASSWORD", "bench")
+        .env("PROVISIOND_SCRIPTS_DIR", dir)
+        .env("PROVISIOND_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// When each event was posted, and how many were acknowledged.
+struct Load {
+    posted_at: Vec<Option<Instant>>,
+    accepted: usize,
+}
+
+/// Posts the events from `connections` keep-alive connections, paced when asked.
+async fn post_events(args: &Args, address: &str, start: Instant) -> Load {
+    let posted_at = Arc::new(Mutex::new(vec![None; args.events]));
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let interval = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let (address, next, accepted, posted_at) =
+                (address.to_owned(), next.clone(), accepted.clone(), posted_at.clone());
+            let n = args.events;
+            tokio::spawn(async move {
+                let mut conn = Conn::open(&address, "/api/v1/events", TOKEN).await.expect("a connection to the server");
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        break;
+                    }
+                    if let Some(every) = interval {
+                        tokio::time::sleep_until((start + every.mul_f64(i as f64)).into()).await;
+                    }
+                    let body = format!(
+                        r#"{{"event":{{"dt":"2026-11-24T10:00:00+00:00","events_id":"clients.update","object_id":{i}}},"data":{{"n":{i},"name":"client {i}"}}}}"#
+                    );
+                    posted_at.lock().unwrap()[i] = Some(Instant::now());
+                    if conn.post(&body).await.is_ok_and(|status| status == 202) {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let posted_at = posted_at.lock().unwrap().clone();
+    Load { posted_at, accepted: accepted.load(Ordering::Relaxed) }
+}
+
+/// Post-to-arrival times, sorted.
+fn latencies(posted_at: &[Option<Instant>], arrivals: &Arrivals) -> Vec<Duration> {
+    let at = arrivals.at.lock().unwrap();
+    let mut all: Vec<Duration> =
+        posted_at.iter().zip(at.iter()).filter_map(|(p, a)| Some(a.as_ref()?.duration_since(*p.as_ref()?))).collect();
+    all.sort();
+    all
+}
+
+/// A background task that repeats `step` until stopped, then hands back its state.
+struct Probe<T> {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Probe<T> {
+    fn spawn<F, Fut>(mut state: T, mut step: F) -> Self
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send,
+    {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let handle = tokio::spawn(async move {
+            while !flag.load(Ordering::Relaxed) {
+                state = step(state).await;
+            }
+            state
+        });
+        Self { done, handle }
+    }
+
+    async fn stop(self) -> T {
+        self.done.store(true, Ordering::Relaxed);
+        self.handle.await.unwrap()
+    }
+}
+
+/// The handler list's response times, every 100 ms, as a signed-in administrator sees them.
+async fn probe_ui(address: &str) -> Probe<Vec<Duration>> {
+    let ui = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    sign_in(&ui, address).await;
+    let url = format!("{address}/provisioning");
+    Probe::spawn(Vec::new(), move |mut times| {
+        let (ui, url) = (ui.clone(), url.clone());
+        async move {
+            let t = Instant::now();
+            if ui.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+                times.push(t.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            times
+        }
+    })
+}
+
+/// The server's resident memory, sampled every 20 ms: the peak, in KiB.
+fn probe_rss(pid: u32) -> Probe<u64> {
+    Probe::spawn(0, move |peak| async move {
+        let peak = peak.max(rss_kb(pid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        peak
+    })
 }
 
 /// Requests per second the sink takes straight from the load generator.

@@ -1,0 +1,103 @@
+//! The figures of one run, as the benchmark prints them.
+
+use std::time::Duration;
+
+use crate::Args;
+
+/// What one run measured.
+pub struct Report<'a> {
+    pub args: &'a Args,
+    pub ceiling: Option<f64>,
+    pub accepted: usize,
+    pub ingest_elapsed: Duration,
+    pub delivery_secs: f64,
+    pub latencies: Vec<Duration>,
+    pub arrived: usize,
+    pub duplicates: usize,
+    pub peak_rss_kb: u64,
+    pub cpu: f64,
+    pub bench_cpu: f64,
+    pub metrics: String,
+    pub ui_times: Vec<Duration>,
+}
+
+impl Report<'_> {
+    fn metric(&self, name: &str) -> f64 {
+        self.metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        let l = &self.latencies;
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default()
+    }
+
+    /// Prints the figures; true when every event arrived exactly once.
+    pub fn print(&self) -> bool {
+        let (n, ok, args) = (self.args.events, self.accepted, self.args);
+        let backend = if args.database.is_empty() { "SQLite" } else { "PostgreSQL" };
+        println!(
+            "provisiond-bench: {n} events, {} connections, {backend}{}",
+            args.connections,
+            args.rate.map(|r| format!(", paced at {r} events/s")).unwrap_or_default()
+        );
+        if let Some(c) = self.ceiling {
+            println!("  raw sink ceiling      {c:>10.0} requests/s (loopback, same connections)");
+        }
+        let ingest_secs = self.ingest_elapsed.as_secs_f64();
+        println!(
+            "  ingest                {:>10.0} events/s  ({ok} accepted with 202 in {ingest_secs:.2} s)",
+            ok as f64 / ingest_secs
+        );
+        let rate = self.arrived as f64 / self.delivery_secs;
+        println!(
+            "  delivered             {rate:>10.0} events/s  (first post to last arrival: {:.2} s){}",
+            self.delivery_secs,
+            self.ceiling.map(|c| format!(", {:.1} % of the ceiling", 100.0 * rate / c)).unwrap_or_default()
+        );
+        println!(
+            "  latency post→arrival  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            ms(self.percentile(0.50)),
+            ms(self.percentile(0.90)),
+            ms(self.percentile(0.99)),
+            ms(self.latencies.last().copied().unwrap_or_default())
+        );
+        println!("  server peak RSS       {:>10.1} MB", self.peak_rss_kb as f64 / 1024.0);
+        println!(
+            "  server CPU            {:>10.1} µs/event  ({:.2} s in all; load generator and sink: {:.2} s)",
+            self.cpu * 1e6 / n as f64,
+            self.cpu,
+            self.bench_cpu
+        );
+        println!(
+            "  batches               {:.1} events per ingest commit, {:.1} deliveries per claim, {:.1} attempts per record commit",
+            self.metric("provisiond_events_ingested_total") / self.metric("provisiond_ingest_commits_total").max(1.0),
+            self.metric("provisiond_claimed_total") / self.metric("provisiond_claims_total").max(1.0),
+            self.metric("provisiond_attempts_total{outcome=\"success\"}")
+                / self.metric("provisiond_record_commits_total").max(1.0),
+        );
+        let mut ui = self.ui_times.clone();
+        ui.sort();
+        if let (Some(median), Some(worst)) = (ui.get(ui.len() / 2), ui.last()) {
+            println!(
+                "  UI during the run     handler list median {:.1} ms, worst {:.1} ms ({} requests)",
+                ms(*median),
+                ms(*worst),
+                ui.len()
+            );
+        }
+        let exact = self.arrived == n && self.duplicates == 0 && ok == n;
+        if exact {
+            println!("  check                 every event arrived exactly once");
+        } else {
+            println!(
+                "  check                 FAILED: {} of {n} arrived, {} duplicates, {ok} accepted",
+                self.arrived, self.duplicates
+            );
+        }
+        exact
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
