@@ -4,15 +4,18 @@
 //! its lease (its process died) is due again like any pending one.
 
 use chrono::NaiveDateTime;
+use std::sync::LazyLock;
+
 use diesel::{
     prelude::*,
-    sql_types::{BigInt, Text, Timestamp},
+    sql_types::{BigInt, Bool, Integer, Text, Timestamp},
 };
 use serde::Serialize;
 
 use super::{
     DbConnection, now,
-    schema::{deliveries, events, handlers},
+    prepared::{Sql, cached, id_list},
+    schema::deliveries,
 };
 
 #[derive(Debug, Clone, Queryable, Identifiable, Serialize)]
@@ -38,22 +41,37 @@ pub struct Delivery {
 
 /// A claimed delivery with what its attempt needs: the payload and the
 /// handler as it is now (an edit applies to the next attempt).
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, QueryableByName)]
 pub struct Claimed {
+    #[diesel(sql_type = BigInt)]
     pub id: i64,
+    #[diesel(sql_type = BigInt)]
     pub event_id: i64,
+    #[diesel(sql_type = BigInt)]
     pub handler_id: i64,
+    #[diesel(sql_type = Text)]
     pub webhook_id: String,
+    #[diesel(sql_type = Text)]
     pub entity: String,
+    #[diesel(sql_type = Text)]
     pub object_id: String,
+    #[diesel(sql_type = Integer)]
     pub attempts: i32,
+    #[diesel(sql_type = Integer)]
     pub max_attempts: i32,
+    #[diesel(sql_type = Text)]
     pub events_id: String,
+    #[diesel(sql_type = Text)]
     pub payload: String,
+    #[diesel(sql_type = Text)]
     pub handler_type: String,
+    #[diesel(sql_type = Text)]
     pub target: String,
+    #[diesel(sql_type = Text)]
     pub secret: String,
+    #[diesel(sql_type = Integer)]
     pub timeout_ms: i32,
+    #[diesel(sql_type = Text)]
     pub handler_status: String,
 }
 
@@ -101,19 +119,72 @@ const PICK: &str = "
     ORDER BY next_attempt_at, id
     LIMIT $8";
 
-fn claim_sql(exclude: &str, busy: &str, lock: &str, in_pick: &str) -> String {
+/// The claim: leases the picked rows. `{pick}` is the picking query, placed
+/// as the backend plans it best; `{lock}` skips rows another process holds.
+const LEASE: &str = "
+    UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_until = $2, next_attempt_at = $2, updated_at = $3
+    WHERE id IN (
+      SELECT id FROM deliveries
+      WHERE id {in_pick} AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
+      {lock})
+    RETURNING id";
+
+/// What an attempt needs of the claimed rows (`{claimed}`: their ids).
+const LOAD: &str = "
+    SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, d.attempts, d.max_attempts,
+           e.events_id, e.payload, h.handler_type, h.target, h.secret, h.timeout_ms, h.status AS handler_status
+    FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
+    WHERE d.id IN ({claimed})
+    ORDER BY d.id";
+
+fn lease_sql(exclude: &str, busy: &str, lock: &str, in_pick: &str) -> String {
     let eligible = ELIGIBLE.replace("{exclude}", exclude);
     let pick = PICK.replace("{eligible}", &eligible).replace("{busy}", busy);
     let in_pick = in_pick.replace("{pick}", &pick);
-    format!(
-        "UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_until = $2, next_attempt_at = $2, updated_at = $3
-         WHERE id IN (
-           SELECT id FROM deliveries
-           WHERE id {in_pick} AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
-           {lock})
-         RETURNING id"
-    )
+    LEASE.replace("{in_pick}", &in_pick).replace("{lock}", lock)
 }
+
+/// PostgreSQL: one round trip, the lease and the load together.
+/// `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
+/// hash join over the whole table; rows another process holds are skipped.
+static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    let lease = lease_sql(
+        "AND NOT (d.handler_id IN (SELECT value::bigint FROM jsonb_array_elements_text($4::jsonb)))",
+        "COALESCE(($7::jsonb ->> r.handler_id::text)::bigint, 0)",
+        "FOR UPDATE SKIP LOCKED",
+        "= ANY(ARRAY({pick}))",
+    );
+    format!("WITH claimed AS ({lease}) {}", LOAD.replace("{claimed}", "SELECT id FROM claimed"))
+});
+
+/// SQLite: the lease, then the load of the leased ids (`$1`, a JSON array).
+static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    lease_sql(
+        "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
+        "COALESCE((SELECT value FROM json_each($7) WHERE key = CAST(r.handler_id AS TEXT)), 0)",
+        "",
+        "IN ({pick})",
+    )
+});
+static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| Sql::new(&LOAD.replace("IN ({claimed})", "IN JSON($1)")));
+
+/// Ends attempts for good: the deliveries `$3` (a JSON array of ids) leased by `$4`.
+static END_ALL: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        "UPDATE deliveries SET state = $1, attempts = attempts + 1, first_attempt_done = TRUE, next_attempt_at = $2,
+             lease_owner = NULL, lease_until = NULL, updated_at = $2
+         WHERE id IN JSON($3) AND lease_owner = $4 AND state = 'in_flight'",
+    )
+});
+
+/// Which of the deliveries `$1` (a JSON array of ids) exist, with their handler's status.
+static PRESENT: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        "SELECT d.id, h.status = 'enabled' AS enabled
+         FROM deliveries d JOIN handlers h ON h.id = d.handler_id
+         WHERE d.id IN JSON($1)",
+    )
+});
 
 /// The change that hands a claimed delivery back: pending, unleased, due at `$at`.
 macro_rules! back_to_pending {
@@ -158,65 +229,36 @@ impl Delivery {
         let at = now();
         // Enough candidates that a handler at its limit does not starve the others.
         let scan = (limits.limit * 2).max(64);
-        let sql = match conn {
-            // `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
-            // hash join over the whole table; rows another process holds are skipped.
-            DbConnection::Postgres(_) => claim_sql(
-                "AND NOT (d.handler_id IN (SELECT value::bigint FROM jsonb_array_elements_text($4::jsonb)))",
-                "COALESCE(($7::jsonb ->> r.handler_id::text)::bigint, 0)",
-                "FOR UPDATE SKIP LOCKED",
-                "= ANY(ARRAY({pick}))",
-            ),
-            DbConnection::Sqlite(_) => claim_sql(
-                "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
-                "COALESCE((SELECT value FROM json_each($7) WHERE key = CAST(r.handler_id AS TEXT)), 0)",
-                "",
-                "IN ({pick})",
-            ),
-        };
         let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
-        let ids: Vec<i64> = crate::db::write_transaction(conn, |conn| {
-            crate::db::relax_commit(conn)?;
-            diesel::sql_query(sql)
-                .bind::<Text, _>(owner)
-                .bind::<Timestamp, _>(lease_until)
-                .bind::<Timestamp, _>(at)
-                .bind::<Text, _>(&saturated)
-                .bind::<BigInt, _>(scan)
-                .bind::<BigInt, _>(limits.per_handler)
-                .bind::<Text, _>(&limits.busy)
-                .bind::<BigInt, _>(limits.limit)
-                .load::<IdRow>(conn)
-        })?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let sql = match conn {
+            DbConnection::Postgres(_) => CLAIM_POSTGRES.as_str(),
+            DbConnection::Sqlite(_) => CLAIM_SQLITE.as_str(),
+        };
+        let lease = cached(sql)
+            .bind::<Text, _>(owner)
+            .bind::<Timestamp, _>(lease_until)
+            .bind::<Timestamp, _>(at)
+            .bind::<Text, _>(&saturated)
+            .bind::<BigInt, _>(scan)
+            .bind::<BigInt, _>(limits.per_handler)
+            .bind::<Text, _>(&limits.busy)
+            .bind::<BigInt, _>(limits.limit);
+        match conn {
+            DbConnection::Postgres(_) => crate::db::write_transaction(conn, |conn| {
+                crate::db::relax_commit(conn)?;
+                lease.load::<Claimed>(conn)
+            }),
+            DbConnection::Sqlite(_) => {
+                let ids: Vec<i64> = crate::db::write_transaction(conn, |conn| lease.load::<IdRow>(conn))?
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect();
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                LOAD_SQLITE.on(conn).bind::<Text, _>(id_list(&ids)).load(conn)
+            }
         }
-        deliveries::table
-            .inner_join(events::table)
-            .inner_join(handlers::table)
-            .filter(deliveries::id.eq_any(&ids))
-            .order((deliveries::next_attempt_at.asc(), deliveries::id.asc()))
-            .select((
-                deliveries::id,
-                deliveries::event_id,
-                deliveries::handler_id,
-                deliveries::webhook_id,
-                deliveries::entity,
-                deliveries::object_id,
-                deliveries::attempts,
-                deliveries::max_attempts,
-                events::events_id,
-                events::payload,
-                handlers::handler_type,
-                handlers::target,
-                handlers::secret,
-                handlers::timeout_ms,
-                handlers::status,
-            ))
-            .load(conn)
     }
 
     /// Extends the leases of everything `owner` is attempting.
@@ -289,23 +331,27 @@ impl Delivery {
 
     /// Ends attempts of `owner` for good (succeeded, failed, cancelled), many at once.
     pub fn end_all(conn: &mut DbConnection, owner: &str, ids: &[i64], state: &str) -> QueryResult<usize> {
-        let at = now();
-        diesel::update(
-            deliveries::table
-                .filter(deliveries::id.eq_any(ids))
-                .filter(deliveries::lease_owner.eq(owner))
-                .filter(deliveries::state.eq("in_flight")),
-        )
-        .set((
-            deliveries::state.eq(state),
-            deliveries::attempts.eq(deliveries::attempts + 1),
-            deliveries::first_attempt_done.eq(true),
-            deliveries::next_attempt_at.eq(at),
-            deliveries::lease_owner.eq(None::<String>),
-            deliveries::lease_until.eq(None::<NaiveDateTime>),
-            deliveries::updated_at.eq(at),
-        ))
-        .execute(conn)
+        END_ALL
+            .on(conn)
+            .bind::<Text, _>(state)
+            .bind::<Timestamp, _>(now())
+            .bind::<Text, _>(id_list(ids))
+            .bind::<Text, _>(owner)
+            .execute(conn)
+    }
+
+    /// Of the deliveries `ids`, those still there, each with whether its
+    /// handler is enabled now (the recorder's look before it writes).
+    pub fn still_present(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, bool)>> {
+        #[derive(QueryableByName)]
+        struct Present {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+            #[diesel(sql_type = Bool)]
+            enabled: bool,
+        }
+        let rows: Vec<Present> = PRESENT.on(conn).bind::<Text, _>(id_list(ids)).load(conn)?;
+        Ok(rows.into_iter().map(|r| (r.id, r.enabled)).collect())
     }
 
     /// Queues a finished delivery again for one more attempt, outside the
@@ -361,12 +407,18 @@ impl Delivery {
 
     /// When the next unfinished delivery is due (the first entry of the due index), if any.
     pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
-        deliveries::table
-            .filter(unfinished())
-            .order(deliveries::next_attempt_at.asc())
-            .select(deliveries::next_attempt_at)
-            .first(conn)
-            .optional()
+        #[derive(QueryableByName)]
+        struct Due {
+            #[diesel(sql_type = Timestamp)]
+            next_attempt_at: NaiveDateTime,
+        }
+        cached(
+            "SELECT next_attempt_at FROM deliveries WHERE state IN ('pending', 'in_flight')
+             ORDER BY next_attempt_at LIMIT 1",
+        )
+        .get_result::<Due>(conn)
+        .optional()
+        .map(|due| due.map(|d| d.next_attempt_at))
     }
 }
 

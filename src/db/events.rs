@@ -1,5 +1,7 @@
 //! The `events` table and ingestion: an event and its deliveries in one transaction.
 
+use std::sync::LazyLock;
+
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::{
     prelude::*,
@@ -9,6 +11,7 @@ use diesel::{
 
 use super::{
     DbConnection, now,
+    prepared::{Sql, cached, id_list},
     schema::{deliveries, events, idempotency_keys},
 };
 use crate::domain::envelope::ValidEvent;
@@ -44,6 +47,25 @@ struct NewEvent<'a> {
     object_id: &'a str,
     payload: &'a str,
     received_at: NaiveDateTime,
+}
+
+/// One pending delivery for every handler enabled for the events `$4` (a JSON array of ids).
+static CREATE_DELIVERIES: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+         SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE,
+                $3, $3, $3
+         FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
+         WHERE e.id IN JSON($4)
+         RETURNING event_id",
+    )
+});
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
 }
 
 #[derive(QueryableByName)]
@@ -136,26 +158,31 @@ impl Event {
                     diesel::insert_into(events::table).values(&rows).returning(events::id).get_results(pg)?
                 }
                 // No round trips to save on SQLite: one prepared insert per event.
-                DbConnection::Sqlite(lite) => rows
+                DbConnection::Sqlite(_) => rows
                     .iter()
-                    .map(|row| diesel::insert_into(events::table).values(row).returning(events::id).get_result(lite))
+                    .map(|row| {
+                        cached(
+                            "INSERT INTO events (events_id, entity, object_id, payload, received_at)
+                             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                        )
+                        .bind::<Text, _>(row.events_id)
+                        .bind::<Text, _>(row.entity)
+                        .bind::<Text, _>(row.object_id)
+                        .bind::<Text, _>(row.payload)
+                        .bind::<Timestamp, _>(row.received_at)
+                        .get_result::<IdRow>(conn)
+                        .map(|r| r.id)
+                    })
                     .collect::<QueryResult<_>>()?,
             };
-            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
             let webhook_prefix = format!("msg_{}_", uuid::Uuid::new_v4().simple());
-            // Ids come from the database as integers: safe to write into the SQL.
-            let created: Vec<EventIdRow> = diesel::sql_query(format!(
-                "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                                         max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
-                 SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE, $3, $3, $3
-                 FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
-                 WHERE e.id IN ({list})
-                 RETURNING event_id"
-            ))
-            .bind::<Text, _>(&webhook_prefix)
-            .bind::<Integer, _>(max_attempts)
-            .bind::<Timestamp, _>(at)
-            .load(conn)?;
+            let created: Vec<EventIdRow> = CREATE_DELIVERIES
+                .on(conn)
+                .bind::<Text, _>(&webhook_prefix)
+                .bind::<Integer, _>(max_attempts)
+                .bind::<Timestamp, _>(at)
+                .bind::<Text, _>(id_list(&ids))
+                .load(conn)?;
             let mut counts: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
             for row in created {
                 *counts.entry(row.event_id).or_default() += 1;

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use chrono::{NaiveDateTime, TimeDelta, Timelike};
 use diesel::{
     prelude::*,
-    sql_types::{BigInt, Timestamp},
+    sql_types::{BigInt, Integer, Nullable, Text, Timestamp},
 };
 use serde::Serialize;
 
 use super::{
     DbConnection, now,
+    prepared::cached,
     schema::{execution_logs, handler_stats},
 };
 
@@ -61,16 +62,50 @@ pub struct NewExecutionLog {
 }
 
 impl NewExecutionLog {
-    /// Many rows in one statement (a few hundred at most: well within both
-    /// backends' limits on bound parameters).
+    /// Many rows: on PostgreSQL in one statement per 500 (one round trip, well
+    /// within the limit on bound parameters); on SQLite, with no round trips
+    /// to save, one prepared insert per row.
     pub fn insert_all(conn: &mut DbConnection, rows: &[NewExecutionLog]) -> QueryResult<()> {
-        for chunk in rows.chunks(500) {
-            match conn {
-                DbConnection::Postgres(pg) => diesel::insert_into(execution_logs::table).values(chunk).execute(pg)?,
-                DbConnection::Sqlite(lite) => diesel::insert_into(execution_logs::table).values(chunk).execute(lite)?,
-            };
+        match conn {
+            DbConnection::Postgres(pg) => {
+                for chunk in rows.chunks(500) {
+                    diesel::insert_into(execution_logs::table).values(chunk).execute(pg)?;
+                }
+            }
+            DbConnection::Sqlite(_) => {
+                for row in rows {
+                    row.insert_prepared(conn)?;
+                }
+            }
         }
         Ok(())
+    }
+
+    fn insert_prepared(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        cached(
+            "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+                 started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body,
+                 error, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind::<BigInt, _>(self.delivery_id)
+        .bind::<BigInt, _>(self.handler_id)
+        .bind::<BigInt, _>(self.event_id)
+        .bind::<Text, _>(&self.events_id)
+        .bind::<Text, _>(&self.entity)
+        .bind::<Text, _>(&self.object_id)
+        .bind::<Integer, _>(self.attempt)
+        .bind::<Timestamp, _>(self.started_at)
+        .bind::<BigInt, _>(self.duration_ms)
+        .bind::<Text, _>(&self.outcome)
+        .bind::<Nullable<Integer>, _>(self.status_code)
+        .bind::<Text, _>(&self.request_body)
+        .bind::<Text, _>(&self.request_headers)
+        .bind::<Text, _>(&self.response_body)
+        .bind::<Nullable<Text>, _>(&self.error)
+        .bind::<Nullable<Timestamp>, _>(self.next_attempt_at)
+        .execute(conn)
+        .map(drop)
     }
 }
 
@@ -277,7 +312,7 @@ pub fn count_attempts(
     attempts: i64,
     successes: i64,
 ) -> QueryResult<()> {
-    diesel::sql_query(
+    cached(
         "INSERT INTO handler_stats (handler_id, hour, attempts, successes) VALUES ($1, $2, $3, $4)
          ON CONFLICT (handler_id, hour) DO UPDATE SET
            attempts = handler_stats.attempts + excluded.attempts,

@@ -10,6 +10,7 @@ pub mod deliveries;
 pub mod events;
 pub mod handlers;
 pub mod logs;
+pub mod prepared;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
@@ -111,7 +112,14 @@ impl ConnectionManager {
 
     fn open(&self) -> Result<DbConnection, DbError> {
         match &self.target {
-            Target::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
+            Target::Postgres(url) => {
+                let mut conn = PgConnection::establish(url)?;
+                // Statements stay prepared (src/db/prepared.rs), but each run is
+                // planned for its values: a generic plan of the claim, made
+                // without knowing how many rows are due, is far slower.
+                conn.batch_execute("SET plan_cache_mode = force_custom_plan")?;
+                Ok(DbConnection::Postgres(conn))
+            }
             Target::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 // WAL (set once, at connect) with synchronous=NORMAL: a commit is not

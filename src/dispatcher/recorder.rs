@@ -1,11 +1,7 @@
 //! Writes finished attempts: the log row and the delivery's new state, many
 //! attempts to one transaction (group commit), then wakes the worker.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
@@ -22,7 +18,6 @@ use crate::{
         deliveries::{Claimed, Delivery, Finish},
         logs::{NewExecutionLog, count_attempts, hour_of},
         now,
-        schema::{deliveries, handlers},
     },
     error::cause_chain,
 };
@@ -131,24 +126,12 @@ async fn write_one(shared: &Arc<Shared>, done: &Done) {
 /// handler was deleted) is skipped: nothing is left to record it against.
 fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, todo: &[Done]) -> QueryResult<()> {
     let delivery_ids: Vec<i64> = todo.iter().map(|d| d.delivery.id).collect();
-    let present: HashSet<i64> = deliveries::table
-        .filter(deliveries::id.eq_any(&delivery_ids))
-        .select(deliveries::id)
-        .load::<i64>(conn)?
-        .into_iter()
-        .collect();
-    let handler_ids: Vec<i64> = todo.iter().map(|d| d.delivery.handler_id).collect();
-    let enabled: HashSet<i64> = handlers::table
-        .filter(handlers::id.eq_any(&handler_ids))
-        .filter(handlers::status.eq("enabled"))
-        .select(handlers::id)
-        .load::<i64>(conn)?
-        .into_iter()
-        .collect();
+    let present: HashMap<i64, bool> = Delivery::still_present(conn, &delivery_ids)?.into_iter().collect();
     let mut logs = Vec::with_capacity(todo.len());
     let mut ended: HashMap<&'static str, Vec<i64>> = HashMap::new();
-    for done in todo.iter().filter(|d| present.contains(&d.delivery.id)) {
-        let (finish, log) = settle(done, schedule, enabled.contains(&done.delivery.handler_id));
+    for done in todo {
+        let Some(&handler_enabled) = present.get(&done.delivery.id) else { continue };
+        let (finish, log) = settle(done, schedule, handler_enabled);
         logs.push(log);
         if finish.next_attempt_at.is_some() {
             Delivery::finish(conn, owner, done.delivery.id, &finish)?;

@@ -1,0 +1,237 @@
+//! Raw SQL that stays prepared.
+//!
+//! Diesel prepares `sql_query`, every `UPDATE`, every `eq_any` and every
+//! multi-row `INSERT` afresh each time it runs them; on the dispatcher's hot
+//! path (ingestion, claims, recording) parsing and planning the statements
+//! cost as much as running them. SQL written with [`cached`] has fixed text —
+//! a list is bound as one JSON array, never spliced in — so each connection's
+//! statement cache keeps it prepared after its first use.
+//!
+//! A statement whose text differs between the backends only in how it reads
+//! a list is a [`Sql`] template: `col IN JSON($n)` stands for "col is one of
+//! the ids of the JSON array bound as `$n`".
+//!
+//! Parameters are written `$1`, `$2`, … on both backends. SQLite numbers `$N`
+//! parameters in the order they first appear in the text, so they must first
+//! appear in increasing order (checked in debug builds).
+
+use std::marker::PhantomData;
+
+use diesel::{
+    QueryResult, RunQueryDsl,
+    backend::Backend as DieselBackend,
+    query_builder::{AstPass, Query, QueryFragment, QueryId},
+    serialize::ToSql,
+    sql_types::{HasSqlType, Untyped},
+};
+
+use super::{Backend, DbConnection};
+
+/// A statement with fixed text; bind its parameters with [`Cached::bind`].
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a statement runs only when executed or loaded"]
+pub struct Cached(&'static str);
+
+/// SQL to keep prepared (see the module documentation).
+pub fn cached(sql: &'static str) -> Cached {
+    debug_assert!(!sql.contains(" JSON($"), "a template: use `Sql`: {sql}");
+    debug_assert!(parameters_in_order(sql), "parameters must first appear as $1, $2, …: {sql}");
+    Cached(sql)
+}
+
+impl Cached {
+    /// Binds the next parameter (`$1` first).
+    pub fn bind<ST, V>(self, value: V) -> Bound<Self, V, ST> {
+        Bound { query: self, value, sql_type: PhantomData }
+    }
+}
+
+impl<DB: DieselBackend> QueryFragment<DB> for Cached {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        // Unlike `sql_query`, no `unsafe_to_cache_prepared`: the text never varies.
+        out.push_sql(self.0);
+        Ok(())
+    }
+}
+
+impl QueryId for Cached {
+    type QueryId = ();
+    // Cached by its text (and bind types), not by a Rust type.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Cached {
+    type SqlType = Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for Cached {}
+
+/// A [`Cached`] statement with its parameters so far.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a statement runs only when executed or loaded"]
+pub struct Bound<Q, V, ST> {
+    query: Q,
+    value: V,
+    sql_type: PhantomData<ST>,
+}
+
+impl<Q, V, ST> Bound<Q, V, ST> {
+    /// Binds the next parameter.
+    pub fn bind<ST2, V2>(self, value: V2) -> Bound<Self, V2, ST2> {
+        Bound { query: self, value, sql_type: PhantomData }
+    }
+}
+
+impl<Q, V, ST, DB> QueryFragment<DB> for Bound<Q, V, ST>
+where
+    DB: DieselBackend + HasSqlType<ST>,
+    Q: QueryFragment<DB>,
+    V: ToSql<ST, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.query.walk_ast(out.reborrow())?;
+        out.push_bind_param_value_only(&self.value)
+    }
+}
+
+impl<Q, V, ST> QueryId for Bound<Q, V, ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q, V, ST> Query for Bound<Q, V, ST> {
+    type SqlType = Untyped;
+}
+
+impl<Q, V, ST, Conn> RunQueryDsl<Conn> for Bound<Q, V, ST> {}
+
+/// One statement's text for each backend, from a template (see the module
+/// documentation): keep it in a `static LazyLock`.
+#[derive(Debug)]
+pub struct Sql {
+    postgres: String,
+    sqlite: String,
+}
+
+impl Sql {
+    pub fn new(template: &str) -> Self {
+        Self { postgres: expand(template, Backend::Postgres), sqlite: expand(template, Backend::Sqlite) }
+    }
+
+    /// The statement for the backend of `conn`.
+    pub fn on(&'static self, conn: &DbConnection) -> Cached {
+        match conn {
+            DbConnection::Postgres(_) => cached(&self.postgres),
+            DbConnection::Sqlite(_) => cached(&self.sqlite),
+        }
+    }
+}
+
+/// Expands each `col IN JSON($n)` (or `NOT IN`): on PostgreSQL as `= ANY` of
+/// an array, which the planner turns into index lookups of the few ids (a
+/// set-returning function in `IN (…)` is planned as a join estimated at 100
+/// rows, and became a scan of the whole table); on SQLite with `json_each`.
+fn expand(template: &str, backend: Backend) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(at) = rest.find(" IN JSON($") {
+        let (before, after) = rest.split_at(at);
+        let negated = before.ends_with(" NOT");
+        let before = before.strip_suffix(" NOT").unwrap_or(before);
+        let column_at = before.rfind(|c: char| c.is_whitespace() || c == '(').map_or(0, |i| i + 1);
+        let (head, column) = before.split_at(column_at);
+        let after = &after[" IN JSON(".len()..];
+        let close = after.find(')').unwrap_or(after.len());
+        let param = &after[..close];
+        out.push_str(head);
+        out.push_str(&match (backend, negated) {
+            (Backend::Postgres, false) => {
+                format!("{column} = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text({param}::jsonb)))")
+            }
+            (Backend::Postgres, true) => {
+                format!(
+                    "NOT ({column} = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text({param}::jsonb))))"
+                )
+            }
+            (Backend::Sqlite, false) => format!("{column} IN (SELECT value FROM json_each({param}))"),
+            (Backend::Sqlite, true) => format!("{column} NOT IN (SELECT value FROM json_each({param}))"),
+        });
+        rest = &after[(close + 1).min(after.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A list of ids as one bindable JSON array (`[1,2,3]`).
+pub fn id_list(ids: &[i64]) -> String {
+    let mut out = String::with_capacity(ids.len() * 8 + 2);
+    out.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&id.to_string());
+    }
+    out.push(']');
+    out
+}
+
+/// True when every `$N` first appears after `$1` … `$N-1`.
+fn parameters_in_order(sql: &str) -> bool {
+    let mut next = 1;
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let digits: String = sql[i + 1..].chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse::<usize>() {
+                if n > next {
+                    return false;
+                }
+                if n == next {
+                    next += 1;
+                }
+            }
+            i += 1 + digits.len();
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_must_first_appear_in_order() {
+        assert!(parameters_in_order("SELECT $1, $2, $1, $3"));
+        assert!(parameters_in_order("SELECT 1"));
+        assert!(!parameters_in_order("SELECT $2, $1"));
+        assert!(!parameters_in_order("SELECT $1, $3, $2"));
+    }
+
+    #[test]
+    fn templates_read_json_lists_as_each_backend_plans_best() {
+        let t = "SELECT 1 FROM d WHERE (d.id IN JSON($1)) AND h NOT IN JSON($2)";
+        assert_eq!(
+            expand(t, Backend::Sqlite),
+            "SELECT 1 FROM d WHERE (d.id IN (SELECT value FROM json_each($1))) \
+             AND h NOT IN (SELECT value FROM json_each($2))"
+        );
+        assert_eq!(
+            expand(t, Backend::Postgres),
+            "SELECT 1 FROM d WHERE (d.id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)))) \
+             AND NOT (h = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))))"
+        );
+        assert_eq!(expand("SELECT 1", Backend::Postgres), "SELECT 1");
+    }
+
+    #[test]
+    fn id_lists_are_json_arrays() {
+        assert_eq!(id_list(&[]), "[]");
+        assert_eq!(id_list(&[7]), "[7]");
+        assert_eq!(id_list(&[1, -2, 30]), "[1,-2,30]");
+    }
+}
