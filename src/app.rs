@@ -230,14 +230,3 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StartupError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StartupError::Setup(e.to_string()))
 }
-
-/// glibc gives every thread that allocates its own malloc arena; with the
-/// blocking pool's database threads that multiplies freed-but-kept memory.
-/// Two arenas keep the server's memory flat under load at no measurable cost.
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; called before other threads start.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}

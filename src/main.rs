@@ -4,7 +4,6 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    provisiond::app::limit_malloc_arenas();
     let settings = Settings::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info")))

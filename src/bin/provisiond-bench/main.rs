@@ -59,7 +59,6 @@ fn main() {
 
 /// The server, exactly as `provisiond` runs it, configured from the environment.
 fn serve() {
-    provisiond::app::limit_malloc_arenas();
     let settings = provisiond::config::Settings::parse_from(["provisiond"]);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
