@@ -244,12 +244,9 @@ impl Delivery {
             .bind::<Text, _>(&limits.busy)
             .bind::<BigInt, _>(limits.limit);
         match conn {
-            DbConnection::Postgres(_) => crate::db::write_transaction(conn, |conn| {
-                crate::db::relax_commit(conn)?;
-                lease.load::<Claimed>(conn)
-            }),
+            DbConnection::Postgres(_) => crate::db::bookkeeping_transaction(conn, |conn| lease.load::<Claimed>(conn)),
             DbConnection::Sqlite(_) => {
-                let ids: Vec<i64> = crate::db::write_transaction(conn, |conn| lease.load::<IdRow>(conn))?
+                let ids: Vec<i64> = crate::db::bookkeeping_transaction(conn, |conn| lease.load::<IdRow>(conn))?
                     .into_iter()
                     .map(|r| r.id)
                     .collect();

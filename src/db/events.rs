@@ -1,7 +1,5 @@
 //! The `events` table and ingestion: an event and its deliveries in one transaction.
 
-use std::sync::LazyLock;
-
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::{
     prelude::*,
@@ -11,7 +9,7 @@ use diesel::{
 
 use super::{
     DbConnection, now,
-    prepared::{Sql, cached, id_list},
+    prepared::{cached, id_list},
     schema::{deliveries, events, idempotency_keys},
 };
 use crate::domain::envelope::ValidEvent;
@@ -39,28 +37,47 @@ pub struct Ingested {
     pub replayed: bool,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = events)]
-struct NewEvent<'a> {
-    events_id: &'a str,
-    entity: &'a str,
-    object_id: &'a str,
-    payload: &'a str,
-    received_at: NaiveDateTime,
-}
+/// SQLite: one pending delivery for every handler enabled for the events `$4`
+/// (a JSON array of ids).
+const CREATE_DELIVERIES_SQLITE: &str = "
+    INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                            max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+    SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE, $3, $3, $3
+    FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
+    WHERE e.id IN (SELECT value FROM json_each($4))
+    RETURNING event_id";
 
-/// One pending delivery for every handler enabled for the events `$4` (a JSON array of ids).
-static CREATE_DELIVERIES: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(
-        "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
-         SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE,
-                $3, $3, $3
-         FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
-         WHERE e.id IN JSON($4)
-         RETURNING event_id",
+/// PostgreSQL: the events `$2` (a JSON array, in order), received at `$1`, and one pending
+/// delivery for every handler enabled for each, in one statement; answers
+/// each event's id and number of deliveries, in the order given (ids are
+/// drawn in that order).
+const INGEST_POSTGRES: &str = "
+    WITH new_events AS (
+      INSERT INTO events (events_id, entity, object_id, payload, received_at)
+      SELECT x.e ->> 'events_id', x.e ->> 'entity', x.e ->> 'object_id', x.e ->> 'payload', $1
+      FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, n)
+      ORDER BY x.n
+      RETURNING id, events_id, entity, object_id
+    ), new_deliveries AS (
+      INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                              max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+      SELECT e.id, h.id, $3 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $4, FALSE,
+             $1, $1, $1
+      FROM new_events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
+      RETURNING event_id
     )
-});
+    SELECT e.id, COUNT(d.event_id) AS deliveries
+    FROM new_events e LEFT JOIN new_deliveries d ON d.event_id = e.id
+    GROUP BY e.id
+    ORDER BY e.id";
+
+#[derive(QueryableByName)]
+struct IngestedRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    deliveries: i64,
+}
 
 #[derive(QueryableByName)]
 struct IdRow {
@@ -140,58 +157,67 @@ impl Event {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let at = now();
-        let rows: Vec<NewEvent<'_>> = batch
-            .iter()
-            .map(|e| NewEvent {
-                events_id: e.event_type.id,
-                entity: e.event_type.entity(),
-                object_id: &e.object_id,
-                payload: &e.payload,
-                received_at: at,
-            })
-            .collect();
-        crate::db::write_transaction(conn, |conn| {
-            let ids: Vec<i64> = match conn {
-                // One statement for the whole batch; PostgreSQL returns the ids in VALUES order.
-                DbConnection::Postgres(pg) => {
-                    diesel::insert_into(events::table).values(&rows).returning(events::id).get_results(pg)?
-                }
-                // No round trips to save on SQLite: one prepared insert per event.
-                DbConnection::Sqlite(_) => rows
+        let (at, webhook_prefix) = (now(), format!("msg_{}_", uuid::Uuid::new_v4().simple()));
+        match conn {
+            // One statement, atomic on its own: one round trip for the batch.
+            DbConnection::Postgres(_) => {
+                let events: Vec<serde_json::Value> = batch
                     .iter()
-                    .map(|row| {
+                    .map(|e| {
+                        serde_json::json!({
+                            "events_id": e.event_type.id,
+                            "entity": e.event_type.entity(),
+                            "object_id": e.object_id,
+                            "payload": e.payload,
+                        })
+                    })
+                    .collect();
+                let rows: Vec<IngestedRow> = cached(INGEST_POSTGRES)
+                    .bind::<Timestamp, _>(at)
+                    .bind::<Text, _>(serde_json::Value::Array(events).to_string())
+                    .bind::<Text, _>(&webhook_prefix)
+                    .bind::<Integer, _>(max_attempts)
+                    .load(conn)?;
+                if rows.len() != batch.len() {
+                    return Err(Error::NotFound);
+                }
+                Ok(rows.into_iter().map(|r| Ingested { id: r.id, deliveries: r.deliveries, replayed: false }).collect())
+            }
+            // No round trips to save on SQLite: one prepared insert per event,
+            // then the deliveries of all of them.
+            DbConnection::Sqlite(_) => crate::db::write_transaction(conn, |conn| {
+                let ids: Vec<i64> = batch
+                    .iter()
+                    .map(|e| {
                         cached(
                             "INSERT INTO events (events_id, entity, object_id, payload, received_at)
                              VALUES ($1, $2, $3, $4, $5) RETURNING id",
                         )
-                        .bind::<Text, _>(row.events_id)
-                        .bind::<Text, _>(row.entity)
-                        .bind::<Text, _>(row.object_id)
-                        .bind::<Text, _>(row.payload)
-                        .bind::<Timestamp, _>(row.received_at)
+                        .bind::<Text, _>(e.event_type.id)
+                        .bind::<Text, _>(e.event_type.entity())
+                        .bind::<Text, _>(&e.object_id)
+                        .bind::<Text, _>(&e.payload)
+                        .bind::<Timestamp, _>(at)
                         .get_result::<IdRow>(conn)
                         .map(|r| r.id)
                     })
-                    .collect::<QueryResult<_>>()?,
-            };
-            let webhook_prefix = format!("msg_{}_", uuid::Uuid::new_v4().simple());
-            let created: Vec<EventIdRow> = CREATE_DELIVERIES
-                .on(conn)
-                .bind::<Text, _>(&webhook_prefix)
-                .bind::<Integer, _>(max_attempts)
-                .bind::<Timestamp, _>(at)
-                .bind::<Text, _>(id_list(&ids))
-                .load(conn)?;
-            let mut counts: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-            for row in created {
-                *counts.entry(row.event_id).or_default() += 1;
-            }
-            Ok(ids
-                .into_iter()
-                .map(|id| Ingested { id, deliveries: counts.get(&id).copied().unwrap_or(0), replayed: false })
-                .collect())
-        })
+                    .collect::<QueryResult<_>>()?;
+                let created: Vec<EventIdRow> = cached(CREATE_DELIVERIES_SQLITE)
+                    .bind::<Text, _>(&webhook_prefix)
+                    .bind::<Integer, _>(max_attempts)
+                    .bind::<Timestamp, _>(at)
+                    .bind::<Text, _>(id_list(&ids))
+                    .load(conn)?;
+                let mut counts: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+                for row in created {
+                    *counts.entry(row.event_id).or_default() += 1;
+                }
+                Ok(ids
+                    .into_iter()
+                    .map(|id| Ingested { id, deliveries: counts.get(&id).copied().unwrap_or(0), replayed: false })
+                    .collect())
+            }),
+        }
     }
 
     /// The first answer given for an idempotency key, if still fresh; an

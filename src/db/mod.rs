@@ -15,7 +15,7 @@ pub mod schema;
 pub mod sessions;
 pub mod settings;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, connection::SimpleConnection};
@@ -112,14 +112,7 @@ impl ConnectionManager {
 
     fn open(&self) -> Result<DbConnection, DbError> {
         match &self.target {
-            Target::Postgres(url) => {
-                let mut conn = PgConnection::establish(url)?;
-                // Statements stay prepared (src/db/prepared.rs), but each run is
-                // planned for its values: a generic plan of the claim, made
-                // without knowing how many rows are due, is far slower.
-                conn.batch_execute("SET plan_cache_mode = force_custom_plan")?;
-                Ok(DbConnection::Postgres(conn))
-            }
+            Target::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
             Target::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 // WAL (set once, at connect) with synchronous=NORMAL: a commit is not
@@ -136,19 +129,48 @@ impl ConnectionManager {
     }
 }
 
+/// A pooled connection and when it last answered.
+pub struct Pooled {
+    conn: DbConnection,
+    answered_at: Instant,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.conn
+    }
+}
+
+/// A connection used this recently is not checked again before its next use:
+/// the check is a round trip to PostgreSQL (and a parse on SQLite) that cost
+/// as much as the dispatcher's own statements. One idle for longer (the
+/// server may have restarted meanwhile) is checked, as r2d2 does by default.
+const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = DbConnection;
+    type Connection = Pooled;
     type Error = DbError;
 
-    fn connect(&self) -> Result<DbConnection, DbError> {
-        self.open()
+    fn connect(&self) -> Result<Pooled, DbError> {
+        Ok(Pooled { conn: self.open()?, answered_at: Instant::now() })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
-        conn.batch_execute("SELECT 1").map_err(DbError::from)
+    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), DbError> {
+        if pooled.answered_at.elapsed() >= CHECK_IF_IDLE_FOR {
+            pooled.conn.batch_execute("SELECT 1")?;
+        }
+        pooled.answered_at = Instant::now();
+        Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+    fn has_broken(&self, _conn: &mut Pooled) -> bool {
         false
     }
 }
@@ -260,6 +282,26 @@ pub fn write_transaction<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
 ) -> QueryResult<T> {
+    transaction(conn, "BEGIN", f)
+}
+
+/// A [`write_transaction`] whose commit, on PostgreSQL, returns before the
+/// WAL reaches the disk (set in the same round trip as `BEGIN`). For the
+/// dispatcher's own bookkeeping (claims, recorded attempts) a commit lost in
+/// a crash only means an attempt is made again, which at-least-once delivery
+/// allows; ingestion never uses this: an acknowledged event is on disk.
+pub fn bookkeeping_transaction<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    transaction(conn, "BEGIN; SET LOCAL synchronous_commit = off", f)
+}
+
+fn transaction<T>(
+    conn: &mut DbConnection,
+    postgres_begin: &str,
+    f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     let nested = match conn {
         DbConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?,
@@ -270,7 +312,7 @@ pub fn write_transaction<T>(
     }
     match conn {
         DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(c, postgres_begin)?,
     }
     match f(conn) {
         Ok(value) => {
@@ -281,18 +323,6 @@ pub fn write_transaction<T>(
             <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
             Err(error)
         }
-    }
-}
-
-/// Inside a transaction: on PostgreSQL, let its commit return before the
-/// WAL reaches the disk. For the dispatcher's own bookkeeping (claims,
-/// recorded attempts) a commit lost in a crash only means an attempt is made
-/// again, which at-least-once delivery allows; ingestion never uses this: an
-/// acknowledged event is on disk.
-pub fn relax_commit(conn: &mut DbConnection) -> QueryResult<()> {
-    match conn {
-        DbConnection::Postgres(pg) => pg.batch_execute("SET LOCAL synchronous_commit = off"),
-        DbConnection::Sqlite(_) => Ok(()),
     }
 }
 

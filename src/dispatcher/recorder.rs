@@ -82,10 +82,7 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
         let result = shared
             .db
             .run_write(move |conn| {
-                crate::db::write_transaction(conn, |conn| {
-                    crate::db::relax_commit(conn)?;
-                    write_rows(conn, &owner, &schedule, &todo)
-                })
+                crate::db::bookkeeping_transaction(conn, |conn| write_rows(conn, &owner, &schedule, &todo))
             })
             .await;
         match result {

@@ -37,17 +37,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut stop = shared.stop.subscribe();
     let mut renew_at = Instant::now() + shared.settings.lease / 3;
 
+    // Woken (by ingestion, a recorded attempt, a start): something is likely
+    // due, so claim at once; after a timed sleep, look first (one index probe).
+    let mut woken = true;
     while !*stop.borrow() {
-        // A cheap look first (one index probe): the claim query itself is not.
-        let next_due = match shared.db.run(Delivery::next_due).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!(error = %cause_chain(&e), "cannot read the next due delivery");
-                Some(now())
-            }
+        let (claimed, looked) = if woken {
+            (claim(&shared).await, None)
+        } else {
+            let due = next_due(&shared).await;
+            let claimed = if due.is_some_and(|t| t <= now()) { claim(&shared).await } else { Vec::new() };
+            (claimed, Some(due))
         };
-        let claimed = if next_due.is_some_and(|t| t <= now()) { claim(&shared).await } else { Vec::new() };
         let full = claimed.len() >= CLAIM_BATCH.min(shared.settings.handler_concurrency.max(16));
+        let claimed_any = !claimed.is_empty();
         for delivery in claimed {
             let (shared, tx) = (shared.clone(), tx.clone());
             attempts.spawn(async move { attempt(&shared, delivery, tx).await });
@@ -58,8 +60,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             renew_at = Instant::now() + shared.settings.lease / 3;
         }
         if full {
+            woken = true;
             continue;
         }
+        // How long to sleep: looked up after the claim, off the path from a
+        // new event to its delivery.
+        let next_due = match looked {
+            Some(due) if !claimed_any => due,
+            _ => next_due(&shared).await,
+        };
         // With attempts under way, their recording wakes us; only an idle
         // dispatcher needs to know when the next retry is due.
         let poll = Instant::now() + shared.settings.poll_interval;
@@ -71,11 +80,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ => poll,
         };
         let sleep_until = next.min(renew_at);
-        tokio::select! {
-            _ = shared.wake.notified() => {}
-            _ = tokio::time::sleep_until(sleep_until) => {}
-            _ = stop.changed() => {}
-        }
+        woken = tokio::select! {
+            _ = shared.wake.notified() => true,
+            _ = tokio::time::sleep_until(sleep_until) => false,
+            _ = stop.changed() => false,
+        };
     }
     drain(&shared, attempts, renew_at).await;
     drop(tx);
@@ -89,6 +98,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         Err(e) => tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire"),
     }
     tracing::info!("dispatcher stopped");
+}
+
+/// When the next unfinished delivery is due; on a read error, now (the claim
+/// that follows reports the error if it persists).
+async fn next_due(shared: &Arc<Shared>) -> Option<chrono::NaiveDateTime> {
+    match shared.db.run(Delivery::next_due).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(error = %cause_chain(&e), "cannot read the next due delivery");
+            Some(now())
+        }
+    }
 }
 
 /// Claims what this process has room for.

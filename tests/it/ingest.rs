@@ -10,7 +10,11 @@ use crate::{
     sink::Sink,
 };
 
-on_both_backends!(bad_events_are_refused_with_a_reason_and_store_nothing, an_idempotency_key_returns_the_first_answer);
+on_both_backends!(
+    bad_events_are_refused_with_a_reason_and_store_nothing,
+    an_idempotency_key_returns_the_first_answer,
+    events_posted_at_once_each_get_their_own_answer
+);
 
 async fn bad_events_are_refused_with_a_reason_and_store_nothing(db: TestDb) {
     let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| s.max_body_bytes = 2048).await;
@@ -110,4 +114,38 @@ async fn an_idempotency_key_returns_the_first_answer(db: TestDb) {
     sink.wait_for("/h", 3, std::time::Duration::from_secs(10)).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(sink.received_on("/h").len(), 3, "one delivery per distinct key");
+}
+
+/// Many events at once are stored in shared commits: each answer still names
+/// its own event, with its own number of deliveries.
+async fn events_posted_at_once_each_get_their_own_answer(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let sink = Sink::start().await;
+    app.create_handler(http_handler("a", "clients.create", &sink.url("/a"), 1)).await;
+    app.create_handler(http_handler("b", "clients.create", &sink.url("/b"), 2)).await;
+    app.create_handler(http_handler("c", "clients.update", &sink.url("/c"), 1)).await;
+    let event_of = |n: i64| match n % 3 {
+        0 => ("clients.create", 2),
+        1 => ("clients.update", 1),
+        _ => ("clients.delete", 0),
+    };
+    let app = &app;
+    let answers = futures_util::future::join_all((0..90).map(|n| async move {
+        let (events_id, deliveries) = event_of(n);
+        let (status, body) = app.post_event(&envelope(events_id, json!(n), json!({ "n": n }))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["deliveries"], deliveries, "event {n}: {body}");
+        (n, body["id"].as_i64().unwrap())
+    }))
+    .await;
+    let mut ids: Vec<i64> = answers.iter().map(|(_, id)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 90, "one event each");
+    for (n, id) in answers {
+        let stored = app.api_json(&format!("/api/v1/events/{id}")).await;
+        assert_eq!(stored["events_id"], event_of(n).0, "event {n} is stored as event {id}");
+        assert_eq!(stored["payload"]["data"]["n"], n, "event {n} is stored as event {id}");
+        assert_eq!(stored["deliveries"].as_array().unwrap().len() as i64, event_of(n).1);
+    }
 }

@@ -113,6 +113,7 @@ async fn bench(args: Args) {
         ingest_elapsed,
         delivery_secs: last_arrival.map(|t| t.duration_since(start).as_secs_f64()).unwrap_or(f64::NAN),
         latencies: latencies(&load.posted_at, &arrivals),
+        acks: load.acks,
         arrived: arrivals.at.lock().unwrap().iter().filter(|t| t.is_some()).count(),
         duplicates: arrivals.duplicates.load(Ordering::Relaxed),
         peak_rss_kb,
@@ -150,6 +151,8 @@ fn start_server(database: &str, dir: &std::path::Path) -> (std::process::Child, 
 /// When each event was posted, and how many were acknowledged.
 struct Load {
     posted_at: Vec<Option<Instant>>,
+    /// Post-to-202 times, sorted.
+    acks: Vec<Duration>,
     accepted: usize,
 }
 
@@ -158,11 +161,12 @@ async fn post_events(args: &Args, address: &str, start: Instant) -> Load {
     let posted_at = Arc::new(Mutex::new(vec![None; args.events]));
     let next = Arc::new(AtomicUsize::new(0));
     let accepted = Arc::new(AtomicUsize::new(0));
+    let acks = Arc::new(Mutex::new(Vec::with_capacity(args.events)));
     let interval = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let tasks: Vec<_> = (0..args.connections)
         .map(|_| {
-            let (address, next, accepted, posted_at) =
-                (address.to_owned(), next.clone(), accepted.clone(), posted_at.clone());
+            let (address, next, accepted, posted_at, acks) =
+                (address.to_owned(), next.clone(), accepted.clone(), posted_at.clone(), acks.clone());
             let n = args.events;
             tokio::spawn(async move {
                 let mut conn = Conn::open(&address, "/api/v1/events", TOKEN).await.expect("a connection to the server");
@@ -177,8 +181,10 @@ async fn post_events(args: &Args, address: &str, start: Instant) -> Load {
                     let body = format!(
                         r#"{{"event":{{"dt":"2026-11-24T10:00:00+00:00","events_id":"clients.update","object_id":{i}}},"data":{{"n":{i},"name":"client {i}"}}}}"#
                     );
-                    posted_at.lock().unwrap()[i] = Some(Instant::now());
+                    let posted = Instant::now();
+                    posted_at.lock().unwrap()[i] = Some(posted);
                     if conn.post(&body).await.is_ok_and(|status| status == 202) {
+                        acks.lock().unwrap().push(posted.elapsed());
                         accepted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -189,7 +195,9 @@ async fn post_events(args: &Args, address: &str, start: Instant) -> Load {
         t.await.unwrap();
     }
     let posted_at = posted_at.lock().unwrap().clone();
-    Load { posted_at, accepted: accepted.load(Ordering::Relaxed) }
+    let mut acks = acks.lock().unwrap().clone();
+    acks.sort();
+    Load { posted_at, acks, accepted: accepted.load(Ordering::Relaxed) }
 }
 
 /// Post-to-arrival times, sorted.

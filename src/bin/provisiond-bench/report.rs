@@ -12,6 +12,8 @@ pub struct Report<'a> {
     pub ingest_elapsed: Duration,
     pub delivery_secs: f64,
     pub latencies: Vec<Duration>,
+    /// Post-to-202 times, sorted.
+    pub acks: Vec<Duration>,
     pub arrived: usize,
     pub duplicates: usize,
     pub peak_rss_kb: u64,
@@ -27,8 +29,7 @@ impl Report<'_> {
     }
 
     fn percentile(&self, p: f64) -> Duration {
-        let l = &self.latencies;
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default()
+        percentile(&self.latencies, p)
     }
 
     /// Prints the figures; true when every event arrived exactly once.
@@ -60,6 +61,12 @@ impl Report<'_> {
             ms(self.percentile(0.90)),
             ms(self.percentile(0.99)),
             ms(self.latencies.last().copied().unwrap_or_default())
+        );
+        println!(
+            "  of which post→202     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  (stored and committed)",
+            ms(percentile(&self.acks, 0.50)),
+            ms(percentile(&self.acks, 0.90)),
+            ms(percentile(&self.acks, 0.99)),
         );
         println!("  server peak RSS       {:>10.1} MB", self.peak_rss_kb as f64 / 1024.0);
         println!(
@@ -96,6 +103,11 @@ impl Report<'_> {
         }
         exact
     }
+}
+
+/// The `p` quantile of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or_default()
 }
 
 pub fn ms(d: Duration) -> f64 {
