@@ -23,14 +23,7 @@ use crate::{
 const CLAIM_BATCH: usize = 256;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
-    if shared.db.backend() == Backend::Sqlite {
-        // One process per SQLite file: whatever was in flight died with the last one.
-        match shared.db.run(Delivery::release_all).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deliveries = n, "resuming attempts cut off by the last stop"),
-            Err(e) => tracing::error!(error = %cause_chain(&e), "cannot resume attempts in flight"),
-        }
-    }
+    resume_cut_off(&shared).await;
     let (tx, rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(recorder::run(shared.clone(), rx));
     let mut attempts = JoinSet::new();
@@ -69,17 +62,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             Some(due) if !claimed_any => due,
             _ => next_due(&shared).await,
         };
-        // With attempts under way, their recording wakes us; only an idle
-        // dispatcher needs to know when the next retry is due.
-        let poll = Instant::now() + shared.settings.poll_interval;
-        let next = match next_due.map(|due| (due - now()).to_std()) {
-            // Due in the future: sleep until then (or a wake-up).
-            Some(Ok(wait)) if !wait.is_zero() => (Instant::now() + wait).min(poll),
-            // Due now but not claimable (waiting on its turn), or nothing
-            // due: a finished attempt or a new event wakes us.
-            _ => poll,
-        };
-        let sleep_until = next.min(renew_at);
+        let sleep_until = wake_at(next_due, shared.settings.poll_interval).min(renew_at);
         woken = tokio::select! {
             _ = shared.wake.notified() => true,
             _ = tokio::time::sleep_until(sleep_until) => false,
@@ -89,15 +72,43 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     drain(&shared, attempts, renew_at).await;
     drop(tx);
     let _ = recorder.await;
-    // What was cut off at the deadline goes back, due at once, for the next
-    // start or another process.
+    hand_back(&shared).await;
+    tracing::info!("dispatcher stopped");
+}
+
+/// One process per SQLite file: whatever was in flight died with the last one.
+async fn resume_cut_off(shared: &Arc<Shared>) {
+    if shared.db.backend() != Backend::Sqlite {
+        return;
+    }
+    match shared.db.run(Delivery::release_all).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deliveries = n, "resuming attempts cut off by the last stop"),
+        Err(e) => tracing::error!(error = %cause_chain(&e), "cannot resume attempts in flight"),
+    }
+}
+
+/// What was cut off at the stop's deadline goes back, due at once, for the
+/// next start or another process.
+async fn hand_back(shared: &Arc<Shared>) {
     let owner = shared.owner.clone();
     match shared.db.run(move |conn| Delivery::release_owned(conn, &owner)).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deliveries = n, "handed back unfinished deliveries"),
         Err(e) => tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire"),
     }
-    tracing::info!("dispatcher stopped");
+}
+
+/// When an idle dispatcher looks again: when the next delivery is due, at the
+/// latest after `poll`. With attempts under way their recording wakes it
+/// sooner; a delivery due now but not claimable (waiting on its turn) waits
+/// for a finished attempt or a new event to wake it.
+fn wake_at(next_due: Option<chrono::NaiveDateTime>, poll: Duration) -> Instant {
+    let poll = Instant::now() + poll;
+    match next_due.map(|due| (due - now()).to_std()) {
+        Some(Ok(wait)) if !wait.is_zero() => (Instant::now() + wait).min(poll),
+        _ => poll,
+    }
 }
 
 /// When the next unfinished delivery is due; on a read error, now (the claim
