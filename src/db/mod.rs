@@ -6,6 +6,7 @@
 //! never on an async worker thread).
 
 pub mod admins;
+pub mod claims;
 pub mod deliveries;
 pub mod events;
 pub mod handlers;
