@@ -15,6 +15,7 @@ pub mod prepared;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
+mod writer;
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,8 @@ pub enum DbError {
     Migration(String),
     #[error("database task failed: {0}")]
     Task(String),
+    #[error("cannot commit: {0}")]
+    Commit(String),
 }
 
 impl DbError {
@@ -185,9 +188,9 @@ pub struct Db {
     backend: Backend,
     /// SQLite takes one writer at a time, and a writer that finds the lock
     /// taken sleeps in growing steps (up to 100 ms) before trying again. The
-    /// hot writers (ingestion, claims, the recorder) queue here instead, and
-    /// the next one starts the moment the last commits.
-    write_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// hot writers (ingestion, claims, the recorder) queue for one writer
+    /// connection instead (see `writer`).
+    writer: Option<writer::Writer>,
 }
 
 impl Db {
@@ -203,13 +206,20 @@ impl Db {
             conn.batch_execute("PRAGMA journal_mode = WAL;")?;
         }
         run_migrations(&mut first)?;
-        drop(first);
+        let writer = match backend {
+            Backend::Sqlite => {
+                let reopen = manager.clone();
+                let reopen: writer::Reopen = Box::new(move || reopen.open());
+                Some(writer::Writer::start(first, reopen)?)
+            }
+            Backend::Postgres => None,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        Ok(Self { pool, backend, write_lock: Default::default() })
+        Ok(Self { pool, backend, writer })
     }
 
     pub fn backend(&self) -> Backend {
@@ -231,24 +241,19 @@ impl Db {
         .map_err(|e| DbError::Task(e.to_string()))?
     }
 
-    /// Like [`Db::run`], for a transaction that writes: on SQLite, writers of
-    /// this process take turns without SQLite's sleeping busy-wait.
+    /// Like [`Db::run`], for a transaction that writes (the hot writers:
+    /// ingestion, claims, recorded attempts). On SQLite it runs on the one
+    /// writer connection, committed together with the writes queued beside it,
+    /// each rolled back on its own error; the result comes once committed.
     pub async fn run_write<F, T>(&self, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        if self.backend == Backend::Postgres {
-            return self.run(f).await;
+        match &self.writer {
+            Some(writer) => writer.run(f).await,
+            None => self.run(f).await,
         }
-        let (pool, lock) = (self.pool.clone(), self.write_lock.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut conn).map_err(DbError::from)
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
     }
 
     /// Answers when the database does (for `/readyz`).

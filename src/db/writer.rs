@@ -1,0 +1,325 @@
+//! SQLite's one writer: the hot write transactions of this process (ingestion,
+//! claims, recorded attempts) run on one connection, on a thread of its own.
+//!
+//! SQLite takes one writer at a time anyway. Keeping it on one connection
+//! keeps that connection's page cache (a connection drops its whole cache when
+//! it finds the file changed by another one, and re-reads every page it
+//! touches); and the jobs that queued up while a transaction ran commit
+//! together in the next one, each in a savepoint of its own, so pages that
+//! several jobs touch (the same index leaves, the same table page) are
+//! written to the WAL once. A job's result is handed back only after the
+//! commit: an event is acknowledged, a claim attempted, once on disk.
+
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::mpsc,
+};
+
+use diesel::{
+    Connection, QueryResult,
+    connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
+};
+use tokio::sync::oneshot;
+
+use super::{DbConnection, DbError, write_transaction};
+
+/// The most jobs committed together.
+const JOBS_PER_COMMIT: usize = 64;
+
+/// What a job leaves to do once its transaction has ended: hand its result
+/// (or the commit's error) to whoever waits for it.
+type Finish = Box<dyn FnOnce(Result<(), &str>) + Send>;
+type Job = Box<dyn FnOnce(&mut DbConnection) -> Finish + Send>;
+
+/// Opens a new connection (after a panic left the old one in an unknown state).
+pub(super) type Reopen = Box<dyn Fn() -> Result<DbConnection, DbError> + Send>;
+
+/// A handle on the writer thread; cheap to clone. The thread ends when the
+/// last handle is dropped.
+#[derive(Clone)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub(super) fn start(mut conn: DbConnection, reopen: Reopen) -> Result<Self, DbError> {
+        let checkpoints = Checkpoints::start(reopen()?)?;
+        if checkpoints.is_some() {
+            // Left to the checkpointer; this is only a bound on the WAL should it fall behind.
+            conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {WAL_PAGES_AT_MOST}"))?;
+        }
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, &reopen, queue, checkpoints))
+            .map_err(|e| DbError::Task(format!("cannot start the database writer: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` in a transaction of the writer (a savepoint of it, when other
+    /// jobs share the commit) and returns its result once committed. An error
+    /// of `f` rolls back `f`'s writes only.
+    pub(super) async fn run<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = write_transaction(conn, f);
+            Box::new(move |committed: Result<(), &str>| {
+                let answer = match (result, committed) {
+                    (Ok(value), Ok(())) => Ok(value),
+                    (Ok(_), Err(e)) => Err(DbError::Commit(e.to_owned())),
+                    (Err(e), _) => Err(DbError::Query(e)),
+                };
+                let _ = reply.send(answer);
+            })
+        });
+        self.jobs.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> DbError {
+    DbError::Task("a database write panicked".into())
+}
+
+fn run(mut conn: DbConnection, reopen: &Reopen, queue: mpsc::Receiver<Job>, checkpoints: Option<Checkpoints>) {
+    while let Ok(first) = queue.recv() {
+        if let Some(checkpoints) = &checkpoints {
+            checkpoints.wrote();
+        }
+        let mut batch = vec![first];
+        while batch.len() < JOBS_PER_COMMIT {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(Panicked { rest }) = commit_together(&mut conn, batch) {
+            conn = recover(conn, reopen);
+            // The jobs after the one that panicked, each on its own.
+            for job in rest {
+                if commit_together(&mut conn, vec![job]).is_err() {
+                    conn = recover(conn, reopen);
+                }
+            }
+        }
+    }
+}
+
+/// A job panicked: its reply was dropped with it (its caller is told), the
+/// jobs before it in the transaction were told it was rolled back.
+struct Panicked {
+    rest: Vec<Job>,
+}
+
+/// Runs the jobs in one transaction and commits it. When it cannot begin
+/// (the file is locked by someone else for longer than the busy timeout),
+/// each job runs in a transaction of its own and meets the error itself.
+fn commit_together(conn: &mut DbConnection, batch: Vec<Job>) -> Result<(), Panicked> {
+    let together = batch.len() > 1 && begin(conn).is_ok();
+    let mut finishers = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
+        match catch_unwind(AssertUnwindSafe(|| job(conn))) {
+            Ok(finish) if together => finishers.push(finish),
+            Ok(finish) => finish(Ok(())),
+            Err(_) => {
+                tracing::error!("a database write panicked; its transaction is rolled back");
+                for finish in finishers {
+                    finish(Err("rolled back: another write of the same transaction panicked"));
+                }
+                return Err(Panicked { rest: jobs.collect() });
+            }
+        }
+    }
+    if together {
+        let committed = TransactionManagerOf::commit_transaction(conn).map_err(|e| {
+            let _ = TransactionManagerOf::rollback_transaction(conn);
+            crate::error::cause_chain(&e)
+        });
+        for finish in finishers {
+            finish(committed.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+    Ok(())
+}
+
+type TransactionManagerOf = <DbConnection as Connection>::TransactionManager;
+
+/// After a panic: the connection, rolled back, or a new one if its
+/// transaction state is beyond repair.
+fn recover(mut conn: DbConnection, reopen: &Reopen) -> DbConnection {
+    for _ in 0..8 {
+        match depth(&mut conn) {
+            Ok(None) => return conn,
+            Ok(Some(_)) if TransactionManagerOf::rollback_transaction(&mut conn).is_ok() => {}
+            _ => break,
+        }
+    }
+    loop {
+        match reopen() {
+            Ok(new) => return new,
+            Err(e) => {
+                tracing::error!(error = %crate::error::cause_chain(&e), "cannot reopen the database writer; retrying");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn begin(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
+    }
+}
+
+fn depth(conn: &mut DbConnection) -> QueryResult<Option<std::num::NonZeroU32>> {
+    match conn {
+        DbConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
+        DbConnection::Postgres(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
+    }
+}
+
+/// WAL pages after which the writer checkpoints itself (SQLite's default is
+/// 1,000); the checkpointer normally has done it long before.
+const WAL_PAGES_AT_MOST: u32 = 16_000;
+
+/// How often the checkpointer looks for new writes.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies the WAL back into the database file on a thread and connection of
+/// its own (a passive checkpoint: it never waits for, nor blocks, the
+/// writer), so the writer's commits do not stop for the copy and its fsyncs.
+/// The thread ends with the writer.
+struct Checkpoints {
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Checkpoints {
+    fn start(mut conn: DbConnection) -> Result<Option<Self>, DbError> {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicU64, Ordering},
+        };
+        let writes = Arc::new(AtomicU64::new(0));
+        let seen = Arc::downgrade(&writes);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut done = 0;
+                loop {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    let Some(writes) = seen.upgrade() else { return };
+                    let now = writes.load(Ordering::Relaxed);
+                    drop(writes);
+                    if now == done {
+                        continue;
+                    }
+                    done = now;
+                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %crate::error::cause_chain(&e), "cannot checkpoint the WAL");
+                    }
+                }
+            })
+            .map_err(|e| DbError::Task(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Some(Self { writes }))
+    }
+
+    fn wrote(&self) {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::{RunQueryDsl, sql_types::BigInt};
+    use futures_util::future::join_all;
+
+    use super::super::{Db, DbError};
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        x: i64,
+    }
+
+    async fn scratch() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
+        db.run(|conn| diesel::sql_query("CREATE TABLE scratch (x BIGINT PRIMARY KEY)").execute(conn)).await.unwrap();
+        (dir, db)
+    }
+
+    async fn stored(db: &Db) -> Vec<i64> {
+        let rows = db.run(|conn| diesel::sql_query("SELECT x FROM scratch ORDER BY x").load::<Row>(conn)).await;
+        rows.unwrap().into_iter().map(|r| r.x).collect()
+    }
+
+    fn insert(conn: &mut super::DbConnection, x: i64) -> diesel::QueryResult<usize> {
+        diesel::sql_query("INSERT INTO scratch (x) VALUES ($1)").bind::<BigInt, _>(x).execute(conn)
+    }
+
+    /// Writes queued together share a commit; one that fails is rolled back
+    /// alone (its first row too), and every other is stored and answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_rolls_back_alone() {
+        let (_dir, db) = scratch().await;
+        let writes = (0..40i64).map(|i| {
+            let db = db.clone();
+            async move {
+                db.run_write(move |conn| {
+                    insert(conn, i)?;
+                    // Write 17 inserts a row, then fails on a duplicate key.
+                    if i == 17 { insert(conn, 1000).and_then(|_| insert(conn, 1000)) } else { Ok(1) }
+                })
+                .await
+            }
+        });
+        let answers = join_all(writes).await;
+        for (i, answer) in answers.iter().enumerate() {
+            match (i, answer) {
+                (17, Err(DbError::Query(_))) => {}
+                (17, other) => panic!("write 17 should fail on its duplicate key, got {other:?}"),
+                (_, Ok(1)) => {}
+                (i, other) => panic!("write {i} should be stored, got {other:?}"),
+            }
+        }
+        let expected: Vec<i64> = (0..40).filter(|i| *i != 17).collect();
+        assert_eq!(stored(&db).await, expected);
+    }
+
+    /// A write that panics fails alone with a clear error; a write is
+    /// answered Ok only if it is stored, and the writer goes on afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_does_not_stop_the_writer() {
+        let (_dir, db) = scratch().await;
+        let writes = (0..20i64).map(|i| {
+            let db = db.clone();
+            async move {
+                db.run_write(move |conn| {
+                    assert!(i != 9, "a bug in write 9");
+                    insert(conn, i)
+                })
+                .await
+            }
+        });
+        let answers = join_all(writes).await;
+        let rows = stored(&db).await;
+        assert!(matches!(&answers[9], Err(DbError::Task(text)) if text.contains("panicked")), "{:?}", answers[9]);
+        assert!(!rows.contains(&9));
+        for (i, answer) in answers.iter().enumerate().filter(|(i, _)| *i != 9) {
+            let i = i as i64;
+            match answer {
+                Ok(1) => assert!(rows.contains(&i), "write {i} was answered Ok but is not stored"),
+                Err(DbError::Commit(_)) => assert!(!rows.contains(&i), "write {i} failed but is stored"),
+                other => panic!("write {i}: {other:?}"),
+            }
+        }
+        db.run_write(|conn| insert(conn, 100)).await.unwrap();
+        assert!(stored(&db).await.contains(&100));
+    }
+}
