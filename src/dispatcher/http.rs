@@ -23,6 +23,9 @@ pub fn client() -> Result<Client, reqwest::Error> {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
+            // One attempt is one request: no hidden retry inside it (and no
+            // copy of every request kept for one).
+            .retry(reqwest::retry::never().max_retries_per_request(0))
     };
     builder().build().or_else(|e| {
         // A machine without a CA store (no ca-certificates package) still
