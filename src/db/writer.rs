@@ -44,10 +44,8 @@ pub(super) struct Writer {
 impl Writer {
     pub(super) fn start(mut conn: DbConnection, reopen: Reopen) -> Result<Self, DbError> {
         let checkpoints = Checkpoints::start(reopen()?)?;
-        if checkpoints.is_some() {
-            // Left to the checkpointer; this is only a bound on the WAL should it fall behind.
-            conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {WAL_PAGES_AT_MOST}"))?;
-        }
+        // Left to the checkpointer; this only bounds the WAL should it fall behind.
+        conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {WAL_PAGES_AT_MOST}"))?;
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -85,11 +83,9 @@ fn stopped() -> DbError {
     DbError::Task("a database write panicked".into())
 }
 
-fn run(mut conn: DbConnection, reopen: &Reopen, queue: mpsc::Receiver<Job>, checkpoints: Option<Checkpoints>) {
+fn run(mut conn: DbConnection, reopen: &Reopen, queue: mpsc::Receiver<Job>, checkpoints: Checkpoints) {
     while let Ok(first) = queue.recv() {
-        if let Some(checkpoints) = &checkpoints {
-            checkpoints.wrote();
-        }
+        checkpoints.wrote();
         let mut batch = vec![first];
         while batch.len() < JOBS_PER_COMMIT {
             match queue.try_recv() {
@@ -200,7 +196,7 @@ struct Checkpoints {
 }
 
 impl Checkpoints {
-    fn start(mut conn: DbConnection) -> Result<Option<Self>, DbError> {
+    fn start(mut conn: DbConnection) -> Result<Self, DbError> {
         use std::sync::{
             Arc,
             atomic::{AtomicU64, Ordering},
@@ -210,7 +206,7 @@ impl Checkpoints {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let mut done = 0;
+                let (mut done, mut failing) = (0, false);
                 loop {
                     std::thread::sleep(CHECKPOINT_EVERY);
                     let Some(writes) = seen.upgrade() else { return };
@@ -220,13 +216,23 @@ impl Checkpoints {
                         continue;
                     }
                     done = now;
-                    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                        tracing::warn!(error = %crate::error::cause_chain(&e), "cannot checkpoint the WAL");
+                    // Said once per streak of failures, not ten times a second.
+                    match conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        Ok(()) if failing => {
+                            tracing::info!("the WAL is checkpointed again");
+                            failing = false;
+                        }
+                        Ok(()) => {}
+                        Err(e) if !failing => {
+                            tracing::warn!(error = %crate::error::cause_chain(&e), "cannot checkpoint the WAL; the writer will, past {WAL_PAGES_AT_MOST} pages");
+                            failing = true;
+                        }
+                        Err(_) => {}
                     }
                 }
             })
             .map_err(|e| DbError::Task(format!("cannot start the checkpointer: {e}")))?;
-        Ok(Some(Self { writes }))
+        Ok(Self { writes })
     }
 
     fn wrote(&self) {
@@ -321,5 +327,28 @@ mod tests {
         }
         db.run_write(|conn| insert(conn, 100)).await.unwrap();
         assert!(stored(&db).await.contains(&100));
+    }
+
+    /// The WAL is copied back into the database file in the background,
+    /// long before the writer's own bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_checkpointed_in_the_background() {
+        let (dir, db) = scratch().await;
+        let file = dir.path().join("w.db");
+        let size = || std::fs::metadata(&file).unwrap().len();
+        let before = size();
+        db.run_write(|conn| {
+            let rows = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 20000)
+                        INSERT INTO scratch (x) SELECT x FROM n";
+            diesel::sql_query(rows).execute(conn)
+        })
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() <= before {
+            assert!(std::time::Instant::now() < deadline, "the database file did not grow past {before} bytes");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(stored(&db).await.len(), 20000);
     }
 }
