@@ -76,7 +76,7 @@ pub struct Settings {
     #[arg(long, env = "PROVISIOND_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub log_retention: Duration,
 
-    /// Database connections in the pool.
+    /// Database connections in the pool (SQLite has two more: its writer and its checkpointer).
     #[arg(long, env = "PROVISIOND_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub db_pool_size: u32,
 
