@@ -226,6 +226,12 @@ impl Db {
         self.backend
     }
 
+    /// SQLite: the write transactions its writer has run (several queued
+    /// writes share one); `None` on PostgreSQL.
+    pub fn write_commits(&self) -> Option<u64> {
+        self.writer.as_ref().map(writer::Writer::commits)
+    }
+
     /// Runs `f` with a pooled connection on the blocking thread pool.
     pub async fn run<F, T>(&self, f: F) -> Result<T, DbError>
     where

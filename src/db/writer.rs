@@ -12,7 +12,11 @@
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::mpsc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
 };
 
 use diesel::{
@@ -39,6 +43,8 @@ pub(super) type Reopen = Box<dyn Fn() -> Result<DbConnection, DbError> + Send>;
 #[derive(Clone)]
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Transactions committed (or rolled back), for `/metrics`.
+    commits: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -47,11 +53,18 @@ impl Writer {
         // Left to the checkpointer; this only bounds the WAL should it fall behind.
         conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {WAL_PAGES_AT_MOST}"))?;
         let (jobs, queue) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, &reopen, queue, checkpoints))
+            .spawn(move || run(conn, &reopen, queue, checkpoints, &counted))
             .map_err(|e| DbError::Task(format!("cannot start the database writer: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, commits })
+    }
+
+    /// Transactions the writer has run so far.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Runs `f` in a transaction of the writer (a savepoint of it, when other
@@ -83,7 +96,13 @@ fn stopped() -> DbError {
     DbError::Task("a database write panicked".into())
 }
 
-fn run(mut conn: DbConnection, reopen: &Reopen, queue: mpsc::Receiver<Job>, checkpoints: Checkpoints) {
+fn run(
+    mut conn: DbConnection,
+    reopen: &Reopen,
+    queue: mpsc::Receiver<Job>,
+    checkpoints: Checkpoints,
+    commits: &AtomicU64,
+) {
     while let Ok(first) = queue.recv() {
         checkpoints.wrote();
         let mut batch = vec![first];
@@ -93,6 +112,7 @@ fn run(mut conn: DbConnection, reopen: &Reopen, queue: mpsc::Receiver<Job>, chec
                 Err(_) => break,
             }
         }
+        commits.fetch_add(1, Ordering::Relaxed);
         if let Err(Panicked { rest }) = commit_together(&mut conn, batch) {
             conn = recover(conn, reopen);
             // The jobs after the one that panicked, each on its own.
@@ -192,15 +212,11 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// writer), so the writer's commits do not stop for the copy and its fsyncs.
 /// The thread ends with the writer.
 struct Checkpoints {
-    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    writes: Arc<AtomicU64>,
 }
 
 impl Checkpoints {
     fn start(mut conn: DbConnection) -> Result<Self, DbError> {
-        use std::sync::{
-            Arc,
-            atomic::{AtomicU64, Ordering},
-        };
         let writes = Arc::new(AtomicU64::new(0));
         let seen = Arc::downgrade(&writes);
         std::thread::Builder::new()
@@ -236,7 +252,7 @@ impl Checkpoints {
     }
 
     fn wrote(&self) {
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.writes.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -94,16 +94,25 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     for (name, help, value) in [
         (
             "provisiond_ingest_commits_total",
-            "Ingestion transactions (each commits a batch of events).",
+            "Ingestion batches (on SQLite one may share its commit with other writes).",
             &m.ingest_commits,
         ),
         ("provisiond_claims_total", "Claim queries run by the dispatcher.", &m.claims),
         ("provisiond_claimed_total", "Deliveries claimed.", &m.claimed),
-        ("provisiond_record_commits_total", "Transactions recording finished attempts.", &m.record_commits),
+        (
+            "provisiond_record_commits_total",
+            "Batches of finished attempts recorded (on SQLite one may share its commit with other writes).",
+            &m.record_commits,
+        ),
     ] {
         let _ = writeln!(text, "# HELP {name} {help}");
         let _ = writeln!(text, "# TYPE {name} counter");
         let _ = writeln!(text, "{name} {}", value.load(Relaxed));
+    }
+    if let Some(n) = state.db.write_commits() {
+        let _ = writeln!(text, "# HELP provisiond_sqlite_write_commits_total Transactions of the SQLite writer.");
+        let _ = writeln!(text, "# TYPE provisiond_sqlite_write_commits_total counter");
+        let _ = writeln!(text, "provisiond_sqlite_write_commits_total {n}");
     }
     if let Ok(n) = state.db.run(crate::db::deliveries::Delivery::count_unfinished).await {
         let _ =

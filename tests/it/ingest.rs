@@ -1,4 +1,4 @@
-//! `POST /api/v1/events`: what is refused, and idempotency.
+//! `POST /api/v1/events`: what is refused, idempotency, group commit and the counters.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -13,7 +13,8 @@ use crate::{
 on_both_backends!(
     bad_events_are_refused_with_a_reason_and_store_nothing,
     an_idempotency_key_returns_the_first_answer,
-    events_posted_at_once_each_get_their_own_answer
+    events_posted_at_once_each_get_their_own_answer,
+    metrics_count_what_was_ingested_and_delivered
 );
 
 async fn bad_events_are_refused_with_a_reason_and_store_nothing(db: TestDb) {
@@ -147,5 +148,51 @@ async fn events_posted_at_once_each_get_their_own_answer(db: TestDb) {
         assert_eq!(stored["events_id"], event_of(n).0, "event {n} is stored as event {id}");
         assert_eq!(stored["payload"]["data"]["n"], n, "event {n} is stored as event {id}");
         assert_eq!(stored["deliveries"].as_array().unwrap().len() as i64, event_of(n).1);
+    }
+}
+
+/// `/metrics` (no sign-in) counts what was done; on SQLite it also counts the
+/// writer's transactions, which the batches of ingestion, claims and records
+/// share (never more transactions than batches).
+async fn metrics_count_what_was_ingested_and_delivered(db: TestDb) {
+    let sqlite = db.url.starts_with("sqlite");
+    let app = TestApp::spawn(db).await;
+    let sink = Sink::start().await;
+    app.create_handler(http_handler("a", "clients.create", &sink.url("/a"), 1)).await;
+    let app = &app;
+    futures_util::future::join_all((0..30).map(|n| async move {
+        let (status, body) = app.post_event(&envelope("clients.create", json!(n), json!({ "n": n }))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }))
+    .await;
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let res = app.get("/metrics").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = res.text().await.unwrap();
+        // Attempts are counted as their recording starts; the backlog falls once it commits.
+        let success = metric(&text, "provisiond_attempts_total{outcome=\"success\"}");
+        if success == Some(30.0) && metric(&text, "provisiond_deliveries_unfinished") == Some(0.0) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "30 recorded successes never counted:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    assert_eq!(sink.received_on("/a").len(), 30);
+    assert_eq!(metric(&text, "provisiond_events_ingested_total"), Some(30.0), "{text}");
+    assert_eq!(metric(&text, "provisiond_deliveries_created_total"), Some(30.0), "{text}");
+    assert_eq!(metric(&text, "provisiond_claimed_total"), Some(30.0), "{text}");
+    let batches: f64 =
+        ["provisiond_ingest_commits_total", "provisiond_claims_total", "provisiond_record_commits_total"]
+            .iter()
+            .map(|name| metric(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}")))
+            .sum();
+    match metric(&text, "provisiond_sqlite_write_commits_total") {
+        Some(commits) if sqlite => assert!((1.0..=batches).contains(&commits), "{commits} commits, {batches} batches"),
+        None if !sqlite => {}
+        other => panic!("SQLite writer commits {other:?} on {}", if sqlite { "SQLite" } else { "PostgreSQL" }),
     }
 }

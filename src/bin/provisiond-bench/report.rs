@@ -75,13 +75,25 @@ impl Report<'_> {
             self.cpu,
             self.bench_cpu
         );
-        println!(
-            "  batches               {:.1} events per ingest commit, {:.1} deliveries per claim, {:.1} attempts per record commit",
-            self.metric("provisiond_events_ingested_total") / self.metric("provisiond_ingest_commits_total").max(1.0),
-            self.metric("provisiond_claimed_total") / self.metric("provisiond_claims_total").max(1.0),
-            self.metric("provisiond_attempts_total{outcome=\"success\"}")
-                / self.metric("provisiond_record_commits_total").max(1.0),
+        let (ingests, claims, records) = (
+            self.metric("provisiond_ingest_commits_total"),
+            self.metric("provisiond_claims_total"),
+            self.metric("provisiond_record_commits_total"),
         );
+        println!(
+            "  batches               {:.1} events per ingest batch, {:.1} deliveries per claim, {:.1} attempts per record batch",
+            self.metric("provisiond_events_ingested_total") / ingests.max(1.0),
+            self.metric("provisiond_claimed_total") / claims.max(1.0),
+            self.metric("provisiond_attempts_total{outcome=\"success\"}") / records.max(1.0),
+        );
+        let commits = self.metric("provisiond_sqlite_write_commits_total");
+        if commits > 0.0 {
+            println!(
+                "                        {:.2} of these per SQLite commit ({:.0} commits)",
+                (ingests + claims + records) / commits,
+                commits
+            );
+        }
         let mut ui = self.ui_times.clone();
         ui.sort();
         if let (Some(median), Some(worst)) = (ui.get(ui.len() / 2), ui.last()) {
