@@ -50,8 +50,7 @@ pub(super) struct Writer {
 impl Writer {
     pub(super) fn start(mut conn: DbConnection, reopen: Reopen) -> Result<Self, DbError> {
         let checkpoints = Checkpoints::start(reopen()?)?;
-        // Left to the checkpointer; this only bounds the WAL should it fall behind.
-        conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {WAL_PAGES_AT_MOST}"))?;
+        set_up(&mut conn)?;
         let (jobs, queue) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counted = commits.clone();
@@ -113,14 +112,16 @@ fn run(
             }
         }
         commits.fetch_add(1, Ordering::Relaxed);
-        if let Err(Panicked { rest }) = commit_together(&mut conn, batch) {
+        let rest = match commit_together(&mut conn, batch) {
+            Ok(()) => Vec::new(),
+            Err(Panicked { rest }) => rest,
+        };
+        // No transaction may outlive its batch, whatever went wrong in it.
+        conn = recover(conn, reopen);
+        // The jobs after one that panicked, each on its own.
+        for job in rest {
+            let _ = commit_together(&mut conn, vec![job]);
             conn = recover(conn, reopen);
-            // The jobs after the one that panicked, each on its own.
-            for job in rest {
-                if commit_together(&mut conn, vec![job]).is_err() {
-                    conn = recover(conn, reopen);
-                }
-            }
         }
     }
 }
@@ -165,8 +166,9 @@ fn commit_together(conn: &mut DbConnection, batch: Vec<Job>) -> Result<(), Panic
 
 type TransactionManagerOf = <DbConnection as Connection>::TransactionManager;
 
-/// After a panic: the connection, rolled back, or a new one if its
-/// transaction state is beyond repair.
+/// After a batch: the connection, with any transaction left open (a job
+/// panicked, a rollback failed) rolled back, or a new one if its transaction
+/// state is beyond repair. No SQL when all is well.
 fn recover(mut conn: DbConnection, reopen: &Reopen) -> DbConnection {
     for _ in 0..8 {
         match depth(&mut conn) {
@@ -176,7 +178,7 @@ fn recover(mut conn: DbConnection, reopen: &Reopen) -> DbConnection {
         }
     }
     loop {
-        match reopen() {
+        match reopen().and_then(|mut new| set_up(&mut new).map(|()| new)) {
             Ok(new) => return new,
             Err(e) => {
                 tracing::error!(error = %crate::error::cause_chain(&e), "cannot reopen the database writer; retrying");
@@ -184,6 +186,13 @@ fn recover(mut conn: DbConnection, reopen: &Reopen) -> DbConnection {
             }
         }
     }
+}
+
+/// The writer's own settings: checkpoints are left to the checkpointer; this
+/// only bounds the WAL should it fall behind.
+fn set_up(conn: &mut DbConnection) -> Result<(), DbError> {
+    conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {WAL_PAGES_AT_MOST}"))?;
+    Ok(())
 }
 
 fn begin(conn: &mut DbConnection) -> QueryResult<()> {
