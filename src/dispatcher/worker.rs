@@ -149,7 +149,9 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     let lease_until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
     let started = Instant::now();
     let result = shared.db.run_write(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await;
-    refresh_statistics_if_slow(shared, started.elapsed()).await;
+    if let Ok(claimed) = &result {
+        refresh_statistics_if_slow(shared, started.elapsed(), claimed.len());
+    }
     let claimed = match result {
         Ok(claimed) => {
             shared.metrics.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -186,34 +188,50 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     keep
 }
 
-/// A claim is a few index probes per candidate; when one takes long on
-/// PostgreSQL, the planner is working from stale statistics (typically a table
-/// that grew from empty faster than autovacuum looks): refresh them, at most
-/// once a minute.
-async fn refresh_statistics_if_slow(shared: &Arc<Shared>, took: Duration) {
-    const SLOW: Duration = Duration::from_millis(25);
-    const AT_MOST_EVERY: Duration = Duration::from_secs(60);
-    if took < SLOW || shared.db.backend() != Backend::Postgres {
+/// A claim is a few index probes per candidate; when one that found work
+/// takes long on PostgreSQL, the planner is working from stale statistics.
+/// Typically they were taken while nothing was pending (at an idle moment, by
+/// autovacuum or by an earlier refresh): the partial indexes of unfinished
+/// deliveries then look empty for good — PostgreSQL scales an index's size by
+/// the density it last saw — and every candidate's probe becomes a scan of the
+/// whole backlog, seconds per claim, until the next `ANALYZE`. Refresh them at
+/// once, in the background (the claims go on meanwhile), at most every few
+/// seconds. A slow claim that found nothing says nothing of the plan: an idle
+/// table's statistics would be the empty ones again.
+fn refresh_statistics_if_slow(shared: &Arc<Shared>, took: Duration, claimed: usize) {
+    if shared.db.backend() != Backend::Postgres {
         return;
     }
     {
         let mut last = shared.last_analyze.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| t.elapsed() < AT_MOST_EVERY) {
+        if !should_refresh(took, claimed, *last) {
             return;
         }
         *last = Some(std::time::Instant::now());
     }
     tracing::info!(
         claim_ms = took.as_millis() as u64,
+        claimed,
         "a slow claim: refreshing the planner's statistics of deliveries"
     );
-    let result = shared
-        .db
-        .run(|conn| diesel::RunQueryDsl::execute(diesel::sql_query("ANALYZE deliveries"), conn).map(drop))
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %cause_chain(&e), "cannot analyze deliveries");
-    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let result = shared
+            .db
+            .run(|conn| diesel::RunQueryDsl::execute(diesel::sql_query("ANALYZE deliveries"), conn).map(drop))
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %cause_chain(&e), "cannot analyze deliveries");
+        }
+    });
+}
+
+/// Whether a claim that took `took` and claimed `claimed` rows calls for
+/// fresh statistics, the last refresh having been at `last`.
+fn should_refresh(took: Duration, claimed: usize, last: Option<std::time::Instant>) -> bool {
+    const SLOW: Duration = Duration::from_millis(25);
+    const AT_MOST_EVERY: Duration = Duration::from_secs(5);
+    took >= SLOW && claimed > 0 && last.is_none_or(|t| t.elapsed() >= AT_MOST_EVERY)
 }
 
 /// One attempt, then off to the recorder.
@@ -259,5 +277,22 @@ async fn drain(shared: &Arc<Shared>, mut attempts: JoinSet<()>, mut renew_at: In
         tracing::warn!(attempts = attempts.len(), "stopping attempts still running after the grace period");
         attempts.abort_all();
         while attempts.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::should_refresh;
+
+    #[test]
+    fn statistics_are_refreshed_after_a_slow_claim_that_found_work_at_most_every_few_seconds() {
+        let slow = Duration::from_millis(400);
+        assert!(should_refresh(slow, 128, None));
+        assert!(!should_refresh(Duration::from_millis(3), 128, None), "a fast claim");
+        assert!(!should_refresh(slow, 0, None), "a slow claim of an idle table: its statistics would be empty ones");
+        assert!(!should_refresh(slow, 128, Some(Instant::now())), "refreshed a moment ago");
+        assert!(should_refresh(slow, 128, Instant::now().checked_sub(Duration::from_secs(6))));
     }
 }
