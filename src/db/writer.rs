@@ -103,7 +103,6 @@ fn run(
     commits: &AtomicU64,
 ) {
     while let Ok(first) = queue.recv() {
-        checkpoints.wrote();
         let mut batch = vec![first];
         while batch.len() < JOBS_PER_COMMIT {
             match queue.try_recv() {
@@ -123,6 +122,7 @@ fn run(
             let _ = commit_together(&mut conn, vec![job]);
             conn = recover(conn, reopen);
         }
+        checkpoints.wrote();
     }
 }
 
@@ -213,35 +213,34 @@ fn depth(conn: &mut DbConnection) -> QueryResult<Option<std::num::NonZeroU32>> {
 /// 1,000); the checkpointer normally has done it long before.
 const WAL_PAGES_AT_MOST: u32 = 16_000;
 
-/// How often the checkpointer looks for new writes.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often, at most, the checkpointer copies the WAL back while writes go on.
+/// Often, so that each copy is small: once one has copied everything, the
+/// writer's next commit starts the WAL over and SQLite syncs it then, on the
+/// writer's thread, flushing what the last copy left; measured at 1,000
+/// events/s, paced p99 post→arrival 5–8 ms at 10 ms, 8–14 ms at 25 ms, 17–25
+/// ms at 100 ms, 150–190 ms at 2 s, with the same throughput under load.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Copies the WAL back into the database file on a thread and connection of
 /// its own (a passive checkpoint: it never waits for, nor blocks, the
 /// writer), so the writer's commits do not stop for the copy and its fsyncs.
-/// The thread ends with the writer.
+/// It sleeps while nothing is written, and ends with the writer.
 struct Checkpoints {
-    writes: Arc<AtomicU64>,
+    wrote: mpsc::SyncSender<()>,
 }
 
 impl Checkpoints {
     fn start(mut conn: DbConnection) -> Result<Self, DbError> {
-        let writes = Arc::new(AtomicU64::new(0));
-        let seen = Arc::downgrade(&writes);
+        let (wrote, writes) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let (mut done, mut failing) = (0, false);
-                loop {
+                let mut failing = false;
+                // Wakes at a write; the writes of the next moment join it.
+                while writes.recv().is_ok() {
                     std::thread::sleep(CHECKPOINT_EVERY);
-                    let Some(writes) = seen.upgrade() else { return };
-                    let now = writes.load(Ordering::Relaxed);
-                    drop(writes);
-                    if now == done {
-                        continue;
-                    }
-                    done = now;
-                    // Said once per streak of failures, not ten times a second.
+                    while writes.try_recv().is_ok() {}
+                    // Said once per streak of failures, not a hundred times a second.
                     match conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
                         Ok(()) if failing => {
                             tracing::info!("the WAL is checkpointed again");
@@ -257,11 +256,13 @@ impl Checkpoints {
                 }
             })
             .map_err(|e| DbError::Task(format!("cannot start the checkpointer: {e}")))?;
-        Ok(Self { writes })
+        Ok(Self { wrote })
     }
 
+    /// The writer wrote: a checkpoint is due shortly (one is already, when the
+    /// signal is pending).
     fn wrote(&self) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        let _ = self.wrote.try_send(());
     }
 }
 
