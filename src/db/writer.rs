@@ -295,23 +295,26 @@ mod tests {
         diesel::sql_query("INSERT INTO scratch (x) VALUES ($1)").bind::<BigInt, _>(x).execute(conn)
     }
 
+    /// Writes `0..n` at once through the writer; their answers, in order.
+    async fn write_concurrently(
+        db: &Db,
+        n: i64,
+        write: fn(&mut super::DbConnection, i64) -> diesel::QueryResult<usize>,
+    ) -> Vec<Result<usize, DbError>> {
+        join_all((0..n).map(|i| db.run_write(move |conn| write(conn, i)))).await
+    }
+
     /// Writes queued together share a commit; one that fails is rolled back
     /// alone (its first row too), and every other is stored and answered.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_write_rolls_back_alone() {
         let (_dir, db) = scratch().await;
-        let writes = (0..40i64).map(|i| {
-            let db = db.clone();
-            async move {
-                db.run_write(move |conn| {
-                    insert(conn, i)?;
-                    // Write 17 inserts a row, then fails on a duplicate key.
-                    if i == 17 { insert(conn, 1000).and_then(|_| insert(conn, 1000)) } else { Ok(1) }
-                })
-                .await
-            }
-        });
-        let answers = join_all(writes).await;
+        let answers = write_concurrently(&db, 40, |conn, i| {
+            insert(conn, i)?;
+            // Write 17 inserts a row, then fails on a duplicate key.
+            if i == 17 { insert(conn, 1000).and_then(|_| insert(conn, 1000)) } else { Ok(1) }
+        })
+        .await;
         for (i, answer) in answers.iter().enumerate() {
             match (i, answer) {
                 (17, Err(DbError::Query(_))) => {}
@@ -329,17 +332,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_write_does_not_stop_the_writer() {
         let (_dir, db) = scratch().await;
-        let writes = (0..20i64).map(|i| {
-            let db = db.clone();
-            async move {
-                db.run_write(move |conn| {
-                    assert!(i != 9, "a bug in write 9");
-                    insert(conn, i)
-                })
-                .await
-            }
-        });
-        let answers = join_all(writes).await;
+        let answers = write_concurrently(&db, 20, |conn, i| {
+            assert!(i != 9, "a bug in write 9");
+            insert(conn, i)
+        })
+        .await;
         let rows = stored(&db).await;
         assert!(matches!(&answers[9], Err(DbError::Task(text)) if text.contains("panicked")), "{:?}", answers[9]);
         assert!(!rows.contains(&9));

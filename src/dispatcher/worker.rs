@@ -149,9 +149,7 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     let lease_until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
     let started = Instant::now();
     let result = shared.db.run_write(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await;
-    if let Ok(claimed) = &result {
-        refresh_statistics_if_slow(shared, started.elapsed(), claimed.len());
-    }
+    refresh_statistics_if_slow(shared, started.elapsed(), result.as_ref().map_or(0, Vec::len));
     let claimed = match result {
         Ok(claimed) => {
             shared.metrics.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -13,3 +13,4 @@ mod ingest;
 mod logs_ui;
 mod scripts;
 mod startup;
+mod statistics;
