@@ -69,7 +69,9 @@ pub struct ClaimLimits {
 /// The rows a delivery may be claimed from: due, not waiting on an earlier
 /// delivery of the same object for the same handler (rule 4), and for a first
 /// attempt, not waiting on a handler earlier in the event's chain (rule 3).
-/// `$3` is now; `{exclude}` drops saturated handlers.
+/// `$3` is now; `{exclude}` drops saturated handlers. Each candidate costs a
+/// few index probes, so they are looked at in due order only as far as
+/// `{window}`: twice what the handlers with unfinished work have room for.
 const ELIGIBLE: &str = "
     SELECT d.id, d.handler_id, d.next_attempt_at
     FROM deliveries d
@@ -83,19 +85,35 @@ const ELIGIBLE: &str = "
         WHERE c.event_id = d.event_id AND c.state IN ('pending', 'in_flight') AND NOT c.first_attempt_done
           AND (c.priority < d.priority OR (c.priority = d.priority AND c.handler_id < d.handler_id))))
     ORDER BY d.next_attempt_at, d.id
-    LIMIT $5";
+    LIMIT {window}";
 
-/// Of the eligible rows, at most `$6` (the per-handler limit) less what the
-/// handler has in flight already (`{busy}`, from the map `$7`), then the first `$8`.
+/// How many candidates to look at: twice the claim's limit `$6`, or twice the
+/// room of the enabled handlers that have unfinished deliveries (the per-handler
+/// limit `$7` less what each has in flight, `{busy}` of the map `$8`) when that
+/// is less; at least `$5`. A handler near its limit with a long backlog would
+/// otherwise fill a window of twice the limit with rows it cannot take: with
+/// 10,000 pending, a claim of 22 rows took 0.89 ms on SQLite and 1.6 ms on
+/// PostgreSQL, 0.36 and 0.95 ms with this window. Whether a handler has
+/// unfinished work is one probe of `deliveries_object`; the `ORDER BY` (that
+/// index's order) keeps PostgreSQL from reading the table up to the first match.
+const WINDOW: &str = "
+    {greatest}($5, 2 * {least}($6, (
+      SELECT COALESCE(SUM({greatest}($7 - {busy}, 0)), 0) FROM handlers h
+      WHERE h.status = 'enabled'
+        AND (SELECT 1 FROM deliveries u WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight')
+             ORDER BY u.handler_id, u.entity, u.object_id, u.id LIMIT 1) = 1)))";
+
+/// Of the eligible rows, at most `$7` (the per-handler limit) less what the
+/// handler has in flight already (`{busy}`, from the map `$8`), then the first `$6`.
 const PICK: &str = "
     SELECT id FROM (
       SELECT id, handler_id, next_attempt_at,
              ROW_NUMBER() OVER (PARTITION BY handler_id ORDER BY next_attempt_at, id) AS n
       FROM ({eligible}) AS e
     ) AS r
-    WHERE n <= $6 - {busy}
+    WHERE n <= $7 - {busy}
     ORDER BY next_attempt_at, id
-    LIMIT $8";
+    LIMIT $6";
 
 /// The claim: leases the picked rows. `{pick}` is the picking query, placed
 /// as the backend plans it best; `{lock}` skips rows another process holds.
@@ -115,34 +133,57 @@ const LOAD: &str = "
     WHERE d.id IN ({claimed})
     ORDER BY d.id";
 
-fn lease_sql(exclude: &str, busy: &str, lock: &str, in_pick: &str) -> String {
-    let eligible = ELIGIBLE.replace("{exclude}", exclude);
-    let pick = PICK.replace("{eligible}", &eligible).replace("{busy}", busy);
-    let in_pick = in_pick.replace("{pick}", &pick);
-    LEASE.replace("{in_pick}", &in_pick).replace("{lock}", lock)
+/// The parts of the claim that differ between the backends.
+struct Dialect {
+    /// `AND …`: leaves out the saturated handlers (the JSON array `$4`).
+    exclude: &'static str,
+    /// What the handler `{id}` has in flight (from the JSON map `$8`).
+    busy: &'static str,
+    /// The two-argument maximum and minimum.
+    greatest: &'static str,
+    least: &'static str,
+    /// Appended to the lease's row selection.
+    lock: &'static str,
+    /// How the lease's rows are matched to the picked ids (`{pick}`).
+    in_pick: &'static str,
+}
+
+fn lease_sql(d: &Dialect) -> String {
+    let window = WINDOW
+        .replace("{busy}", &d.busy.replace("{id}", "h.id"))
+        .replace("{greatest}", d.greatest)
+        .replace("{least}", d.least);
+    let eligible = ELIGIBLE.replace("{exclude}", d.exclude).replace("{window}", &window);
+    let pick = PICK.replace("{eligible}", &eligible).replace("{busy}", &d.busy.replace("{id}", "r.handler_id"));
+    let in_pick = d.in_pick.replace("{pick}", &pick);
+    LEASE.replace("{in_pick}", &in_pick).replace("{lock}", d.lock)
 }
 
 /// PostgreSQL: one round trip, the lease and the load together.
 /// `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
 /// hash join over the whole table; rows another process holds are skipped.
 static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    let lease = lease_sql(
-        "AND NOT (d.handler_id IN (SELECT value::bigint FROM jsonb_array_elements_text($4::jsonb)))",
-        "COALESCE(($7::jsonb ->> r.handler_id::text)::bigint, 0)",
-        "FOR UPDATE SKIP LOCKED",
-        "= ANY(ARRAY({pick}))",
-    );
+    let lease = lease_sql(&Dialect {
+        exclude: "AND NOT (d.handler_id IN (SELECT value::bigint FROM jsonb_array_elements_text($4::jsonb)))",
+        busy: "COALESCE(($8::jsonb ->> {id}::text)::bigint, 0)",
+        greatest: "GREATEST",
+        least: "LEAST",
+        lock: "FOR UPDATE SKIP LOCKED",
+        in_pick: "= ANY(ARRAY({pick}))",
+    });
     format!("WITH claimed AS ({lease}) {}", LOAD.replace("{claimed}", "SELECT id FROM claimed"))
 });
 
 /// SQLite: the lease, then the load of the leased ids (`$1`, a JSON array).
 static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    lease_sql(
-        "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
-        "COALESCE((SELECT value FROM json_each($7) WHERE key = CAST(r.handler_id AS TEXT)), 0)",
-        "",
-        "IN ({pick})",
-    )
+    lease_sql(&Dialect {
+        exclude: "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
+        busy: "COALESCE((SELECT value FROM json_each($8) WHERE key = CAST({id} AS TEXT)), 0)",
+        greatest: "MAX",
+        least: "MIN",
+        lock: "",
+        in_pick: "IN ({pick})",
+    })
 });
 static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| Sql::new(&LOAD.replace("IN ({claimed})", "IN JSON($1)")));
 
@@ -163,8 +204,9 @@ impl Delivery {
         limits: &ClaimLimits,
     ) -> QueryResult<Vec<Claimed>> {
         let at = now();
-        // Enough candidates that a handler at its limit does not starve the others.
-        let scan = (limits.limit * 2).max(64);
+        // At least this many candidates (see `WINDOW`), so that rows the
+        // room does not count (a handler disabled a moment ago) still go.
+        let at_least = limits.limit.min(32);
         let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
         let sql = match conn {
             DbConnection::Postgres(_) => CLAIM_POSTGRES.as_str(),
@@ -175,10 +217,10 @@ impl Delivery {
             .bind::<Timestamp, _>(lease_until)
             .bind::<Timestamp, _>(at)
             .bind::<Text, _>(&saturated)
-            .bind::<BigInt, _>(scan)
+            .bind::<BigInt, _>(at_least)
+            .bind::<BigInt, _>(limits.limit)
             .bind::<BigInt, _>(limits.per_handler)
-            .bind::<Text, _>(&limits.busy)
-            .bind::<BigInt, _>(limits.limit);
+            .bind::<Text, _>(&limits.busy);
         match conn {
             DbConnection::Postgres(_) => crate::db::bookkeeping_transaction(conn, |conn| lease.load::<Claimed>(conn)),
             DbConnection::Sqlite(_) => {

@@ -5,6 +5,7 @@ mod sink;
 
 mod auth;
 mod browser;
+mod claims;
 mod dispatch;
 mod durability;
 mod handlers_api;
