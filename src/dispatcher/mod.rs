@@ -69,6 +69,9 @@ pub struct Metrics {
     pub ingest_commits: AtomicU64,
     pub claims: AtomicU64,
     pub claimed: AtomicU64,
+    /// Time spent in the claims' statements, in microseconds (on SQLite
+    /// without the wait for the writer).
+    pub claim_micros: AtomicU64,
     pub record_commits: AtomicU64,
 }
 

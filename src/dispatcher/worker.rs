@@ -148,10 +148,18 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     let owner = shared.owner.clone();
     let lease_until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
     let started = Instant::now();
-    let result = shared.db.run_write(move |conn| Delivery::claim(conn, &owner, lease_until, &limits)).await;
-    refresh_statistics_if_slow(shared, started.elapsed(), result.as_ref().map_or(0, Vec::len));
+    let result = shared
+        .db
+        .run_write(move |conn| {
+            let running = std::time::Instant::now();
+            Delivery::claim(conn, &owner, lease_until, &limits).map(|claimed| (claimed, running.elapsed()))
+        })
+        .await;
+    refresh_statistics_if_slow(shared, started.elapsed(), result.as_ref().map_or(0, |(c, _)| c.len()));
     let claimed = match result {
-        Ok(claimed) => {
+        Ok((claimed, took)) => {
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            shared.metrics.claim_micros.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
             shared.metrics.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             shared.metrics.claimed.fetch_add(claimed.len() as u64, std::sync::atomic::Ordering::Relaxed);
             claimed

@@ -109,6 +109,10 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         let _ = writeln!(text, "# TYPE {name} counter");
         let _ = writeln!(text, "{name} {}", value.load(Relaxed));
     }
+    let claim_seconds = m.claim_micros.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(text, "# HELP provisiond_claim_seconds_total Time spent in the claims' statements.");
+    let _ = writeln!(text, "# TYPE provisiond_claim_seconds_total counter");
+    let _ = writeln!(text, "provisiond_claim_seconds_total {claim_seconds}");
     if let Some(n) = state.db.write_commits() {
         let _ = writeln!(text, "# HELP provisiond_sqlite_write_commits_total Transactions of the SQLite writer.");
         let _ = writeln!(text, "# TYPE provisiond_sqlite_write_commits_total counter");

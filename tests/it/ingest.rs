@@ -185,6 +185,10 @@ async fn metrics_count_what_was_ingested_and_delivered(db: TestDb) {
     assert_eq!(metric(&text, "provisiond_events_ingested_total"), Some(30.0), "{text}");
     assert_eq!(metric(&text, "provisiond_deliveries_created_total"), Some(30.0), "{text}");
     assert_eq!(metric(&text, "provisiond_claimed_total"), Some(30.0), "{text}");
+    // Claims take time; a second per claim would be a planner gone astray.
+    let claims = metric(&text, "provisiond_claims_total").unwrap_or(0.0);
+    let claim_seconds = metric(&text, "provisiond_claim_seconds_total").expect("the claims' time is reported");
+    assert!(claim_seconds > 0.0 && claim_seconds < claims, "{claim_seconds} s for {claims} claims:\n{text}");
     let batches: f64 =
         ["provisiond_ingest_commits_total", "provisiond_claims_total", "provisiond_record_commits_total"]
             .iter()

@@ -86,6 +86,11 @@ impl Report<'_> {
             self.metric("provisiond_claimed_total") / claims.max(1.0),
             self.metric("provisiond_attempts_total{outcome=\"success\"}") / records.max(1.0),
         );
+        println!(
+            "  claims                {:.3} ms each in their statements ({:.0} claims)",
+            self.metric("provisiond_claim_seconds_total") * 1e3 / claims.max(1.0),
+            claims
+        );
         let commits = self.metric("provisiond_sqlite_write_commits_total");
         if commits > 0.0 {
             println!(
