@@ -133,7 +133,7 @@ const LOAD: &str = "
     WHERE d.id IN ({claimed})
     ORDER BY d.id";
 
-/// The parts of the pick that differ between the backends.
+/// The parts of the claim that differ between the backends.
 struct Dialect {
     /// `AND …`: leaves out the saturated handlers (the JSON array `$4`).
     exclude: &'static str,
@@ -142,48 +142,49 @@ struct Dialect {
     /// The two-argument maximum and minimum.
     greatest: &'static str,
     least: &'static str,
+    /// Appended to the lease's row selection.
+    lock: &'static str,
+    /// How the lease's rows are matched to the picked ids (`{pick}`).
+    in_pick: &'static str,
 }
 
-/// The picking query: which ids to lease (parameters `$3` to `$8`).
-fn pick_sql(d: &Dialect) -> String {
+fn lease_sql(d: &Dialect) -> String {
     let window = WINDOW
         .replace("{busy}", &d.busy.replace("{id}", "h.id"))
         .replace("{greatest}", d.greatest)
         .replace("{least}", d.least);
     let eligible = ELIGIBLE.replace("{exclude}", d.exclude).replace("{window}", &window);
-    PICK.replace("{eligible}", &eligible).replace("{busy}", &d.busy.replace("{id}", "r.handler_id"))
+    let pick = PICK.replace("{eligible}", &eligible).replace("{busy}", &d.busy.replace("{id}", "r.handler_id"));
+    let in_pick = d.in_pick.replace("{pick}", &pick);
+    LEASE.replace("{in_pick}", &in_pick).replace("{lock}", d.lock)
 }
 
-/// PostgreSQL: one round trip, the pick, the lease and the load together.
+/// PostgreSQL: one round trip, the lease and the load together.
 /// `= ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a
 /// hash join over the whole table; rows another process holds are skipped.
 static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    let pick = pick_sql(&Dialect {
+    let lease = lease_sql(&Dialect {
         exclude: "AND NOT (d.handler_id IN (SELECT value::bigint FROM jsonb_array_elements_text($4::jsonb)))",
         busy: "COALESCE(($8::jsonb ->> {id}::text)::bigint, 0)",
         greatest: "GREATEST",
         least: "LEAST",
+        lock: "FOR UPDATE SKIP LOCKED",
+        in_pick: "= ANY(ARRAY({pick}))",
     });
-    let lease =
-        LEASE.replace("{in_pick}", &format!("= ANY(ARRAY({pick}))")).replace("{lock}", "FOR UPDATE SKIP LOCKED");
     format!("WITH claimed AS ({lease}) {}", LOAD.replace("{claimed}", "SELECT id FROM claimed"))
 });
 
-/// SQLite: the pick on its own, its parameters numbered from `$1` (now): a
-/// third faster than the pick inside the lease's `UPDATE` (22 rows of a small
-/// backlog, 0.18 against 0.29 ms). Then the lease of the picked ids (`$4`, a
-/// JSON array) and the load of the leased ones (`$1`).
-static PICK_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    let pick = pick_sql(&Dialect {
+/// SQLite: the lease, then the load of the leased ids (`$1`, a JSON array).
+static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    lease_sql(&Dialect {
         exclude: "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
         busy: "COALESCE((SELECT value FROM json_each($8) WHERE key = CAST({id} AS TEXT)), 0)",
         greatest: "MAX",
         least: "MIN",
-    });
-    (3..=8).fold(pick, |sql, n| sql.replace(&format!("${n}"), &format!("${}", n - 2)))
+        lock: "",
+        in_pick: "IN ({pick})",
+    })
 });
-static LEASE_SQLITE: LazyLock<Sql> =
-    LazyLock::new(|| Sql::new(&LEASE.replace("{in_pick}", "IN JSON($4)").replace("{lock}", "")));
 static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| Sql::new(&LOAD.replace("IN ({claimed})", "IN JSON($1)")));
 
 #[derive(QueryableByName)]
@@ -207,45 +208,29 @@ impl Delivery {
         // room does not count (a handler disabled a moment ago) still go.
         let at_least = limits.limit.min(32);
         let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
+        let sql = match conn {
+            DbConnection::Postgres(_) => CLAIM_POSTGRES.as_str(),
+            DbConnection::Sqlite(_) => CLAIM_SQLITE.as_str(),
+        };
+        let lease = cached(sql)
+            .bind::<Text, _>(owner)
+            .bind::<Timestamp, _>(lease_until)
+            .bind::<Timestamp, _>(at)
+            .bind::<Text, _>(&saturated)
+            .bind::<BigInt, _>(at_least)
+            .bind::<BigInt, _>(limits.limit)
+            .bind::<BigInt, _>(limits.per_handler)
+            .bind::<Text, _>(&limits.busy);
         match conn {
-            DbConnection::Postgres(_) => crate::db::bookkeeping_transaction(conn, |conn| {
-                cached(CLAIM_POSTGRES.as_str())
-                    .bind::<Text, _>(owner)
-                    .bind::<Timestamp, _>(lease_until)
-                    .bind::<Timestamp, _>(at)
-                    .bind::<Text, _>(&saturated)
-                    .bind::<BigInt, _>(at_least)
-                    .bind::<BigInt, _>(limits.limit)
-                    .bind::<BigInt, _>(limits.per_handler)
-                    .bind::<Text, _>(&limits.busy)
-                    .load::<Claimed>(conn)
-            }),
+            DbConnection::Postgres(_) => crate::db::bookkeeping_transaction(conn, |conn| lease.load::<Claimed>(conn)),
             DbConnection::Sqlite(_) => {
-                let leased: Vec<IdRow> = crate::db::bookkeeping_transaction(conn, |conn| {
-                    let picked: Vec<IdRow> = cached(PICK_SQLITE.as_str())
-                        .bind::<Timestamp, _>(at)
-                        .bind::<Text, _>(&saturated)
-                        .bind::<BigInt, _>(at_least)
-                        .bind::<BigInt, _>(limits.limit)
-                        .bind::<BigInt, _>(limits.per_handler)
-                        .bind::<Text, _>(&limits.busy)
-                        .load(conn)?;
-                    if picked.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    let ids: Vec<i64> = picked.into_iter().map(|r| r.id).collect();
-                    LEASE_SQLITE
-                        .on(conn)
-                        .bind::<Text, _>(owner)
-                        .bind::<Timestamp, _>(lease_until)
-                        .bind::<Timestamp, _>(at)
-                        .bind::<Text, _>(id_list(&ids))
-                        .load(conn)
-                })?;
-                if leased.is_empty() {
+                let ids: Vec<i64> = crate::db::bookkeeping_transaction(conn, |conn| lease.load::<IdRow>(conn))?
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect();
+                if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let ids: Vec<i64> = leased.into_iter().map(|r| r.id).collect();
                 LOAD_SQLITE.on(conn).bind::<Text, _>(id_list(&ids)).load(conn)
             }
         }
