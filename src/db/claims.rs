@@ -165,7 +165,8 @@ fn lease_sql(d: &Dialect) -> String {
 /// process holds are skipped. `set_config(…, true)` makes this transaction's
 /// commit return before the WAL reaches the disk, like
 /// [`crate::db::bookkeeping_transaction`] but without its `BEGIN` and `COMMIT`
-/// round trips (a claim that finds nothing writes nothing to wait for).
+/// round trips. It is evaluated with the rows returned: a claim that takes
+/// nothing commits as usual, with next to nothing to flush.
 static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
     let lease = lease_sql(&Dialect {
         exclude: "AND NOT (d.handler_id IN (SELECT value::bigint FROM jsonb_array_elements_text($4::jsonb)))",
