@@ -5,7 +5,8 @@
 //! events from C keep-alive connections, and reports ingest rate, delivery
 //! rate, post-to-arrival latency, the server's peak RSS and CPU per event —
 //! with the sink's raw loopback ceiling beside them. Every event must arrive
-//! exactly once.
+//! exactly once. With `--ingest-only` no handler is registered: ingestion on
+//! its own, every event stored.
 
 use std::{
     process::Stdio,
@@ -42,6 +43,10 @@ struct Args {
     /// Skip the raw sink ceiling measurement.
     #[arg(long)]
     no_ceiling: bool,
+    /// Register no handler: measure ingestion on its own (every event is
+    /// stored, none is delivered; the check counts the events stored).
+    #[arg(long)]
+    ingest_only: bool,
     #[arg(long, hide = true)]
     serve: bool,
 }
@@ -78,14 +83,16 @@ async fn bench(args: Args) {
     let (mut server, address) = start_server(&database, &dir);
     let pid = server.id();
     wait_ready(&client, &address).await;
-    let res = client
-        .post(format!("{address}/api/v1/handlers"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "bench sink", "events_id": "clients.update", "type": "http", "target": format!("{sink}/hook"), "priority": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "handler created");
+    if !args.ingest_only {
+        let res = client
+            .post(format!("{address}/api/v1/handlers"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"name": "bench sink", "events_id": "clients.update", "type": "http", "target": format!("{sink}/hook"), "priority": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "handler created");
+    }
 
     let cpu_before = cpu_seconds(pid);
     let bench_cpu_before = cpu_seconds(std::process::id());
@@ -95,7 +102,7 @@ async fn bench(args: Args) {
     let load = post_events(&args, &address, start).await;
     let ingest_elapsed = start.elapsed();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while arrivals.total.load(Ordering::Relaxed) < args.events && Instant::now() < deadline {
+    while !args.ingest_only && arrivals.total.load(Ordering::Relaxed) < args.events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let last_arrival = arrivals.at.lock().unwrap().iter().filter_map(|t| *t).max();

@@ -49,6 +49,9 @@ impl Report<'_> {
             "  ingest                {:>10.0} events/s  ({ok} accepted with 202 in {ingest_secs:.2} s)",
             ok as f64 / ingest_secs
         );
+        if args.ingest_only {
+            return self.print_ingest_only();
+        }
         let rate = self.arrived as f64 / self.delivery_secs;
         println!(
             "  delivered             {rate:>10.0} events/s  (first post to last arrival: {:.2} s){}",
@@ -62,12 +65,7 @@ impl Report<'_> {
             ms(self.percentile(0.99)),
             ms(self.latencies.last().copied().unwrap_or_default())
         );
-        println!(
-            "  of which post→202     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  (stored and committed)",
-            ms(percentile(&self.acks, 0.50)),
-            ms(percentile(&self.acks, 0.90)),
-            ms(percentile(&self.acks, 0.99)),
-        );
+        self.print_acks("of which post→202");
         println!("  server peak RSS       {:>10.1} MB", self.peak_rss_kb as f64 / 1024.0);
         println!(
             "  server CPU            {:>10.1} µs/event  ({:.2} s in all; load generator and sink: {:.2} s)",
@@ -116,6 +114,41 @@ impl Report<'_> {
             println!(
                 "  check                 FAILED: {} of {n} arrived, {} duplicates, {ok} accepted",
                 self.arrived, self.duplicates
+            );
+        }
+        exact
+    }
+}
+
+impl Report<'_> {
+    fn print_acks(&self, label: &str) {
+        println!(
+            "  {label:<21} p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  (stored and committed)",
+            ms(percentile(&self.acks, 0.50)),
+            ms(percentile(&self.acks, 0.90)),
+            ms(percentile(&self.acks, 0.99)),
+        );
+    }
+
+    /// The figures of a run without a handler; true when every event was
+    /// accepted and stored, and nothing was delivered.
+    fn print_ingest_only(&self) -> bool {
+        let n = self.args.events;
+        self.print_acks("post→202");
+        println!("  server peak RSS       {:>10.1} MB", self.peak_rss_kb as f64 / 1024.0);
+        println!("  server CPU            {:>10.1} µs/event  ({:.2} s in all)", self.cpu * 1e6 / n as f64, self.cpu);
+        println!(
+            "  batches               {:.1} events per ingest batch",
+            self.metric("provisiond_events_ingested_total") / self.metric("provisiond_ingest_commits_total").max(1.0)
+        );
+        let stored = self.metric("provisiond_events_ingested_total") as usize;
+        let exact = self.accepted == n && stored == n && self.arrived == 0;
+        if exact {
+            println!("  check                 every event accepted and stored once (no handler: none delivered)");
+        } else {
+            println!(
+                "  check                 FAILED: {} of {n} accepted, {stored} stored, {} delivered",
+                self.accepted, self.arrived
             );
         }
         exact
