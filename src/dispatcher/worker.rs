@@ -170,8 +170,13 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
             return Vec::new();
         }
     };
-    // A handler may have come back with more than its remaining room: keep
-    // what fits, hand the rest back at once.
+    keep_what_fits(shared, claimed).await
+}
+
+/// A handler may have come back with more than its remaining room: keeps
+/// what fits (counted in flight), hands the rest back at once.
+async fn keep_what_fits(shared: &Arc<Shared>, claimed: Vec<Claimed>) -> Vec<Claimed> {
+    let cap = shared.settings.handler_concurrency;
     let mut keep = Vec::with_capacity(claimed.len());
     let mut give_back = Vec::new();
     {

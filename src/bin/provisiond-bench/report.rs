@@ -32,7 +32,8 @@ impl Report<'_> {
         percentile(&self.latencies, p)
     }
 
-    /// Prints the figures; true when every event arrived exactly once.
+    /// Prints the figures; true when every event arrived exactly once (with
+    /// `--ingest-only`: was accepted and stored once, none delivered).
     pub fn print(&self) -> bool {
         let (n, ok, args) = (self.args.events, self.accepted, self.args);
         let backend = if args.database.is_empty() { "SQLite" } else { "PostgreSQL" };
@@ -50,7 +51,15 @@ impl Report<'_> {
             ok as f64 / ingest_secs
         );
         if args.ingest_only {
-            return self.print_ingest_only();
+            self.print_acks("post→202");
+            self.print_resources();
+            self.print_batches();
+            let stored = self.metric("provisiond_events_ingested_total") as usize;
+            return verdict(
+                ok == n && stored == n && self.arrived == 0,
+                "every event accepted and stored once (no handler: none delivered)",
+                &format!("{ok} of {n} accepted, {stored} stored, {} delivered", self.arrived),
+            );
         }
         let rate = self.arrived as f64 / self.delivery_secs;
         println!(
@@ -66,21 +75,49 @@ impl Report<'_> {
             ms(self.latencies.last().copied().unwrap_or_default())
         );
         self.print_acks("of which post→202");
+        self.print_resources();
+        self.print_batches();
+        self.print_ui();
+        verdict(
+            self.arrived == n && self.duplicates == 0 && ok == n,
+            "every event arrived exactly once",
+            &format!("{} of {n} arrived, {} duplicates, {ok} accepted", self.arrived, self.duplicates),
+        )
+    }
+
+    fn print_acks(&self, label: &str) {
+        println!(
+            "  {label:<21} p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  (stored and committed)",
+            ms(percentile(&self.acks, 0.50)),
+            ms(percentile(&self.acks, 0.90)),
+            ms(percentile(&self.acks, 0.99)),
+        );
+    }
+
+    fn print_resources(&self) {
         println!("  server peak RSS       {:>10.1} MB", self.peak_rss_kb as f64 / 1024.0);
         println!(
             "  server CPU            {:>10.1} µs/event  ({:.2} s in all; load generator and sink: {:.2} s)",
-            self.cpu * 1e6 / n as f64,
+            self.cpu * 1e6 / self.args.events as f64,
             self.cpu,
             self.bench_cpu
         );
+    }
+
+    /// Batch sizes and claim times, from the server's `/metrics`.
+    fn print_batches(&self) {
         let (ingests, claims, records) = (
             self.metric("provisiond_ingest_commits_total"),
             self.metric("provisiond_claims_total"),
             self.metric("provisiond_record_commits_total"),
         );
+        let events_per_batch = self.metric("provisiond_events_ingested_total") / ingests.max(1.0);
+        if self.args.ingest_only {
+            println!("  batches               {events_per_batch:.1} events per ingest batch");
+            return;
+        }
         println!(
-            "  batches               {:.1} events per ingest batch, {:.1} deliveries per claim, {:.1} attempts per record batch",
-            self.metric("provisiond_events_ingested_total") / ingests.max(1.0),
+            "  batches               {events_per_batch:.1} events per ingest batch, {:.1} deliveries per claim, {:.1} attempts per record batch",
             self.metric("provisiond_claimed_total") / claims.max(1.0),
             self.metric("provisiond_attempts_total{outcome=\"success\"}") / records.max(1.0),
         );
@@ -97,6 +134,9 @@ impl Report<'_> {
                 commits
             );
         }
+    }
+
+    fn print_ui(&self) {
         let mut ui = self.ui_times.clone();
         ui.sort();
         if let (Some(median), Some(worst)) = (ui.get(ui.len() / 2), ui.last()) {
@@ -107,52 +147,17 @@ impl Report<'_> {
                 ui.len()
             );
         }
-        let exact = self.arrived == n && self.duplicates == 0 && ok == n;
-        if exact {
-            println!("  check                 every event arrived exactly once");
-        } else {
-            println!(
-                "  check                 FAILED: {} of {n} arrived, {} duplicates, {ok} accepted",
-                self.arrived, self.duplicates
-            );
-        }
-        exact
     }
 }
 
-impl Report<'_> {
-    fn print_acks(&self, label: &str) {
-        println!(
-            "  {label:<21} p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  (stored and committed)",
-            ms(percentile(&self.acks, 0.50)),
-            ms(percentile(&self.acks, 0.90)),
-            ms(percentile(&self.acks, 0.99)),
-        );
+/// Prints the check's outcome and returns it.
+fn verdict(exact: bool, passed: &str, failed: &str) -> bool {
+    if exact {
+        println!("  check                 {passed}");
+    } else {
+        println!("  check                 FAILED: {failed}");
     }
-
-    /// The figures of a run without a handler; true when every event was
-    /// accepted and stored, and nothing was delivered.
-    fn print_ingest_only(&self) -> bool {
-        let n = self.args.events;
-        self.print_acks("post→202");
-        println!("  server peak RSS       {:>10.1} MB", self.peak_rss_kb as f64 / 1024.0);
-        println!("  server CPU            {:>10.1} µs/event  ({:.2} s in all)", self.cpu * 1e6 / n as f64, self.cpu);
-        println!(
-            "  batches               {:.1} events per ingest batch",
-            self.metric("provisiond_events_ingested_total") / self.metric("provisiond_ingest_commits_total").max(1.0)
-        );
-        let stored = self.metric("provisiond_events_ingested_total") as usize;
-        let exact = self.accepted == n && stored == n && self.arrived == 0;
-        if exact {
-            println!("  check                 every event accepted and stored once (no handler: none delivered)");
-        } else {
-            println!(
-                "  check                 FAILED: {} of {n} accepted, {stored} stored, {} delivered",
-                self.accepted, self.arrived
-            );
-        }
-        exact
-    }
+    exact
 }
 
 /// The `p` quantile of sorted durations.
