@@ -54,7 +54,7 @@ async fn write_loop(db: Db, dispatcher: Dispatcher, max_attempts: i32, mut rx: m
         let mut created = 0;
         if !plain.is_empty() {
             let events: Vec<ValidEvent> = plain.iter().map(|j| j.event.clone()).collect();
-            let result = db.run_write(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
+            let result = db.run_ingestion(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
             dispatcher.metrics().ingest_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match result {
                 Ok(answers) => {
@@ -74,7 +74,7 @@ async fn write_loop(db: Db, dispatcher: Dispatcher, max_attempts: i32, mut rx: m
         }
         for job in keyed {
             let (event, key) = (job.event, job.key);
-            let result = db.run_write(move |conn| Event::ingest(conn, &event, key.as_deref(), max_attempts)).await;
+            let result = db.run_ingestion(move |conn| Event::ingest(conn, &event, key.as_deref(), max_attempts)).await;
             if let Ok(answer) = &result
                 && !answer.replayed
             {

@@ -257,7 +257,21 @@ impl Db {
         T: Send + 'static,
     {
         match &self.writer {
-            Some(writer) => writer.run(f).await,
+            Some(writer) => writer.run(f, writer::Class::Other).await,
+            None => self.run(f).await,
+        }
+    }
+
+    /// [`Db::run_write`] for ingestion, whose client waits for the commit to
+    /// be acknowledged: on SQLite it goes ahead of the writes queued for the
+    /// server's own bookkeeping (see [`writer`]).
+    pub async fn run_ingestion<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.run(f, writer::Class::Ingestion).await,
             None => self.run(f).await,
         }
     }
