@@ -21,7 +21,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -115,6 +115,13 @@ pub(crate) struct Shared {
     wake: Notify,
     stop: watch::Sender<bool>,
     in_flight: Mutex<InFlight>,
+    /// Whether the worker's last look left due deliveries unclaimed (no
+    /// room, or waiting on their turn): then a recorded attempt may have let
+    /// them go, and the recorder wakes the worker; else it need not.
+    behind: AtomicBool,
+    /// Recorder transactions so far: the worker checks it did not miss one
+    /// while it looked.
+    recorded: AtomicU64,
     metrics: Arc<Metrics>,
     /// When the planner's statistics were last refreshed (PostgreSQL).
     last_analyze: Mutex<Option<std::time::Instant>>,
@@ -139,6 +146,8 @@ impl Dispatcher {
                 wake: Notify::new(),
                 stop,
                 in_flight: Mutex::new(InFlight::default()),
+                behind: AtomicBool::new(true),
+                recorded: AtomicU64::new(0),
                 metrics: Arc::new(Metrics::default()),
                 last_analyze: Mutex::new(None),
             }),

@@ -1,7 +1,11 @@
 //! Writes finished attempts: the log row and the delivery's new state, many
 //! attempts to one transaction (group commit), then wakes the worker.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
@@ -58,23 +62,31 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
         for done in &items {
             shared.metrics.count_attempt(done.result.outcome);
         }
-        shared.metrics.record_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        write(&shared, items).await;
+        shared.metrics.record_commits.fetch_add(1, Ordering::Relaxed);
+        let retries = write(&shared, items).await;
         {
             let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             for id in handler_ids {
                 in_flight.remove(id);
             }
         }
-        shared.wake.notify_one();
+        // What this freed (room, the next delivery of an object, the rest of
+        // an event's chain) is due work the worker's last look left behind;
+        // a retry scheduled may be due before the worker next looks. Else
+        // nothing is new to the worker: at a low rate, one claim an event
+        // instead of two (the second found nothing).
+        shared.recorded.fetch_add(1, Ordering::SeqCst);
+        if retries || shared.behind.load(Ordering::SeqCst) {
+            shared.wake.notify_one();
+        }
     }
 }
 
 /// Writes a batch, retrying while the database is away: the deliveries stay
 /// claimed by this process (its leases are renewed) until this succeeds. If
 /// the batch fails for a reason of its own rows, each is written alone, so one
-/// bad row costs only itself.
-async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
+/// bad row costs only itself. Whether a retry was scheduled (or may have been).
+async fn write(shared: &Arc<Shared>, items: Vec<Done>) -> bool {
     let items = Arc::new(items);
     let mut pause = Duration::from_millis(100);
     loop {
@@ -86,18 +98,18 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) {
             })
             .await;
         match result {
-            Ok(()) => return,
+            Ok(retries) => return retries,
             Err(DbError::Query(e)) if items.len() > 1 => {
                 tracing::warn!(error = %cause_chain(&e), "cannot record a batch of attempts; recording them one by one");
                 for one in items.iter() {
                     write_one(shared, one).await;
                 }
-                return;
+                return true;
             }
             Err(DbError::Query(e)) => {
                 let d = &items[0].delivery;
                 tracing::error!(error = %cause_chain(&e), delivery = d.id, "cannot record an attempt; dropped");
-                return;
+                return true;
             }
             Err(e) => {
                 tracing::error!(error = %cause_chain(&e), attempts = items.len(), "cannot record attempts; retrying");
@@ -121,16 +133,19 @@ async fn write_one(shared: &Arc<Shared>, done: &Done) {
 
 /// The log rows and new states of a batch. A delivery deleted meanwhile (its
 /// handler was deleted) is skipped: nothing is left to record it against.
-fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, todo: &[Done]) -> QueryResult<()> {
+/// Whether it scheduled a retry.
+fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, todo: &[Done]) -> QueryResult<bool> {
     let delivery_ids: Vec<i64> = todo.iter().map(|d| d.delivery.id).collect();
     let present: HashMap<i64, bool> = Delivery::still_present(conn, &delivery_ids)?.into_iter().collect();
     let mut logs = Vec::with_capacity(todo.len());
     let mut ended: HashMap<&'static str, Vec<i64>> = HashMap::new();
+    let mut retries = false;
     for done in todo {
         let Some(&handler_enabled) = present.get(&done.delivery.id) else { continue };
         let (finish, log) = settle(done, schedule, handler_enabled);
         logs.push(log);
         if finish.next_attempt_at.is_some() {
+            retries = true;
             Delivery::finish(conn, owner, done.delivery.id, &finish)?;
         } else {
             ended.entry(finish.state).or_default().push(done.delivery.id);
@@ -149,7 +164,7 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
     for (state, ids) in ended {
         Delivery::end_all(conn, owner, &ids, state)?;
     }
-    Ok(())
+    Ok(retries)
 }
 
 /// The delivery's next state and the log row of one attempt.

@@ -1,6 +1,9 @@
 //! The claim loop: claim what is due, start its attempts, sleep until woken.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use chrono::TimeDelta;
 use tokio::{sync::mpsc, task::JoinSet, time::Instant};
@@ -34,6 +37,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // due, so claim at once; after a timed sleep, look first (one index probe).
     let mut woken = true;
     while !*stop.borrow() {
+        let records_before = shared.recorded.load(Ordering::SeqCst);
         let (claimed, looked) = if woken {
             (claim(&shared).await, None)
         } else {
@@ -53,6 +57,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             renew_at = Instant::now() + shared.settings.lease / 3;
         }
         if full {
+            shared.behind.store(true, Ordering::SeqCst);
             woken = true;
             continue;
         }
@@ -62,6 +67,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             Some(due) if !claimed_any => due,
             _ => next_due(&shared).await,
         };
+        // Due now and not claimed: waiting on room or on its turn, which a
+        // recorded attempt gives. One recorded while this look ran may have
+        // found `behind` still false and not woken this loop: look again.
+        let behind = next_due.is_some_and(|due| due <= now());
+        shared.behind.store(behind, Ordering::SeqCst);
+        if behind && shared.recorded.load(Ordering::SeqCst) != records_before {
+            woken = true;
+            continue;
+        }
         let sleep_until = wake_at(next_due, shared.settings.poll_interval).min(renew_at);
         woken = tokio::select! {
             _ = shared.wake.notified() => true,

@@ -15,3 +15,4 @@ mod logs_ui;
 mod scripts;
 mod startup;
 mod statistics;
+mod wakes;

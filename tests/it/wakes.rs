@@ -1,0 +1,54 @@
+//! The dispatcher is woken by what makes work claimable, not by a sweep: with
+//! the periodic sweep and the lease renewal an hour apart, every delivery that
+//! waits on something (room, its object's previous event, its event's chain,
+//! a retry's delay) still goes as soon as it may.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{
+    dispatch::{envelope, http_handler},
+    helpers::{TestApp, TestDb},
+    on_both_backends,
+    sink::{Behavior, Sink},
+};
+
+on_both_backends!(deliveries_that_wait_go_when_woken_without_a_sweep);
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn deliveries_that_wait_go_when_woken_without_a_sweep(db: TestDb) {
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| {
+        s.poll_interval = Duration::from_secs(3600);
+        s.lease = Duration::from_secs(3 * 3600);
+        // One attempt at a time per handler: the second object waits for room.
+        s.handler_concurrency = 1;
+    })
+    .await;
+    let sink = Sink::start().await;
+    let slow = Behavior { delay: Duration::from_millis(150), ..Behavior::default() };
+    sink.behave("/first", Behavior { statuses: [500].into(), ..slow.clone() });
+    sink.behave("/second", slow);
+    app.create_handler(http_handler("first", "clients.update", &sink.url("/first"), 1)).await;
+    app.create_handler(http_handler("second", "clients.update", &sink.url("/second"), 2)).await;
+
+    // Object 1 twice (the second waits for the first), object 2 once (waits
+    // for room); at /second each waits for /first (the chain); /first fails
+    // its first attempt (a retry 100 ms later).
+    for (object, n) in [(1, 1), (1, 2), (2, 3)] {
+        let (status, _) = app.post_event(&envelope("clients.update", json!(object), json!({"n": n}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let first = sink.wait_for("/first", 4, WAIT).await;
+    let second = sink.wait_for("/second", 3, WAIT).await;
+    let n = |r: &crate::sink::Received| r.json()["data"]["n"].as_i64().unwrap();
+    let first: Vec<(i64, u16)> = first.iter().map(|r| (n(r), r.status)).collect();
+    let object1: Vec<(i64, u16)> = first.iter().copied().filter(|(n, _)| *n != 3).collect();
+    assert_eq!(object1, [(1, 500), (1, 200), (2, 200)], "object 1 in order, the second after the retry: {first:?}");
+    assert!(first.contains(&(3, 200)), "object 2: {first:?}");
+    let mut second: Vec<i64> = second.iter().map(n).collect();
+    second.sort_unstable();
+    assert_eq!(second, [1, 2, 3]);
+}
