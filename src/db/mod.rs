@@ -256,10 +256,7 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        match &self.writer {
-            Some(writer) => writer.run(f, writer::Class::Other).await,
-            None => self.run(f).await,
-        }
+        self.write_as(writer::Class::Other, f).await
     }
 
     /// [`Db::run_write`] for ingestion, whose client waits for the commit to
@@ -270,8 +267,16 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.write_as(writer::Class::Ingestion, f).await
+    }
+
+    async fn write_as<F, T>(&self, class: writer::Class, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
         match &self.writer {
-            Some(writer) => writer.run(f, writer::Class::Ingestion).await,
+            Some(writer) => writer.run(f, class).await,
             None => self.run(f).await,
         }
     }
