@@ -181,6 +181,8 @@ pub async fn update_handler(
     let changes = HandlerChangeset::from(valid);
     let handler = state.db.run(move |conn| Handler::update(conn, id, &changes)).await.map_err(not_found(id))?;
     tracing::info!(handler = handler.id, "handler updated through the API");
+    // A new priority or status may let a delivery waiting on it go.
+    state.dispatcher.wake();
     Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
 }
 
@@ -192,6 +194,8 @@ pub async fn delete_handler(
     let id = parse_id(&id)?;
     let handler = state.db.run(move |conn| Handler::delete(conn, id)).await.map_err(not_found(id))?;
     tracing::info!(handler = handler.id, "handler deleted through the API");
+    // The rest of its events' chains need not wait for it any more.
+    state.dispatcher.wake();
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -307,6 +307,8 @@ pub async fn update_handler(
     let changes = HandlerChangeset::from(valid);
     let handler = state.db.run(move |conn| Handler::update(conn, id, &changes)).await?;
     tracing::info!(handler = handler.id, "handler updated");
+    // A new priority or status may let a delivery waiting on it go.
+    state.dispatcher.wake();
     admin.flash(&state, format!("Handler “{}” saved. The change applies to the next event.", handler.name)).await?;
     Ok(see_other("/provisioning"))
 }
@@ -342,6 +344,7 @@ pub async fn change_handler_status(
         })
         .await?;
     tracing::info!(handler = handler.id, status = %handler.status, "handler status changed");
+    state.dispatcher.wake();
     admin.flash(&state, format!("Handler “{}” is now {}.", handler.name, handler.status)).await?;
     Ok(see_other(&safe_local(&form.return_to, "/provisioning")))
 }
@@ -379,6 +382,8 @@ pub async fn delete_handler(
     let id = id.into_inner();
     let handler = state.db.run(move |conn| Handler::delete(conn, id)).await?;
     tracing::info!(handler = handler.id, name = %handler.name, "handler deleted");
+    // The rest of its events' chains need not wait for it any more.
+    state.dispatcher.wake();
     input.admin.flash(&state, format!("Handler “{}” (#{}) deleted.", handler.name, handler.id)).await?;
     Ok(see_other("/provisioning"))
 }

@@ -15,18 +15,26 @@ use crate::{
     sink::{Behavior, Sink},
 };
 
-on_both_backends!(deliveries_that_wait_go_when_woken_without_a_sweep);
+on_both_backends!(
+    deliveries_that_wait_go_when_woken_without_a_sweep,
+    deleting_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once
+);
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn deliveries_that_wait_go_when_woken_without_a_sweep(db: TestDb) {
-    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| {
+/// A server whose sweep and lease renewal are an hour apart.
+async fn without_a_sweep(db: TestDb, handler_concurrency: usize) -> TestApp {
+    TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| {
         s.poll_interval = Duration::from_secs(3600);
         s.lease = Duration::from_secs(3 * 3600);
-        // One attempt at a time per handler: the second object waits for room.
-        s.handler_concurrency = 1;
+        s.handler_concurrency = handler_concurrency;
     })
-    .await;
+    .await
+}
+
+async fn deliveries_that_wait_go_when_woken_without_a_sweep(db: TestDb) {
+    // One attempt at a time per handler: the second object waits for room.
+    let app = without_a_sweep(db, 1).await;
     let sink = Sink::start().await;
     let slow = Behavior { delay: Duration::from_millis(150), ..Behavior::default() };
     sink.behave("/first", Behavior { statuses: [500].into(), ..slow.clone() });
@@ -51,4 +59,22 @@ async fn deliveries_that_wait_go_when_woken_without_a_sweep(db: TestDb) {
     let mut second: Vec<i64> = second.iter().map(n).collect();
     second.sort_unstable();
     assert_eq!(second, [1, 2, 3]);
+}
+
+async fn deleting_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once(db: TestDb) {
+    let app = without_a_sweep(db, 8).await;
+    let sink = Sink::start().await;
+    // The first handler's attempt would hold up the chain for a minute.
+    sink.behave("/stuck", Behavior { delay: Duration::from_secs(60), ..Behavior::default() });
+    let mut stuck = http_handler("stuck", "clients.update", &sink.url("/stuck"), 1);
+    stuck["timeout_ms"] = json!(60_000);
+    let stuck = app.create_handler(stuck).await;
+    app.create_handler(http_handler("next", "clients.update", &sink.url("/next"), 2)).await;
+    let (status, _) = app.post_event(&envelope("clients.update", json!(1), json!({}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    sink.wait_arrivals(1, WAIT).await;
+    assert!(sink.received_on("/next").is_empty(), "the chain waits for the first handler");
+    let res = app.api(reqwest::Method::DELETE, &format!("/api/v1/handlers/{}", stuck["id"])).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    sink.wait_for("/next", 1, WAIT).await;
 }
