@@ -38,6 +38,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut woken = true;
     while !*stop.borrow() {
         let records_before = shared.recorded.load(Ordering::SeqCst);
+        let looked_at = now();
         let (claimed, looked) = if woken {
             (claim(&shared).await, None)
         } else {
@@ -70,14 +71,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         // Due now and not claimed: waiting on room or on its turn, which a
         // recorded attempt gives. One recorded while this look ran may have
         // found `behind` still false and not woken this loop: look again.
-        let behind = next_due.is_some_and(|due| due <= now());
+        let at = now();
+        let behind = next_due.is_some_and(|due| due <= at);
         shared.behind.store(behind, Ordering::SeqCst);
         if behind && shared.recorded.load(Ordering::SeqCst) != records_before {
             woken = true;
             continue;
         }
-        let sleep_until = wake_at(next_due, shared.settings.poll_interval).min(renew_at);
+        // A delivery that fell due while this look ran (a retry's delay
+        // ended) was not looked at: look again at once. (A new event's also,
+        // but ingestion has woken this loop for it: the wake comes first.)
+        let fell_due = next_due.is_some_and(|due| due > looked_at && due <= at);
+        let sleep_until =
+            if fell_due { Instant::now() } else { wake_at(next_due, shared.settings.poll_interval).min(renew_at) };
         woken = tokio::select! {
+            biased;
             _ = shared.wake.notified() => true,
             _ = tokio::time::sleep_until(sleep_until) => false,
             _ = stop.changed() => false,
