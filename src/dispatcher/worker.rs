@@ -37,8 +37,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // due, so claim at once; after a timed sleep, look first (one index probe).
     let mut woken = true;
     while !*stop.borrow() {
-        let records_before = shared.recorded.load(Ordering::SeqCst);
-        let looked_at = now();
+        let look = Look::start(&shared);
         let (claimed, looked) = if woken {
             (claim(&shared).await, None)
         } else {
@@ -68,22 +67,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             Some(due) if !claimed_any => due,
             _ => next_due(&shared).await,
         };
-        // Due now and not claimed: waiting on room or on its turn, which a
-        // recorded attempt gives. One recorded while this look ran may have
-        // found `behind` still false and not woken this loop: look again.
-        let at = now();
-        let behind = next_due.is_some_and(|due| due <= at);
-        shared.behind.store(behind, Ordering::SeqCst);
-        if behind && shared.recorded.load(Ordering::SeqCst) != records_before {
+        let Some(next_look) = look.ended(&shared, next_due) else {
             woken = true;
             continue;
-        }
-        // A delivery that fell due while this look ran (a retry's delay
-        // ended) was not looked at: look again at once. (A new event's also,
-        // but ingestion has woken this loop for it: the wake comes first.)
-        let fell_due = next_due.is_some_and(|due| due > looked_at && due <= at);
-        let sleep_until =
-            if fell_due { Instant::now() } else { wake_at(next_due, shared.settings.poll_interval).min(renew_at) };
+        };
+        let sleep_until = next_look.min(renew_at);
         woken = tokio::select! {
             biased;
             _ = shared.wake.notified() => true,
@@ -118,6 +106,41 @@ async fn hand_back(shared: &Arc<Shared>) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deliveries = n, "handed back unfinished deliveries"),
         Err(e) => tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire"),
+    }
+}
+
+/// One look at due work, from its start: what the loop needs afterwards to
+/// tell whether something changed while it looked.
+struct Look {
+    /// Recorder transactions before it.
+    records_before: u64,
+    started: chrono::NaiveDateTime,
+}
+
+impl Look {
+    fn start(shared: &Shared) -> Self {
+        Self { records_before: shared.recorded.load(Ordering::SeqCst), started: now() }
+    }
+
+    /// After the look, which left `next_due` as the next due time: says
+    /// whether due work was left unclaimed (for the recorder, which wakes
+    /// the loop only then or for a retry), and when to look again: `None`
+    /// at once, else at the latest at the instant returned.
+    fn ended(&self, shared: &Shared, next_due: Option<chrono::NaiveDateTime>) -> Option<Instant> {
+        // Due now and not claimed: waiting on room or on its turn, which a
+        // recorded attempt gives. One recorded while this look ran may have
+        // found `behind` still false and not woken the loop: look again.
+        let at = now();
+        let behind = next_due.is_some_and(|due| due <= at);
+        shared.behind.store(behind, Ordering::SeqCst);
+        if behind && shared.recorded.load(Ordering::SeqCst) != self.records_before {
+            return None;
+        }
+        // A delivery that fell due while this look ran (a retry's delay
+        // ended) was not looked at: look again now, a pending wake first.
+        // (A new event's also, but ingestion has woken the loop for it.)
+        let fell_due = next_due.is_some_and(|due| due > self.started && due <= at);
+        Some(if fell_due { Instant::now() } else { wake_at(next_due, shared.settings.poll_interval) })
     }
 }
 
