@@ -6,7 +6,8 @@
 //! rate, post-to-arrival latency, the server's peak RSS and CPU per event —
 //! with the sink's raw loopback ceiling beside them. Every event must arrive
 //! exactly once. With `--ingest-only` no handler is registered: ingestion on
-//! its own, every event stored.
+//! its own, every event stored. With `--backlog` the sink holds its answers
+//! until every event is acknowledged: how fast the backlog then drains.
 
 use std::{
     process::Stdio,
@@ -23,7 +24,7 @@ use wire::{Arrivals, Conn};
 mod report;
 mod wire;
 
-use report::Report;
+use report::{Drain, Report};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure provisiond end to end: ingest, delivery, latency, memory, CPU")]
@@ -47,6 +48,11 @@ struct Args {
     /// stored, none is delivered; the check counts the events stored).
     #[arg(long)]
     ingest_only: bool,
+    /// The handler's endpoint stops answering while the events are posted
+    /// (the sink holds its answers) and answers again once all are
+    /// acknowledged: how fast the backlog drains when it comes back.
+    #[arg(long, conflicts_with = "ingest_only")]
+    backlog: bool,
     #[arg(long, hide = true)]
     serve: bool,
 }
@@ -73,7 +79,7 @@ fn serve() {
 }
 
 async fn bench(args: Args) {
-    let arrivals = Arc::new(Arrivals::new(args.events));
+    let arrivals = Arc::new(Arrivals::new(args.events, args.backlog));
     let sink = wire::start_sink(arrivals.clone()).await;
     let client = reqwest::Client::new();
     let ceiling = if args.no_ceiling { None } else { Some(raw_ceiling(&sink, args.connections).await) };
@@ -84,13 +90,13 @@ async fn bench(args: Args) {
     let pid = server.id();
     wait_ready(&client, &address).await;
     if !args.ingest_only {
-        let res = client
-            .post(format!("{address}/api/v1/handlers"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"name": "bench sink", "events_id": "clients.update", "type": "http", "target": format!("{sink}/hook"), "priority": 1}))
-            .send()
-            .await
-            .unwrap();
+        let mut handler = serde_json::json!({"name": "bench sink", "events_id": "clients.update", "type": "http", "target": format!("{sink}/hook"), "priority": 1});
+        if args.backlog {
+            // The held attempts wait for their answer instead of timing out.
+            handler["timeout_ms"] = 300_000.into();
+        }
+        let res =
+            client.post(format!("{address}/api/v1/handlers")).bearer_auth(TOKEN).json(&handler).send().await.unwrap();
         assert_eq!(res.status(), 201, "handler created");
     }
 
@@ -101,6 +107,18 @@ async fn bench(args: Args) {
     let start = Instant::now();
     let load = post_events(&args, &address, start).await;
     let ingest_elapsed = start.elapsed();
+    let drain_start = if args.backlog {
+        let start = DrainStart {
+            at: Instant::now(),
+            held: arrivals.total.load(Ordering::Relaxed),
+            cpu: cpu_seconds(pid),
+            metrics: metrics(&client, &address).await,
+        };
+        arrivals.release();
+        Some(start)
+    } else {
+        None
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     while !args.ingest_only && arrivals.total.load(Ordering::Relaxed) < args.events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -111,7 +129,13 @@ async fn bench(args: Args) {
     tokio::time::sleep(Duration::from_millis(300)).await; // any duplicate would show now
     let peak_rss_kb = rss.stop().await.max(hwm_kb(pid));
     let cpu = cpu_seconds(pid) - cpu_before;
-    let metrics = client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap_or_default();
+    let metrics = metrics(&client, &address).await;
+    let drain = drain_start.map(|d| Drain {
+        secs: last_arrival.map(|t| t.duration_since(d.at).as_secs_f64()).unwrap_or(f64::NAN),
+        held: d.held,
+        cpu: cpu_seconds(pid) - d.cpu,
+        metrics_before: d.metrics,
+    });
 
     let report = Report {
         args: &args,
@@ -128,6 +152,7 @@ async fn bench(args: Args) {
         bench_cpu,
         metrics,
         ui_times,
+        drain,
     };
     let exact = report.print();
     let _ = server.kill();
@@ -136,6 +161,19 @@ async fn bench(args: Args) {
     if !exact {
         std::process::exit(1);
     }
+}
+
+/// Where the drain of a backlog began.
+struct DrainStart {
+    at: Instant,
+    /// Events already at the handler, waiting for its answer.
+    held: usize,
+    cpu: f64,
+    metrics: String,
+}
+
+async fn metrics(client: &reqwest::Client, address: &str) -> String {
+    client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap_or_default()
 }
 
 /// The server process, as `provisiond` but started from this binary.

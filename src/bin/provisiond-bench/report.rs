@@ -21,11 +21,25 @@ pub struct Report<'a> {
     pub bench_cpu: f64,
     pub metrics: String,
     pub ui_times: Vec<Duration>,
+    /// With `--backlog`: how the backlog drained once the sink answered.
+    pub drain: Option<Drain>,
+}
+
+/// The drain of a backlog, from the moment the sink answers again.
+pub struct Drain {
+    /// From the sink's release to the last arrival.
+    pub secs: f64,
+    /// Events that had reached the sink, unanswered, by then.
+    pub held: usize,
+    /// The server's CPU time meanwhile.
+    pub cpu: f64,
+    /// The server's `/metrics` at the release.
+    pub metrics_before: String,
 }
 
 impl Report<'_> {
     fn metric(&self, name: &str) -> f64 {
-        self.metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+        metric(&self.metrics, name)
     }
 
     fn percentile(&self, p: f64) -> Duration {
@@ -61,6 +75,14 @@ impl Report<'_> {
                 &format!("{ok} of {n} accepted, {stored} stored, {} delivered", self.arrived),
             );
         }
+        if let Some(drain) = &self.drain {
+            self.print_acks("post→202");
+            self.print_drain(drain);
+            self.print_resources();
+            self.print_batches();
+            self.print_ui();
+            return self.verdict();
+        }
         let rate = self.arrived as f64 / self.delivery_secs;
         println!(
             "  delivered             {rate:>10.0} events/s  (first post to last arrival: {:.2} s){}",
@@ -78,11 +100,35 @@ impl Report<'_> {
         self.print_resources();
         self.print_batches();
         self.print_ui();
+        self.verdict()
+    }
+
+    fn verdict(&self) -> bool {
+        let (n, ok) = (self.args.events, self.accepted);
         verdict(
             self.arrived == n && self.duplicates == 0 && ok == n,
             "every event arrived exactly once",
             &format!("{} of {n} arrived, {} duplicates, {ok} accepted", self.arrived, self.duplicates),
         )
+    }
+
+    /// The backlog's drain: its rate, and the server's CPU and claims meanwhile.
+    fn print_drain(&self, drain: &Drain) {
+        let n = self.args.events;
+        println!(
+            "  backlog drained       {:>10.0} events/s  ({n} waiting, {} of them at the handler unanswered; all arrived {:.2} s after it answered again)",
+            n as f64 / drain.secs,
+            drain.held,
+            drain.secs
+        );
+        let during = |name: &str| self.metric(name) - metric(&drain.metrics_before, name);
+        let claims = during("provisiond_claims_total");
+        println!(
+            "  during the drain      {:.1} µs/event of server CPU, {:.1} deliveries per claim, {:.3} ms each in their statements ({claims:.0} claims)",
+            drain.cpu * 1e6 / n as f64,
+            during("provisiond_claimed_total") / claims.max(1.0),
+            during("provisiond_claim_seconds_total") * 1e3 / claims.max(1.0),
+        );
     }
 
     fn print_acks(&self, label: &str) {
@@ -148,6 +194,11 @@ impl Report<'_> {
             );
         }
     }
+}
+
+/// A figure of a `/metrics` text.
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
 /// Prints the check's outcome and returns it.

@@ -93,11 +93,28 @@ pub struct Arrivals {
     pub at: Mutex<Vec<Option<Instant>>>,
     pub total: AtomicUsize,
     pub duplicates: AtomicUsize,
+    /// While true the sink keeps `/hook` requests waiting for their answer,
+    /// as an endpoint that has stopped answering would.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl Arrivals {
-    pub fn new(n: usize) -> Self {
-        Self { at: Mutex::new(vec![None; n]), total: AtomicUsize::new(0), duplicates: AtomicUsize::new(0) }
+    pub fn new(n: usize, held: bool) -> Self {
+        Self {
+            at: Mutex::new(vec![None; n]),
+            total: AtomicUsize::new(0),
+            duplicates: AtomicUsize::new(0),
+            held: tokio::sync::watch::Sender::new(held),
+        }
+    }
+
+    /// The sink answers again, the requests it held first.
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+
+    async fn answerable(&self) {
+        let _ = self.held.subscribe().wait_for(|held| !held).await;
     }
 
     fn record(&self, body: &[u8]) {
@@ -124,8 +141,9 @@ fn event_number(body: &[u8]) -> Option<usize> {
     rest[..rest.find(|c: char| !c.is_ascii_digit())?].parse().ok()
 }
 
-/// A sink on 127.0.0.1 that answers every request `204 No Content` at once
-/// and records the event numbers of `/hook` bodies. Returns its address.
+/// A sink on 127.0.0.1 that answers every request `204 No Content`, at once
+/// unless held, and records the event numbers of `/hook` bodies when they
+/// arrive. Returns its address.
 pub async fn start_sink(arrivals: Arc<Arrivals>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
@@ -157,6 +175,7 @@ async fn serve(mut stream: TcpStream, arrivals: Arc<Arrivals>) -> std::io::Resul
         }
         if head.contains(" /hook ") {
             arrivals.record(&buf[end + 4..total]);
+            arrivals.answerable().await;
         }
         buf.drain(..total);
         stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await?;
