@@ -1,6 +1,9 @@
 //! The dispatcher's claim (DESIGN §4): which due deliveries it may take now —
 //! per-object order, the priority chain, per-handler room — leased to this
-//! process in one statement, with what their attempts need.
+//! process, with what their attempts need. Each handler with room is looked
+//! at on its own, through the due index by handler: one at its limit (an
+//! endpoint that hangs, with a backlog behind it) costs the claims of the
+//! others nothing.
 
 use std::sync::LazyLock;
 
@@ -60,63 +63,47 @@ pub struct ClaimLimits {
     pub limit: i64,
     /// The most deliveries of one handler in flight in this process.
     pub per_handler: i64,
-    /// Handlers already at their concurrency limit in this process.
-    pub saturated: Vec<i64>,
     /// Attempts in flight in this process, by handler (`{"12": 40}`).
     pub busy: String,
 }
 
-/// The rows a delivery may be claimed from: due, not waiting on an earlier
-/// delivery of the same object for the same handler (rule 4), and for a first
-/// attempt, not waiting on a handler earlier in the event's chain (rule 3).
-/// `$3` is now; `{exclude}` drops saturated handlers. Each candidate costs a
-/// few index probes, so they are looked at in due order only as far as
-/// `{window}`: twice what the handlers with unfinished work have room for.
-const ELIGIBLE: &str = "
-    SELECT d.id, d.handler_id, d.next_attempt_at
-    FROM deliveries d
-    WHERE d.state IN ('pending', 'in_flight') AND d.next_attempt_at <= $3 {exclude}
+/// The handlers that may take deliveries now, each with its room: the
+/// per-handler limit `{per_handler}` less what it has in flight (`{busy}`,
+/// from the JSON map), at most the claim's `{limit}`; only those with
+/// something due (one probe of the due index, which is by handler). A
+/// handler at its limit is not looked at further, however long its backlog.
+/// Every status counts: a delivery of a handler disabled a moment ago is
+/// still claimed, and its attempt ends it.
+const ROOM: &str = "
+    SELECT h.id AS id, {least}({limit}, {per_handler} - {busy}) AS room
+    FROM handlers h
+    WHERE {per_handler} - {busy} > 0
+      AND (SELECT 1 FROM deliveries u
+           WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= {now}
+           ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1";
+
+/// A handler's first `{room}` deliveries it may take, in due order (the due
+/// index's): due, not waiting on an earlier delivery of the same object for
+/// the same handler (rule 4), and for a first attempt, not waiting on a
+/// handler earlier in the event's chain (rule 3). Each row looked at costs a
+/// few index probes, and only this handler's rows are looked at.
+const CANDIDATES: &str = "
+    SELECT c.id, c.next_attempt_at
+    FROM deliveries c
+    WHERE c.handler_id = {handler} AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= {now}
       AND NOT EXISTS (
         SELECT 1 FROM deliveries p
-        WHERE p.handler_id = d.handler_id AND p.entity = d.entity AND p.object_id = d.object_id
-          AND p.id < d.id AND p.state IN ('pending', 'in_flight'))
-      AND (d.first_attempt_done OR NOT EXISTS (
-        SELECT 1 FROM deliveries c
-        WHERE c.event_id = d.event_id AND c.state IN ('pending', 'in_flight') AND NOT c.first_attempt_done
-          AND (c.priority < d.priority OR (c.priority = d.priority AND c.handler_id < d.handler_id))))
-    ORDER BY d.next_attempt_at, d.id
-    LIMIT {window}";
+        WHERE p.handler_id = c.handler_id AND p.entity = c.entity AND p.object_id = c.object_id
+          AND p.id < c.id AND p.state IN ('pending', 'in_flight'))
+      AND (c.first_attempt_done OR NOT EXISTS (
+        SELECT 1 FROM deliveries q
+        WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+          AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id))))
+    ORDER BY c.next_attempt_at, c.id
+    LIMIT {room}";
 
-/// How many candidates to look at: twice the claim's limit `$6`, or twice the
-/// room of the enabled handlers that have unfinished deliveries (the per-handler
-/// limit `$7` less what each has in flight, `{busy}` of the map `$8`) when that
-/// is less; at least `$5`. A handler near its limit with a long backlog would
-/// otherwise fill a window of twice the limit with rows it cannot take: with
-/// 10,000 pending, a claim of 22 rows took 0.89 ms on SQLite and 1.6 ms on
-/// PostgreSQL, 0.36 and 0.95 ms with this window. Whether a handler has
-/// unfinished work is one probe of `deliveries_object`; the `ORDER BY` (that
-/// index's order) keeps PostgreSQL from reading the table up to the first match.
-const WINDOW: &str = "
-    {greatest}($5, 2 * {least}($6, (
-      SELECT COALESCE(SUM({greatest}($7 - {busy}, 0)), 0) FROM handlers h
-      WHERE h.status = 'enabled'
-        AND (SELECT 1 FROM deliveries u WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight')
-             ORDER BY u.handler_id, u.entity, u.object_id, u.id LIMIT 1) = 1)))";
-
-/// Of the eligible rows, at most `$7` (the per-handler limit) less what the
-/// handler has in flight already (`{busy}`, from the map `$8`), then the first `$6`.
-const PICK: &str = "
-    SELECT id FROM (
-      SELECT id, handler_id, next_attempt_at,
-             ROW_NUMBER() OVER (PARTITION BY handler_id ORDER BY next_attempt_at, id) AS n
-      FROM ({eligible}) AS e
-    ) AS r
-    WHERE n <= $7 - {busy}
-    ORDER BY next_attempt_at, id
-    LIMIT $6";
-
-/// The claim: leases the picked rows. `{pick}` is the picking query, placed
-/// as the backend plans it best; `{lock}` skips rows another process holds.
+/// The lease of the picked rows (`{in_pick}`) to `$1` until `$2`; `$3` is
+/// now, `{lock}` skips rows another process holds.
 const LEASE: &str = "
     UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_until = $2, next_attempt_at = $2, updated_at = $3
     WHERE id IN (
@@ -133,49 +120,29 @@ const LOAD: &str = "
     WHERE d.id IN ({claimed})
     ORDER BY d.id";
 
-/// The parts of the claim that differ between the backends.
-struct Dialect {
-    /// `AND …`: leaves out the saturated handlers (the JSON array `$4`).
-    exclude: &'static str,
-    /// What the handler `{id}` has in flight (from the JSON map `$8`).
-    busy: &'static str,
-    /// The two-argument maximum and minimum.
-    greatest: &'static str,
-    least: &'static str,
-    /// Appended to the lease's row selection.
-    lock: &'static str,
-    /// How the lease's rows are matched to the picked ids (`{pick}`).
-    in_pick: &'static str,
-}
-
-fn lease_sql(d: &Dialect) -> String {
-    let window = WINDOW
-        .replace("{busy}", &d.busy.replace("{id}", "h.id"))
-        .replace("{greatest}", d.greatest)
-        .replace("{least}", d.least);
-    let eligible = ELIGIBLE.replace("{exclude}", d.exclude).replace("{window}", &window);
-    let pick = PICK.replace("{eligible}", &eligible).replace("{busy}", &d.busy.replace("{id}", "r.handler_id"));
-    let in_pick = d.in_pick.replace("{pick}", &pick);
-    LEASE.replace("{in_pick}", &in_pick).replace("{lock}", d.lock)
-}
-
 /// PostgreSQL: one round trip, the lease and the load together, a statement
-/// in a transaction of its own. `= ANY(ARRAY(…))`: primary-key lookups of the
-/// few picked rows, never a hash join over the whole table; rows another
-/// process holds are skipped. `set_config(…, true)` makes this transaction's
-/// commit return before the WAL reaches the disk, like
-/// [`crate::db::bookkeeping_transaction`] but without its `BEGIN` and `COMMIT`
-/// round trips. It is evaluated with the rows returned: a claim that takes
-/// nothing commits as usual, with next to nothing to flush.
+/// in a transaction of its own. Each handler with room is joined laterally to
+/// its candidates, and the first `$4` of all in due order are picked. `=
+/// ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a hash
+/// join over the whole table; rows another process holds are skipped.
+/// `set_config(…, true)` makes this transaction's commit return before the WAL
+/// reaches the disk, like [`crate::db::bookkeeping_transaction`] but without
+/// its `BEGIN` and `COMMIT` round trips. It is evaluated with the rows
+/// returned: a claim that takes nothing commits as usual, with next to nothing
+/// to flush.
 static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    let lease = lease_sql(&Dialect {
-        exclude: "AND NOT (d.handler_id IN (SELECT value::bigint FROM jsonb_array_elements_text($4::jsonb)))",
-        busy: "COALESCE(($8::jsonb ->> {id}::text)::bigint, 0)",
-        greatest: "GREATEST",
-        least: "LEAST",
-        lock: "FOR UPDATE SKIP LOCKED",
-        in_pick: "= ANY(ARRAY({pick}))",
-    });
+    let room = ROOM
+        .replace("{least}", "LEAST")
+        .replace("{limit}", "$4")
+        .replace("{per_handler}", "$5")
+        .replace("{busy}", "COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)")
+        .replace("{now}", "$3");
+    let candidates = CANDIDATES.replace("{handler}", "r.id").replace("{now}", "$3").replace("{room}", "r.room");
+    let pick = format!(
+        "SELECT e.id FROM ({room}) AS r CROSS JOIN LATERAL ({candidates}) AS e ORDER BY e.next_attempt_at, e.id LIMIT $4"
+    );
+    let lease =
+        LEASE.replace("{in_pick}", &format!("= ANY(ARRAY({pick}))")).replace("{lock}", "FOR UPDATE SKIP LOCKED");
     let load = LOAD.replace(
         "IN ({claimed})",
         "IN (SELECT id FROM claimed) AND set_config('synchronous_commit', 'off', true) = 'off'",
@@ -183,18 +150,37 @@ static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
     format!("WITH claimed AS ({lease}) {load}")
 });
 
-/// SQLite: the lease, then the load of the leased ids (`$1`, a JSON array).
-static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    lease_sql(&Dialect {
-        exclude: "AND d.handler_id NOT IN (SELECT value FROM json_each($4))",
-        busy: "COALESCE((SELECT value FROM json_each($8) WHERE key = CAST({id} AS TEXT)), 0)",
-        greatest: "MAX",
-        least: "MIN",
-        lock: "",
-        in_pick: "IN ({pick})",
-    })
+/// SQLite has no lateral join (nor a `LIMIT` that reads a column of the outer
+/// query): the handlers with room, then each one's candidates, are separate
+/// statements in the claim's transaction, and the pick is made here.
+static ROOM_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    ROOM.replace("{least}", "MIN")
+        .replace("{limit}", "$1")
+        .replace("{per_handler}", "$2")
+        .replace("{busy}", "COALESCE((SELECT value FROM json_each($3) WHERE key = CAST(h.id AS TEXT)), 0)")
+        .replace("{now}", "$4")
 });
+static CANDIDATES_SQLITE: LazyLock<String> =
+    LazyLock::new(|| CANDIDATES.replace("{handler}", "$1").replace("{now}", "$2").replace("{room}", "$3"));
+static LEASE_SQLITE: LazyLock<Sql> =
+    LazyLock::new(|| Sql::new(&LEASE.replace("{in_pick}", "IN JSON($4)").replace("{lock}", "")));
 static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| Sql::new(&LOAD.replace("IN ({claimed})", "IN JSON($1)")));
+
+#[derive(QueryableByName)]
+struct Room {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    room: i64,
+}
+
+#[derive(QueryableByName)]
+struct Candidate {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Timestamp)]
+    next_attempt_at: NaiveDateTime,
+}
 
 #[derive(QueryableByName)]
 struct IdRow {
@@ -213,35 +199,52 @@ impl Delivery {
         limits: &ClaimLimits,
     ) -> QueryResult<Vec<Claimed>> {
         let at = now();
-        // At least this many candidates (see `WINDOW`), so that rows the
-        // room does not count (a handler disabled a moment ago) still go.
-        let at_least = limits.limit.min(32);
-        let saturated = serde_json::to_string(&limits.saturated).unwrap_or_else(|_| "[]".into());
-        let sql = match conn {
-            DbConnection::Postgres(_) => CLAIM_POSTGRES.as_str(),
-            DbConnection::Sqlite(_) => CLAIM_SQLITE.as_str(),
-        };
-        let lease = cached(sql)
-            .bind::<Text, _>(owner)
-            .bind::<Timestamp, _>(lease_until)
-            .bind::<Timestamp, _>(at)
-            .bind::<Text, _>(&saturated)
-            .bind::<BigInt, _>(at_least)
-            .bind::<BigInt, _>(limits.limit)
-            .bind::<BigInt, _>(limits.per_handler)
-            .bind::<Text, _>(&limits.busy);
-        match conn {
-            DbConnection::Postgres(_) => lease.load::<Claimed>(conn),
-            DbConnection::Sqlite(_) => {
-                let ids: Vec<i64> = crate::db::bookkeeping_transaction(conn, |conn| lease.load::<IdRow>(conn))?
-                    .into_iter()
-                    .map(|r| r.id)
-                    .collect();
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                LOAD_SQLITE.on(conn).bind::<Text, _>(id_list(&ids)).load(conn)
-            }
+        if let DbConnection::Postgres(_) = conn {
+            return cached(CLAIM_POSTGRES.as_str())
+                .bind::<Text, _>(owner)
+                .bind::<Timestamp, _>(lease_until)
+                .bind::<Timestamp, _>(at)
+                .bind::<BigInt, _>(limits.limit)
+                .bind::<BigInt, _>(limits.per_handler)
+                .bind::<Text, _>(&limits.busy)
+                .load::<Claimed>(conn);
         }
+        let ids: Vec<i64> = crate::db::bookkeeping_transaction(conn, |conn| {
+            let rooms: Vec<Room> = cached(ROOM_SQLITE.as_str())
+                .bind::<BigInt, _>(limits.limit)
+                .bind::<BigInt, _>(limits.per_handler)
+                .bind::<Text, _>(&limits.busy)
+                .bind::<Timestamp, _>(at)
+                .load(conn)?;
+            let mut picked = Vec::new();
+            for room in rooms {
+                let candidates: Vec<Candidate> = cached(CANDIDATES_SQLITE.as_str())
+                    .bind::<BigInt, _>(room.id)
+                    .bind::<Timestamp, _>(at)
+                    .bind::<BigInt, _>(room.room)
+                    .load(conn)?;
+                picked.extend(candidates);
+            }
+            if picked.is_empty() {
+                return Ok(Vec::new());
+            }
+            picked.sort_unstable_by_key(|c| (c.next_attempt_at, c.id));
+            picked.truncate(usize::try_from(limits.limit).unwrap_or(0));
+            let picked: Vec<i64> = picked.iter().map(|c| c.id).collect();
+            LEASE_SQLITE
+                .on(conn)
+                .bind::<Text, _>(owner)
+                .bind::<Timestamp, _>(lease_until)
+                .bind::<Timestamp, _>(at)
+                .bind::<Text, _>(id_list(&picked))
+                .load::<IdRow>(conn)
+        })?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        LOAD_SQLITE.on(conn).bind::<Text, _>(id_list(&ids)).load(conn)
     }
 }

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use diesel::{
     prelude::*,
-    sql_types::{BigInt, Bool, Text, Timestamp},
+    sql_types::{BigInt, Bool, Nullable, Text, Timestamp},
 };
 use serde::Serialize;
 
@@ -229,20 +229,22 @@ impl Delivery {
         deliveries::table.filter(unfinished()).count().get_result(conn)
     }
 
-    /// When the next unfinished delivery is due (the first entry of the due index), if any.
+    /// When the next unfinished delivery is due, if any: the earliest of each
+    /// handler's first entry in the due index (which is by handler).
     pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
         #[derive(QueryableByName)]
         struct Due {
-            #[diesel(sql_type = Timestamp)]
-            next_attempt_at: NaiveDateTime,
+            #[diesel(sql_type = Nullable<Timestamp>)]
+            next_attempt_at: Option<NaiveDateTime>,
         }
         cached(
-            "SELECT next_attempt_at FROM deliveries WHERE state IN ('pending', 'in_flight')
-             ORDER BY next_attempt_at LIMIT 1",
+            "SELECT MIN((SELECT d.next_attempt_at FROM deliveries d
+                         WHERE d.handler_id = h.id AND d.state IN ('pending', 'in_flight')
+                         ORDER BY d.handler_id, d.next_attempt_at LIMIT 1)) AS next_attempt_at
+             FROM handlers h",
         )
         .get_result::<Due>(conn)
-        .optional()
-        .map(|due| due.map(|d| d.next_attempt_at))
+        .map(|due| due.next_attempt_at)
     }
 }
 

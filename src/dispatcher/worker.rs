@@ -171,16 +171,11 @@ async fn next_due(shared: &Arc<Shared>) -> Option<chrono::NaiveDateTime> {
 /// Claims what this process has room for.
 async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     let cap = shared.settings.handler_concurrency;
-    let (room, saturated, busy) = {
+    let (room, busy) = {
         let in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let saturated: Vec<i64> = in_flight.by_handler.iter().filter(|(_, n)| **n >= cap).map(|(h, _)| *h).collect();
         let busy: serde_json::Map<String, serde_json::Value> =
             in_flight.by_handler.iter().map(|(h, n)| (h.to_string(), serde_json::Value::from(*n))).collect();
-        (
-            shared.settings.max_in_flight.saturating_sub(in_flight.total),
-            saturated,
-            serde_json::Value::Object(busy).to_string(),
-        )
+        (shared.settings.max_in_flight.saturating_sub(in_flight.total), serde_json::Value::Object(busy).to_string())
     };
     if room == 0 {
         return Vec::new();
@@ -189,7 +184,7 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     // the limit in candidates, so a small limit keeps it cheap when one
     // handler's backlog fills the queue; more claims follow as room frees up.
     let limit = room.min(CLAIM_BATCH).min(cap.max(16));
-    let limits = ClaimLimits { limit: limit as i64, per_handler: cap as i64, saturated, busy };
+    let limits = ClaimLimits { limit: limit as i64, per_handler: cap as i64, busy };
     let owner = shared.owner.clone();
     let lease_until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
     let started = Instant::now();
