@@ -180,9 +180,9 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     if room == 0 {
         return Vec::new();
     }
-    // One claim takes at most one handler's worth: the query looks at twice
-    // the limit in candidates, so a small limit keeps it cheap when one
-    // handler's backlog fills the queue; more claims follow as room frees up.
+    // One claim takes at most one handler's worth: the query looks at up to
+    // that many candidates of each handler with room, so a small limit keeps
+    // it cheap when many have a backlog; more claims follow as room frees up.
     let limit = room.min(CLAIM_BATCH).min(cap.max(16));
     let limits = ClaimLimits { limit: limit as i64, per_handler: cap as i64, busy };
     let owner = shared.owner.clone();
