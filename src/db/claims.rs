@@ -131,12 +131,7 @@ const LOAD: &str = "
 /// returned: a claim that takes nothing commits as usual, with next to nothing
 /// to flush.
 static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    let room = ROOM
-        .replace("{least}", "LEAST")
-        .replace("{limit}", "$4")
-        .replace("{per_handler}", "$5")
-        .replace("{busy}", "COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)")
-        .replace("{now}", "$3");
+    let room = room_sql("LEAST", ["$4", "$5", "COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)", "$3"]);
     let candidates = CANDIDATES.replace("{handler}", "r.id").replace("{now}", "$3").replace("{room}", "r.room");
     let pick = format!(
         "SELECT e.id FROM ({room}) AS r CROSS JOIN LATERAL ({candidates}) AS e ORDER BY e.next_attempt_at, e.id LIMIT $4"
@@ -150,20 +145,29 @@ static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
     format!("WITH claimed AS ({lease}) {load}")
 });
 
+/// [`ROOM`] with the backend's two-argument minimum and its `[limit,
+/// per_handler, busy, now]`.
+fn room_sql(least: &str, [limit, per_handler, busy, now]: [&str; 4]) -> String {
+    ROOM.replace("{least}", least)
+        .replace("{limit}", limit)
+        .replace("{per_handler}", per_handler)
+        .replace("{busy}", busy)
+        .replace("{now}", now)
+}
+
 /// SQLite has no lateral join (nor a `LIMIT` that reads a column of the outer
 /// query): the handlers with room, then each one's candidates, are separate
 /// statements in the claim's transaction, and the pick is made here.
-/// With when each handler's due work fell due first (a second probe),
-/// so that the handlers can be looked at oldest first, and no further once
+///
+/// The handlers come with when their due work fell due first (a second
+/// probe), so that they can be looked at oldest first, and no further once
 /// the claim is full. (On PostgreSQL, the same column in `ROOM` made the
 /// planner's estimates, and the claim, several times worse.)
 static ROOM_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    let room = ROOM
-        .replace("{least}", "MIN")
-        .replace("{limit}", "$1")
-        .replace("{per_handler}", "$2")
-        .replace("{busy}", "COALESCE((SELECT value FROM json_each($3) WHERE key = CAST(h.id AS TEXT)), 0)")
-        .replace("{now}", "$4");
+    let room = room_sql(
+        "MIN",
+        ["$1", "$2", "COALESCE((SELECT value FROM json_each($3) WHERE key = CAST(h.id AS TEXT)), 0)", "$4"],
+    );
     format!(
         "SELECT r.id, r.room,
                 (SELECT u.next_attempt_at FROM deliveries u
@@ -227,35 +231,10 @@ impl Delivery {
                 .load::<Claimed>(conn);
         }
         let ids: Vec<i64> = crate::db::bookkeeping_transaction(conn, |conn| {
-            let mut rooms: Vec<Room> = cached(ROOM_SQLITE.as_str())
-                .bind::<BigInt, _>(limits.limit)
-                .bind::<BigInt, _>(limits.per_handler)
-                .bind::<Text, _>(&limits.busy)
-                .bind::<Timestamp, _>(at)
-                .load(conn)?;
-            // Handlers whose due work is oldest first: once `limit` are
-            // picked, a handler whose first due row is later than all of
-            // them has nothing to add, nor has any after it.
-            rooms.sort_unstable_by_key(|r| (r.first_due, r.id));
-            let limit = usize::try_from(limits.limit).unwrap_or(0);
-            let mut picked: Vec<Candidate> = Vec::new();
-            for room in rooms {
-                if picked.len() >= limit && picked.last().is_none_or(|last| last.next_attempt_at < room.first_due) {
-                    break;
-                }
-                let candidates: Vec<Candidate> = cached(CANDIDATES_SQLITE.as_str())
-                    .bind::<BigInt, _>(room.id)
-                    .bind::<Timestamp, _>(at)
-                    .bind::<BigInt, _>(room.room)
-                    .load(conn)?;
-                picked.extend(candidates);
-                picked.sort_unstable_by_key(|c| (c.next_attempt_at, c.id));
-                picked.truncate(limit);
-            }
+            let picked = pick_sqlite(conn, limits, at)?;
             if picked.is_empty() {
                 return Ok(Vec::new());
             }
-            let picked: Vec<i64> = picked.iter().map(|c| c.id).collect();
             LEASE_SQLITE
                 .on(conn)
                 .bind::<Text, _>(owner)
@@ -272,4 +251,35 @@ impl Delivery {
         }
         LOAD_SQLITE.on(conn).bind::<Text, _>(id_list(&ids)).load(conn)
     }
+}
+
+/// SQLite: the ids of the first `limit` deliveries of all the handlers with
+/// room, in due order (see [`ROOM_SQLITE`]).
+fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime) -> QueryResult<Vec<i64>> {
+    let mut rooms: Vec<Room> = cached(ROOM_SQLITE.as_str())
+        .bind::<BigInt, _>(limits.limit)
+        .bind::<BigInt, _>(limits.per_handler)
+        .bind::<Text, _>(&limits.busy)
+        .bind::<Timestamp, _>(at)
+        .load(conn)?;
+    // Handlers whose due work is oldest first: once `limit` are picked, a
+    // handler whose first due row is later than all of them has nothing to
+    // add, nor has any after it.
+    rooms.sort_unstable_by_key(|r| (r.first_due, r.id));
+    let limit = usize::try_from(limits.limit).unwrap_or(0);
+    let mut picked: Vec<Candidate> = Vec::new();
+    for room in rooms {
+        if picked.len() >= limit && picked.last().is_none_or(|last| last.next_attempt_at < room.first_due) {
+            break;
+        }
+        let candidates: Vec<Candidate> = cached(CANDIDATES_SQLITE.as_str())
+            .bind::<BigInt, _>(room.id)
+            .bind::<Timestamp, _>(at)
+            .bind::<BigInt, _>(room.room)
+            .load(conn)?;
+        picked.extend(candidates);
+        picked.sort_unstable_by_key(|c| (c.next_attempt_at, c.id));
+        picked.truncate(limit);
+    }
+    Ok(picked.iter().map(|c| c.id).collect())
 }
