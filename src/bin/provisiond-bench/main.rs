@@ -90,14 +90,7 @@ async fn bench(args: Args) {
     let pid = server.id();
     wait_ready(&client, &address).await;
     if !args.ingest_only {
-        let mut handler = serde_json::json!({"name": "bench sink", "events_id": "clients.update", "type": "http", "target": format!("{sink}/hook"), "priority": 1});
-        if args.backlog {
-            // The held attempts wait for their answer instead of timing out.
-            handler["timeout_ms"] = 300_000.into();
-        }
-        let res =
-            client.post(format!("{address}/api/v1/handlers")).bearer_auth(TOKEN).json(&handler).send().await.unwrap();
-        assert_eq!(res.status(), 201, "handler created");
+        register_handler(&client, &address, &sink, args.backlog).await;
     }
 
     let cpu_before = cpu_seconds(pid);
@@ -107,18 +100,8 @@ async fn bench(args: Args) {
     let start = Instant::now();
     let load = post_events(&args, &address, start).await;
     let ingest_elapsed = start.elapsed();
-    let drain_start = if args.backlog {
-        let start = DrainStart {
-            at: Instant::now(),
-            held: arrivals.total.load(Ordering::Relaxed),
-            cpu: cpu_seconds(pid),
-            metrics: metrics(&client, &address).await,
-        };
-        arrivals.release();
-        Some(start)
-    } else {
-        None
-    };
+    let drain_start =
+        if args.backlog { Some(DrainStart::release(&arrivals, pid, &client, &address).await) } else { None };
     let deadline = Instant::now() + Duration::from_secs(120);
     while !args.ingest_only && arrivals.total.load(Ordering::Relaxed) < args.events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -170,6 +153,31 @@ struct DrainStart {
     held: usize,
     cpu: f64,
     metrics: String,
+}
+
+impl DrainStart {
+    /// Lets the sink answer again; what the drain starts from.
+    async fn release(arrivals: &Arrivals, pid: u32, client: &reqwest::Client, address: &str) -> Self {
+        let start = Self {
+            at: Instant::now(),
+            held: arrivals.total.load(Ordering::Relaxed),
+            cpu: cpu_seconds(pid),
+            metrics: metrics(client, address).await,
+        };
+        arrivals.release();
+        start
+    }
+}
+
+/// The one handler, posting to the sink's `/hook`.
+async fn register_handler(client: &reqwest::Client, address: &str, sink: &str, backlog: bool) {
+    let mut handler = serde_json::json!({"name": "bench sink", "events_id": "clients.update", "type": "http", "target": format!("{sink}/hook"), "priority": 1});
+    if backlog {
+        // The held attempts wait for their answer instead of timing out.
+        handler["timeout_ms"] = 300_000.into();
+    }
+    let res = client.post(format!("{address}/api/v1/handlers")).bearer_auth(TOKEN).json(&handler).send().await.unwrap();
+    assert_eq!(res.status(), 201, "handler created");
 }
 
 async fn metrics(client: &reqwest::Client, address: &str) -> String {
