@@ -9,7 +9,7 @@ use super::{auth::ApiClient, parse_id, read_body};
 use crate::{
     app::AppState,
     db::{
-        deliveries::Delivery,
+        deliveries::{Delivery, PARKED},
         events::{Event, Ingested},
     },
     domain::envelope::{EnvelopeError, parse_envelope},
@@ -74,7 +74,8 @@ fn rfc3339(t: NaiveDateTime) -> String {
 
 impl From<Delivery> for DeliveryOut {
     fn from(d: Delivery) -> Self {
-        let waiting = matches!(d.state.as_str(), "pending");
+        // Parked: due when the chain before it has gone, at no set time.
+        let waiting = d.state == "pending" && d.next_attempt_at != PARKED;
         Self {
             id: d.id,
             handler_id: d.handler_id,

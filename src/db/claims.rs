@@ -4,10 +4,16 @@
 //! at on its own, through the due index by handler: one at its limit (an
 //! endpoint that hangs, with a backlog behind it) costs the claims of the
 //! others nothing.
+//!
+//! A delivery waiting on a handler before it in its event's chain (rule 3) is
+//! *parked*: not due ([`PARKED`]) until the first attempt before it ends, when
+//! [`Delivery::unpark`] makes it due, in the transaction that ends that
+//! attempt. So a hung handler at the head of a chain leaves the handlers
+//! after it no backlog of due rows that every claim would step over.
 
 use std::sync::LazyLock;
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use diesel::{
     prelude::*,
     sql_types::{BigInt, Integer, Text, Timestamp},
@@ -82,11 +88,28 @@ const ROOM: &str = "
            WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= {now}
            ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1";
 
+/// When a delivery waiting on its event's chain is due: never, until
+/// [`Delivery::unpark`] sets it to now. Far enough ahead to sort after any
+/// real time, and written the same way by both backends' timestamps (as text
+/// on SQLite).
+pub const PARKED: NaiveDateTime = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(day) => day.and_time(NaiveTime::MIN),
+    None => NaiveDateTime::MAX,
+};
+
+/// Rule 3 for the delivery `c`: no handler before it in its event's chain
+/// (priority, then id) is still waiting for its first attempt to end.
+const CHAIN_CLEAR: &str = "NOT EXISTS (
+        SELECT 1 FROM deliveries q
+        WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+          AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id)))";
+
 /// A handler's first `{room}` deliveries it may take, in due order (the due
 /// index's): due, not waiting on an earlier delivery of the same object for
 /// the same handler (rule 4), and for a first attempt, not waiting on a
-/// handler earlier in the event's chain (rule 3). Each row looked at costs a
-/// few index probes, and only this handler's rows are looked at.
+/// handler earlier in the event's chain (rule 3; a parked delivery is not due,
+/// so this only confirms it). Each row looked at costs a few index probes, and
+/// only this handler's rows are looked at.
 const CANDIDATES: &str = "
     SELECT c.id, c.next_attempt_at
     FROM deliveries c
@@ -95,12 +118,27 @@ const CANDIDATES: &str = "
         SELECT 1 FROM deliveries p
         WHERE p.handler_id = c.handler_id AND p.entity = c.entity AND p.object_id = c.object_id
           AND p.id < c.id AND p.state IN ('pending', 'in_flight'))
-      AND (c.first_attempt_done OR NOT EXISTS (
-        SELECT 1 FROM deliveries q
-        WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
-          AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id))))
+      AND (c.first_attempt_done OR {chain_clear})
     ORDER BY c.next_attempt_at, c.id
     LIMIT {room}";
+
+/// Makes due at `$1` the parked deliveries whose turn has come ({events}:
+/// of some events, or of all): those of the next handler of a chain whose
+/// first attempt before it ended, was cancelled or deleted.
+const UNPARK: &str = "
+    UPDATE deliveries AS c SET next_attempt_at = $1
+    WHERE {events} c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = {parked}
+      AND {chain_clear}";
+static UNPARK_EVENTS: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        &UNPARK
+            .replace("{events}", "c.event_id IN JSON($2) AND")
+            .replace("{parked}", "$3")
+            .replace("{chain_clear}", CHAIN_CLEAR),
+    )
+});
+static UNPARK_ALL: LazyLock<String> =
+    LazyLock::new(|| UNPARK.replace("{events}", "").replace("{parked}", "$2").replace("{chain_clear}", CHAIN_CLEAR));
 
 /// The lease of the picked rows (`{in_pick}`) to `$1` until `$2`; `$3` is
 /// now, `{lock}` skips rows another process holds.
@@ -132,7 +170,11 @@ const LOAD: &str = "
 /// to flush.
 static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
     let room = room_sql("LEAST", ["$4", "$5", "COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)", "$3"]);
-    let candidates = CANDIDATES.replace("{handler}", "r.id").replace("{now}", "$3").replace("{room}", "r.room");
+    let candidates = CANDIDATES
+        .replace("{handler}", "r.id")
+        .replace("{now}", "$3")
+        .replace("{room}", "r.room")
+        .replace("{chain_clear}", CHAIN_CLEAR);
     let pick = format!(
         "SELECT e.id FROM ({room}) AS r CROSS JOIN LATERAL ({candidates}) AS e ORDER BY e.next_attempt_at, e.id LIMIT $4"
     );
@@ -179,8 +221,13 @@ static ROOM_SQLITE: LazyLock<String> = LazyLock::new(|| {
     // numbered 1, being first in the text (see `prepared`).
     .replace('$', "?")
 });
-static CANDIDATES_SQLITE: LazyLock<String> =
-    LazyLock::new(|| CANDIDATES.replace("{handler}", "$1").replace("{now}", "$2").replace("{room}", "$3"));
+static CANDIDATES_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    CANDIDATES
+        .replace("{handler}", "$1")
+        .replace("{now}", "$2")
+        .replace("{room}", "$3")
+        .replace("{chain_clear}", CHAIN_CLEAR)
+});
 static LEASE_SQLITE: LazyLock<Sql> =
     LazyLock::new(|| Sql::new(&LEASE.replace("{in_pick}", "IN JSON($4)").replace("{lock}", "")));
 static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| Sql::new(&LOAD.replace("IN ({claimed})", "IN JSON($1)")));
@@ -250,6 +297,29 @@ impl Delivery {
             return Ok(Vec::new());
         }
         LOAD_SQLITE.on(conn).bind::<Text, _>(id_list(&ids)).load(conn)
+    }
+
+    /// Makes due now the parked deliveries of the events `event_ids` whose
+    /// turn has come; how many. In the transaction that ended (or cancelled,
+    /// or deleted) a first attempt of these events.
+    pub fn unpark(conn: &mut DbConnection, event_ids: &[i64]) -> QueryResult<usize> {
+        if event_ids.is_empty() {
+            return Ok(0);
+        }
+        UNPARK_EVENTS
+            .on(conn)
+            .bind::<Timestamp, _>(now())
+            .bind::<Text, _>(id_list(event_ids))
+            .bind::<Timestamp, _>(PARKED)
+            .execute(conn)
+    }
+
+    /// [`Delivery::unpark`] for every event: a look over all parked
+    /// deliveries, at a start and now and then on PostgreSQL, where two
+    /// processes ending an event's attempts at once may each have seen the
+    /// other's first attempt as still running.
+    pub fn unpark_all(conn: &mut DbConnection) -> QueryResult<usize> {
+        cached(UNPARK_ALL.as_str()).bind::<Timestamp, _>(now()).bind::<Timestamp, _>(PARKED).execute(conn)
     }
 }
 

@@ -19,7 +19,7 @@ use super::{
     schema::deliveries,
 };
 
-pub use super::claims::{ClaimLimits, Claimed};
+pub use super::claims::{ClaimLimits, Claimed, PARKED};
 
 #[derive(Debug, Clone, Queryable, Identifiable, Serialize)]
 #[diesel(table_name = deliveries)]
@@ -200,10 +200,12 @@ impl Delivery {
         })
     }
 
-    /// Cancels a handler's pending deliveries, each logged as `cancelled`.
+    /// Cancels a handler's pending deliveries, each logged as `cancelled`; the
+    /// handlers after it in those events' chains go on.
     pub fn cancel_pending_of_handler(conn: &mut DbConnection, handler_id: i64, reason: &str) -> QueryResult<usize> {
         let at = now();
         crate::db::write_transaction(conn, |conn| {
+            let chains = Self::chains_held_by(conn, handler_id)?;
             diesel::sql_query(
                 "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
                      started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
@@ -216,12 +218,26 @@ impl Delivery {
             .bind::<Text, _>(reason)
             .bind::<BigInt, _>(handler_id)
             .execute(conn)?;
-            diesel::update(
+            let cancelled = diesel::update(
                 deliveries::table.filter(deliveries::handler_id.eq(handler_id)).filter(deliveries::state.eq("pending")),
             )
             .set((deliveries::state.eq("cancelled"), deliveries::updated_at.eq(at)))
-            .execute(conn)
+            .execute(conn)?;
+            Self::unpark(conn, &chains)?;
+            Ok(cancelled)
         })
+    }
+
+    /// The events whose chain may wait on the first attempt of a delivery of
+    /// `handler_id`: those to [`Delivery::unpark`] once its deliveries are
+    /// cancelled or deleted.
+    pub fn chains_held_by(conn: &mut DbConnection, handler_id: i64) -> QueryResult<Vec<i64>> {
+        deliveries::table
+            .filter(deliveries::handler_id.eq(handler_id))
+            .filter(unfinished())
+            .filter(deliveries::first_attempt_done.eq(false))
+            .select(deliveries::event_id)
+            .load(conn)
     }
 
     /// How many deliveries are waiting or being attempted.

@@ -1,5 +1,7 @@
 //! The `events` table and ingestion: an event and its deliveries in one transaction.
 
+use std::sync::LazyLock;
+
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::{
     prelude::*,
@@ -8,7 +10,9 @@ use diesel::{
 };
 
 use super::{
-    DbConnection, now,
+    DbConnection,
+    claims::PARKED,
+    now,
     prepared::{cached, id_list},
     schema::{deliveries, events, idempotency_keys},
 };
@@ -37,21 +41,41 @@ pub struct Ingested {
     pub replayed: bool,
 }
 
-/// SQLite: one pending delivery for every handler enabled for the events `$4`
-/// (a JSON array of ids).
-const CREATE_DELIVERIES_SQLITE: &str = "
-    INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                            max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
-    SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE, $3, $3, $3
-    FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
-    WHERE e.id IN (SELECT value FROM json_each($4))
-    RETURNING event_id";
+/// When a new delivery of handler `h` is due: at once (`{at}`) for the first
+/// handler of the event's chain, else parked (`{parked}`, see
+/// [`crate::db::claims::PARKED`]) until the first attempt of the one before it
+/// has ended. The deliveries of an event are the handlers enabled for it in
+/// the same statement, so this is the chain the claim's rule 3 sees.
+const FIRST_DUE: &str = "
+    CASE WHEN EXISTS (
+      SELECT 1 FROM handlers b
+      WHERE b.events_id = h.events_id AND b.status = 'enabled'
+        AND (b.priority < h.priority OR (b.priority = h.priority AND b.id < h.id)))
+    THEN {parked} ELSE {at} END";
+
+/// SQLite: one pending delivery for every handler enabled for the events `$5`
+/// (a JSON array of ids), received at `$4`.
+static CREATE_DELIVERIES_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    let first_due = FIRST_DUE.replace("{parked}", "$3").replace("{at}", "$4");
+    format!(
+        "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+         SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE,
+                {first_due}, $4, $4
+         FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
+         WHERE e.id IN (SELECT value FROM json_each($5))
+         RETURNING event_id"
+    )
+});
 
 /// PostgreSQL: the events `$2` (a JSON array, in order), received at `$1`, and one pending
 /// delivery for every handler enabled for each, in one statement; answers
 /// each event's id and number of deliveries, in the order given (ids are
-/// drawn in that order).
-const INGEST_POSTGRES: &str = "
+/// drawn in that order). `$5`: [`crate::db::claims::PARKED`].
+static INGEST_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    INGEST_POSTGRES_TEXT.replace("{first_due}", &FIRST_DUE.replace("{parked}", "$5").replace("{at}", "$1"))
+});
+const INGEST_POSTGRES_TEXT: &str = "
     WITH new_events AS (
       INSERT INTO events (events_id, entity, object_id, payload, received_at)
       SELECT x.e ->> 'events_id', x.e ->> 'entity', x.e ->> 'object_id', x.e ->> 'payload', $1
@@ -62,7 +86,7 @@ const INGEST_POSTGRES: &str = "
       INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
                               max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
       SELECT e.id, h.id, $3 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $4, FALSE,
-             $1, $1, $1
+             {first_due}, $1, $1
       FROM new_events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
       RETURNING event_id
     )
@@ -172,11 +196,12 @@ impl Event {
                         })
                     })
                     .collect();
-                let rows: Vec<IngestedRow> = cached(INGEST_POSTGRES)
+                let rows: Vec<IngestedRow> = cached(INGEST_POSTGRES.as_str())
                     .bind::<Timestamp, _>(at)
                     .bind::<Text, _>(serde_json::Value::Array(events).to_string())
                     .bind::<Text, _>(&webhook_prefix)
                     .bind::<Integer, _>(max_attempts)
+                    .bind::<Timestamp, _>(PARKED)
                     .load(conn)?;
                 if rows.len() != batch.len() {
                     return Err(Error::NotFound);
@@ -202,9 +227,10 @@ impl Event {
                         .map(|r| r.id)
                     })
                     .collect::<QueryResult<_>>()?;
-                let created: Vec<EventIdRow> = cached(CREATE_DELIVERIES_SQLITE)
+                let created: Vec<EventIdRow> = cached(CREATE_DELIVERIES_SQLITE.as_str())
                     .bind::<Text, _>(&webhook_prefix)
                     .bind::<Integer, _>(max_attempts)
+                    .bind::<Timestamp, _>(PARKED)
                     .bind::<Timestamp, _>(at)
                     .bind::<Text, _>(id_list(&ids))
                     .load(conn)?;

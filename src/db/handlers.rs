@@ -210,11 +210,14 @@ impl Handler {
         Self::find(conn, id)
     }
 
-    /// Deletes the handler with its deliveries and execution logs.
+    /// Deletes the handler with its deliveries and execution logs; the
+    /// handlers after it in its events' chains go on.
     pub fn delete(conn: &mut DbConnection, id: i64) -> QueryResult<Handler> {
         crate::db::write_transaction(conn, |conn| {
             let handler = Self::find(conn, id)?;
+            let chains = Delivery::chains_held_by(conn, id)?;
             diesel::delete(handlers::table.find(id)).execute(conn)?;
+            Delivery::unpark(conn, &chains)?;
             Ok(handler)
         })
     }

@@ -63,20 +63,20 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
             shared.metrics.count_attempt(done.result.outcome);
         }
         shared.metrics.record_commits.fetch_add(1, Ordering::Relaxed);
-        let retries = write(&shared, items).await;
+        let news = write(&shared, items).await;
         {
             let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             for id in handler_ids {
                 in_flight.remove(id);
             }
         }
-        // What this freed (room, the next delivery of an object, the rest of
-        // an event's chain) is due work the worker's last look left behind;
-        // a retry scheduled may be due before the worker next looks. Else
-        // nothing is new to the worker: at a low rate, one claim an event
-        // instead of two (the second found nothing).
+        // What this freed (room, the next delivery of an object) is due work
+        // the worker's last look left behind; the next handler of a chain
+        // made due, or a retry scheduled, is new to it. Else nothing is new
+        // to the worker: at a low rate, one claim an event instead of two
+        // (the second found nothing).
         shared.recorded.fetch_add(1, Ordering::SeqCst);
-        if retries || shared.behind.load(Ordering::SeqCst) {
+        if news || shared.behind.load(Ordering::SeqCst) {
             shared.wake.notify_one();
         }
     }
@@ -85,7 +85,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
 /// Writes a batch, retrying while the database is away: the deliveries stay
 /// claimed by this process (its leases are renewed) until this succeeds. If
 /// the batch fails for a reason of its own rows, each is written alone, so one
-/// bad row costs only itself. Whether a retry was scheduled (or may have been).
+/// bad row costs only itself. Whether it made new work for the worker (or may
+/// have): see [`write_rows`].
 async fn write(shared: &Arc<Shared>, items: Vec<Done>) -> bool {
     let items = Arc::new(items);
     let mut pause = Duration::from_millis(100);
@@ -98,7 +99,7 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) -> bool {
             })
             .await;
         match result {
-            Ok(retries) => return retries,
+            Ok(news) => return news,
             Err(DbError::Query(e)) if items.len() > 1 => {
                 tracing::warn!(error = %cause_chain(&e), "cannot record a batch of attempts; recording them one by one");
                 for one in items.iter() {
@@ -133,7 +134,8 @@ async fn write_one(shared: &Arc<Shared>, done: &Done) {
 
 /// The log rows and new states of a batch. A delivery deleted meanwhile (its
 /// handler was deleted) is skipped: nothing is left to record it against.
-/// Whether it scheduled a retry.
+/// Whether the worker has new work to look for at once or later: a retry
+/// scheduled, or the next handler of a chain made due.
 fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, todo: &[Done]) -> QueryResult<bool> {
     let delivery_ids: Vec<i64> = todo.iter().map(|d| d.delivery.id).collect();
     let present: HashMap<i64, bool> = Delivery::still_present(conn, &delivery_ids)?.into_iter().collect();
@@ -164,7 +166,11 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
     for (state, ids) in ended {
         Delivery::end_all(conn, owner, &ids, state)?;
     }
-    Ok(retries)
+    // A first attempt ended: the next handler of its event's chain may go.
+    let first_attempts: Vec<i64> =
+        todo.iter().filter(|d| d.delivery.attempts == 0).map(|d| d.delivery.event_id).collect();
+    let unparked = Delivery::unpark(conn, &first_attempts)?;
+    Ok(retries || unparked > 0)
 }
 
 /// The delivery's next state and the log row of one attempt.

@@ -27,6 +27,7 @@ const CLAIM_BATCH: usize = 256;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     resume_cut_off(&shared).await;
+    unpark_stragglers(&shared).await;
     let (tx, rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(recorder::run(shared.clone(), rx));
     let mut attempts = JoinSet::new();
@@ -54,6 +55,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         while attempts.try_join_next().is_some() {}
         if Instant::now() >= renew_at {
             renew(&shared).await;
+            if shared.db.backend() == Backend::Postgres && unpark_stragglers(&shared).await {
+                shared.wake.notify_one();
+            }
             renew_at = Instant::now() + shared.settings.lease / 3;
         }
         if full {
@@ -95,6 +99,23 @@ async fn resume_cut_off(shared: &Arc<Shared>) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deliveries = n, "resuming attempts cut off by the last stop"),
         Err(e) => tracing::error!(error = %cause_chain(&e), "cannot resume attempts in flight"),
+    }
+}
+
+/// Makes due the parked deliveries whose turn in their event's chain has
+/// come but were not made due with it (see [`Delivery::unpark_all`]): at a
+/// start, and on PostgreSQL with each lease renewal. Whether there were any.
+async fn unpark_stragglers(shared: &Arc<Shared>) -> bool {
+    match shared.db.run(Delivery::unpark_all).await {
+        Ok(0) => false,
+        Ok(n) => {
+            tracing::info!(deliveries = n, "made due deliveries whose turn in their event's chain had come");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %cause_chain(&e), "cannot look for deliveries whose turn has come");
+            false
+        }
     }
 }
 
@@ -151,7 +172,8 @@ impl Look {
 fn wake_at(next_due: Option<chrono::NaiveDateTime>, poll: Duration) -> Instant {
     let poll = Instant::now() + poll;
     match next_due.map(|due| (due - now()).to_std()) {
-        Some(Ok(wait)) if !wait.is_zero() => (Instant::now() + wait).min(poll),
+        // Far ahead (a parked delivery): the poll comes first.
+        Some(Ok(wait)) if !wait.is_zero() => Instant::now().checked_add(wait).map_or(poll, |due| due.min(poll)),
         _ => poll,
     }
 }

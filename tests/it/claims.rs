@@ -1,9 +1,11 @@
 //! How the dispatcher shares out work between handlers: a handler never has
 //! more attempts at once than its limit, and one with a backlog at its limit
-//! does not hold up the others.
+//! does not hold up the others; the handlers after a hung one in a chain wait
+//! without a due time (parked), and go in turn.
 
 use std::time::Duration;
 
+use diesel::RunQueryDsl;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -14,7 +16,11 @@ use crate::{
     sink::{Behavior, Received, Sink},
 };
 
-on_both_backends!(a_handler_with_a_backlog_gets_its_limit_at_once_and_holds_up_no_other);
+on_both_backends!(
+    a_handler_with_a_backlog_gets_its_limit_at_once_and_holds_up_no_other,
+    the_handlers_after_a_hung_one_wait_unscheduled_and_go_in_turn,
+    a_chain_whose_turn_came_unseen_goes_at_the_next_start
+);
 
 /// The most requests the sink was answering at the same moment.
 fn most_at_once(received: &[Received]) -> usize {
@@ -68,4 +74,115 @@ async fn a_handler_with_a_backlog_gets_its_limit_at_once_and_holds_up_no_other(d
     seen.sort_unstable();
     assert_eq!(seen, (0..BACKLOG as i64).collect::<Vec<_>>(), "each event of the backlog once");
     assert_eq!(fast.len(), 8);
+}
+
+/// The API's view of the deliveries of event `id`, in the chain's order:
+/// `(state, next_attempt_at)`.
+async fn chain_of(app: &TestApp, id: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let event = app.api_json(&format!("/api/v1/events/{id}")).await;
+    event["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["state"].as_str().unwrap().to_owned(), d["next_attempt_at"].clone()))
+        .collect()
+}
+
+async fn the_handlers_after_a_hung_one_wait_unscheduled_and_go_in_turn(db: TestDb) {
+    const LIMIT: usize = 2;
+    const EVENTS: i64 = 4;
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| s.handler_concurrency = LIMIT).await;
+    let sink = Sink::start().await;
+    // The head of the chain answers after a long while: a backlog at its limit.
+    sink.behave("/head", Behavior { delay: Duration::from_millis(1500), ..Behavior::default() });
+    let mut head = http_handler("head", "clients.update", &sink.url("/head"), 1);
+    head["timeout_ms"] = json!(20_000);
+    app.create_handler(head).await;
+    app.create_handler(http_handler("next", "clients.update", &sink.url("/next"), 2)).await;
+    app.create_handler(http_handler("other", "clients.create", &sink.url("/other"), 1)).await;
+    let mut last = serde_json::Value::Null;
+    for n in 0..EVENTS {
+        let (status, answer) = app.post_event(&envelope("clients.update", json!(n), json!({"n": n}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        last = answer["id"].clone();
+    }
+    sink.wait_arrivals(LIMIT, Duration::from_secs(10)).await;
+    // The last event waits at the head for room (due now), and after it in
+    // the chain with no time set: it is not due until the head's attempt ends.
+    let chain = chain_of(&app, &last).await;
+    assert_eq!(chain.len(), 2);
+    assert_eq!(chain[0].0, "pending");
+    assert!(chain[0].1.is_string(), "the head's delivery is due: {chain:?}");
+    assert_eq!(chain[1], ("pending".to_owned(), serde_json::Value::Null), "the next one waits unscheduled");
+    // Another event's handler is not held up meanwhile.
+    for n in 0..3 {
+        let (status, _) = app.post_event(&envelope("clients.create", json!(100 + n), json!({"n": n}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    sink.wait_for("/other", 3, Duration::from_secs(10)).await;
+    assert!(sink.received_on("/next").is_empty(), "nothing passed the hung head: {:?}", sink.received_on("/next"));
+
+    // As the head answers, each event's next handler goes, after its head.
+    let next = sink.wait_for("/next", EVENTS as usize, Duration::from_secs(20)).await;
+    let heads = sink.received_on("/head");
+    let n = |r: &Received| r.json()["data"]["n"].as_i64().unwrap();
+    for r in &next {
+        let head = heads.iter().find(|h| n(h) == n(r)).expect("the head had the event first");
+        assert!(r.started >= head.ended, "event {}: the next handler went before the head's answer", n(r));
+    }
+    let mut seen: Vec<i64> = next.iter().map(n).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..EVENTS).collect::<Vec<_>>());
+    let done = app
+        .api_until(&format!("/api/v1/events/{last}"), "the chain done", |e| {
+            e["deliveries"].as_array().is_some_and(|d| d.iter().all(|d| d["state"] == "succeeded"))
+        })
+        .await;
+    assert_eq!(done["deliveries"].as_array().unwrap().len(), 2);
+}
+
+/// Another process (PostgreSQL) may end the head's first attempt while this
+/// one cancels the next handler's: each sees the other's delivery as still
+/// waiting, and neither makes the third one due. A start (and, on PostgreSQL,
+/// every lease renewal) looks for such deliveries.
+async fn a_chain_whose_turn_came_unseen_goes_at_the_next_start(db: TestDb) {
+    let no_sweep = |s: &mut provisiond::config::Settings| {
+        s.poll_interval = Duration::from_secs(3600);
+        s.lease = Duration::from_secs(3 * 3600);
+        s.shutdown_grace = Duration::from_millis(200);
+    };
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), no_sweep).await;
+    let sink = Sink::start().await;
+    sink.behave("/stuck", Behavior { delay: Duration::from_secs(60), ..Behavior::default() });
+    let mut stuck = http_handler("stuck", "clients.update", &sink.url("/stuck"), 1);
+    stuck["timeout_ms"] = json!(60_000);
+    let stuck = app.create_handler(stuck).await;
+    app.create_handler(http_handler("next", "clients.update", &sink.url("/next"), 2)).await;
+    let (status, answer) = app.post_event(&envelope("clients.update", json!(1), json!({}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    sink.wait_arrivals(1, Duration::from_secs(10)).await;
+    assert_eq!(chain_of(&app, &answer["id"]).await[1], ("pending".to_owned(), serde_json::Value::Null));
+    let db = app.stopped().await;
+
+    // The head's attempt ended elsewhere, without the next one made due.
+    let direct = provisiond::db::Db::connect(&db.url, 1).unwrap();
+    let head = stuck["id"].as_i64().unwrap();
+    let ended = direct
+        .run(move |conn| {
+            diesel::sql_query(format!(
+                "UPDATE deliveries SET state = 'succeeded', attempts = 1, first_attempt_done = TRUE,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE handler_id = {head}"
+            ))
+            .execute(conn)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    drop(direct);
+
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), no_sweep).await;
+    sink.wait_for("/next", 1, Duration::from_secs(10)).await;
+    let chain = chain_of(&app, &answer["id"]).await;
+    assert_eq!(chain[0].0, "succeeded");
 }

@@ -168,6 +168,12 @@ impl TestApp {
         }
     }
 
+    /// Stops the server and gives back its database, for another start.
+    pub async fn stopped(mut self) -> TestDb {
+        self.stop().await;
+        self._db
+    }
+
     /// Posts an event through the API; returns the status and the JSON answer.
     pub async fn post_event(&self, body: &serde_json::Value) -> (StatusCode, serde_json::Value) {
         let res = self.api(reqwest::Method::POST, "/api/v1/events").json(body).send().await.unwrap();

@@ -17,7 +17,8 @@ use crate::{
 
 on_both_backends!(
     deliveries_that_wait_go_when_woken_without_a_sweep,
-    deleting_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once
+    deleting_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once,
+    disabling_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once
 );
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -77,4 +78,33 @@ async fn deleting_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once(db: T
     let res = app.api(reqwest::Method::DELETE, &format!("/api/v1/handlers/{}", stuck["id"])).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     sink.wait_for("/next", 1, WAIT).await;
+}
+
+async fn disabling_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once(db: TestDb) {
+    let app = without_a_sweep(db, 1).await;
+    let sink = Sink::start().await;
+    // One attempt at a time: the first event's attempt at /stuck holds the
+    // second event's, and the chain of both.
+    sink.behave("/stuck", Behavior { delay: Duration::from_secs(60), ..Behavior::default() });
+    let mut stuck = http_handler("stuck", "clients.update", &sink.url("/stuck"), 1);
+    stuck["timeout_ms"] = json!(60_000);
+    let stuck = app.create_handler(stuck).await;
+    app.create_handler(http_handler("next", "clients.update", &sink.url("/next"), 2)).await;
+    for n in [1, 2] {
+        let (status, _) = app.post_event(&envelope("clients.update", json!(n), json!({"n": n}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    sink.wait_arrivals(1, WAIT).await;
+    assert!(sink.received_on("/next").is_empty(), "the chain waits for the first handler");
+    let res = app
+        .api(reqwest::Method::PATCH, &format!("/api/v1/handlers/{}", stuck["id"]))
+        .json(&json!({"status": "disabled"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The second event's waiting attempt is cancelled: its chain goes on at
+    // once; the first's goes on when the attempt in flight ends.
+    let next = sink.wait_for("/next", 1, WAIT).await;
+    assert_eq!(next[0].json()["data"]["n"], 2);
 }
