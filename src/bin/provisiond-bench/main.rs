@@ -7,7 +7,9 @@
 //! with the sink's raw loopback ceiling beside them. Every event must arrive
 //! exactly once. With `--ingest-only` no handler is registered: ingestion on
 //! its own, every event stored. With `--backlog` the sink holds its answers
-//! until every event is acknowledged: how fast the backlog then drains.
+//! until every event is acknowledged: how fast the backlog then drains. With
+//! `--stuck-chain N`, N events of another type first wait behind a handler
+//! that never answers: what a stuck chain costs everyone else.
 
 use std::{
     process::Stdio,
@@ -26,7 +28,7 @@ mod wire;
 
 use report::{Drain, Report};
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(about = "Measure provisiond end to end: ingest, delivery, latency, memory, CPU")]
 struct Args {
     /// Events to post.
@@ -53,6 +55,12 @@ struct Args {
     /// acknowledged: how fast the backlog drains when it comes back.
     #[arg(long, conflicts_with = "ingest_only")]
     backlog: bool,
+    /// Before the run, post this many events of another type to two handlers
+    /// of one chain, the first of which never answers (its attempts wait for
+    /// a long timeout; the second handler's wait for their turn), and leave
+    /// them waiting through the run: what a stuck chain costs everyone else.
+    #[arg(long, default_value_t = 0)]
+    stuck_chain: usize,
     #[arg(long, hide = true)]
     serve: bool,
 }
@@ -92,13 +100,17 @@ async fn bench(args: Args) {
     if !args.ingest_only {
         register_handler(&client, &address, &sink, args.backlog).await;
     }
+    if args.stuck_chain > 0 {
+        stick_a_chain(&args, &client, &address, &sink).await;
+    }
 
+    let metrics_before = metrics(&client, &address).await;
     let cpu_before = cpu_seconds(pid);
     let bench_cpu_before = cpu_seconds(std::process::id());
     let ui_probe = probe_ui(&address).await;
     let rss = probe_rss(pid);
     let start = Instant::now();
-    let load = post_events(&args, &address, start).await;
+    let load = post_events(&args, &address, start, BENCH_EVENT, args.events).await;
     let ingest_elapsed = start.elapsed();
     let drain_start =
         if args.backlog { Some(DrainStart::release(&arrivals, pid, &client, &address).await) } else { None };
@@ -134,6 +146,7 @@ async fn bench(args: Args) {
         cpu,
         bench_cpu,
         metrics,
+        metrics_before,
         ui_times,
         drain,
     };
@@ -169,9 +182,37 @@ impl DrainStart {
     }
 }
 
+/// The event type the run posts.
+const BENCH_EVENT: &str = "clients.update";
+/// The event type of `--stuck-chain`.
+const STUCK_EVENT: &str = "clients.create";
+
+/// `--stuck-chain`: a handler whose endpoint accepts connections and never
+/// answers, a second handler after it in the chain of another event type, and
+/// that many events of that type posted; returns once all are acknowledged.
+async fn stick_a_chain(args: &Args, client: &reqwest::Client, address: &str, sink: &str) {
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_at = format!("http://{}/stuck", hung.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hung.accept().await {
+            held.push(stream);
+        }
+    });
+    for (name, target, priority) in [("stuck", hung_at, 1), ("after stuck", format!("{sink}/after-stuck"), 2)] {
+        let handler = serde_json::json!({"name": name, "events_id": STUCK_EVENT, "type": "http", "target": target,
+                                         "priority": priority, "timeout_ms": 300_000});
+        let res = client.post(format!("{address}/api/v1/handlers")).bearer_auth(TOKEN).json(&handler).send().await;
+        assert_eq!(res.unwrap().status(), 201, "handler created");
+    }
+    let load =
+        post_events(&Args { rate: None, ..args.clone() }, address, Instant::now(), STUCK_EVENT, args.stuck_chain).await;
+    assert_eq!(load.accepted, args.stuck_chain, "every event of the stuck chain acknowledged");
+}
+
 /// The one handler, posting to the sink's `/hook`.
 async fn register_handler(client: &reqwest::Client, address: &str, sink: &str, backlog: bool) {
-    let mut handler = serde_json::json!({"name": "bench sink", "events_id": "clients.update", "type": "http", "target": format!("{sink}/hook"), "priority": 1});
+    let mut handler = serde_json::json!({"name": "bench sink", "events_id": BENCH_EVENT, "type": "http", "target": format!("{sink}/hook"), "priority": 1});
     if backlog {
         // The held attempts wait for their answer instead of timing out.
         handler["timeout_ms"] = 300_000.into();
@@ -209,18 +250,18 @@ struct Load {
     accepted: usize,
 }
 
-/// Posts the events from `connections` keep-alive connections, paced when asked.
-async fn post_events(args: &Args, address: &str, start: Instant) -> Load {
-    let posted_at = Arc::new(Mutex::new(vec![None; args.events]));
+/// Posts `n` events of type `events_id` from `connections` keep-alive
+/// connections, paced when asked.
+async fn post_events(args: &Args, address: &str, start: Instant, events_id: &'static str, n: usize) -> Load {
+    let posted_at = Arc::new(Mutex::new(vec![None; n]));
     let next = Arc::new(AtomicUsize::new(0));
     let accepted = Arc::new(AtomicUsize::new(0));
-    let acks = Arc::new(Mutex::new(Vec::with_capacity(args.events)));
+    let acks = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let interval = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let tasks: Vec<_> = (0..args.connections)
         .map(|_| {
             let (address, next, accepted, posted_at, acks) =
                 (address.to_owned(), next.clone(), accepted.clone(), posted_at.clone(), acks.clone());
-            let n = args.events;
             tokio::spawn(async move {
                 let mut conn = Conn::open(&address, "/api/v1/events", TOKEN).await.expect("a connection to the server");
                 loop {
@@ -232,7 +273,7 @@ async fn post_events(args: &Args, address: &str, start: Instant) -> Load {
                         tokio::time::sleep_until((start + every.mul_f64(i as f64)).into()).await;
                     }
                     let body = format!(
-                        r#"{{"event":{{"dt":"2026-11-24T10:00:00+00:00","events_id":"clients.update","object_id":{i}}},"data":{{"n":{i},"name":"client {i}"}}}}"#
+                        r#"{{"event":{{"dt":"2026-11-24T10:00:00+00:00","events_id":"{events_id}","object_id":{i}}},"data":{{"n":{i},"name":"client {i}"}}}}"#
                     );
                     let posted = Instant::now();
                     posted_at.lock().unwrap()[i] = Some(posted);

@@ -20,6 +20,8 @@ pub struct Report<'a> {
     pub cpu: f64,
     pub bench_cpu: f64,
     pub metrics: String,
+    /// The server's `/metrics` as the run started (after `--stuck-chain`'s posts).
+    pub metrics_before: String,
     pub ui_times: Vec<Duration>,
     /// With `--backlog`: how the backlog drained once the sink answered.
     pub drain: Option<Drain>,
@@ -38,8 +40,9 @@ pub struct Drain {
 }
 
 impl Report<'_> {
+    /// A counter of the server's `/metrics`: its growth during the run.
     fn metric(&self, name: &str) -> f64 {
-        metric(&self.metrics, name)
+        metric(&self.metrics, name) - metric(&self.metrics_before, name)
     }
 
     fn percentile(&self, p: f64) -> Duration {
@@ -52,9 +55,13 @@ impl Report<'_> {
         let (n, ok, args) = (self.args.events, self.accepted, self.args);
         let backend = if args.database.is_empty() { "SQLite" } else { "PostgreSQL" };
         println!(
-            "provisiond-bench: {n} events, {} connections, {backend}{}",
+            "provisiond-bench: {n} events, {} connections, {backend}{}{}",
             args.connections,
-            args.rate.map(|r| format!(", paced at {r} events/s")).unwrap_or_default()
+            args.rate.map(|r| format!(", paced at {r} events/s")).unwrap_or_default(),
+            match args.stuck_chain {
+                0 => String::new(),
+                k => format!(", beside {k} events stuck behind a handler that never answers"),
+            }
         );
         if let Some(c) = self.ceiling {
             println!("  raw sink ceiling      {c:>10.0} requests/s (loopback, same connections)");
@@ -121,7 +128,7 @@ impl Report<'_> {
             drain.held,
             drain.secs
         );
-        let during = |name: &str| self.metric(name) - metric(&drain.metrics_before, name);
+        let during = |name: &str| metric(&self.metrics, name) - metric(&drain.metrics_before, name);
         let claims = during("provisiond_claims_total");
         println!(
             "  during the drain      {:.1} µs/event of server CPU, {:.1} deliveries per claim, {:.3} ms each in their statements ({claims:.0} claims)",
