@@ -124,11 +124,17 @@ const CANDIDATES: &str = "
 
 /// Makes due at `$1` the parked deliveries whose turn has come ({events}:
 /// of some events, or of all): those of the next handler of a chain whose
-/// first attempt before it ended, was cancelled or deleted.
+/// first attempt before it ended, was cancelled or deleted. On PostgreSQL a
+/// row another transaction holds is skipped, not waited for: it is being
+/// cancelled or deleted, or made due by another; waiting could deadlock with
+/// a cancellation that locks the rows in another order.
 const UNPARK: &str = "
-    UPDATE deliveries AS c SET next_attempt_at = $1
-    WHERE {events} c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = {parked}
-      AND {chain_clear}";
+    UPDATE deliveries SET next_attempt_at = $1
+    WHERE id IN (
+      SELECT c.id FROM deliveries c
+      WHERE {events} c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = {parked}
+        AND {chain_clear}
+      {skip_locked})";
 static UNPARK_EVENTS: LazyLock<Sql> = LazyLock::new(|| {
     Sql::new(
         &UNPARK
@@ -137,8 +143,9 @@ static UNPARK_EVENTS: LazyLock<Sql> = LazyLock::new(|| {
             .replace("{chain_clear}", CHAIN_CLEAR),
     )
 });
-static UNPARK_ALL: LazyLock<String> =
-    LazyLock::new(|| UNPARK.replace("{events}", "").replace("{parked}", "$2").replace("{chain_clear}", CHAIN_CLEAR));
+static UNPARK_ALL: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(&UNPARK.replace("{events}", "").replace("{parked}", "$2").replace("{chain_clear}", CHAIN_CLEAR))
+});
 
 /// The lease of the picked rows (`{in_pick}`) to `$1` until `$2`; `$3` is
 /// now, `{lock}` skips rows another process holds.
@@ -319,7 +326,7 @@ impl Delivery {
     /// processes ending an event's attempts at once may each have seen the
     /// other's first attempt as still running.
     pub fn unpark_all(conn: &mut DbConnection) -> QueryResult<usize> {
-        cached(UNPARK_ALL.as_str()).bind::<Timestamp, _>(now()).bind::<Timestamp, _>(PARKED).execute(conn)
+        UNPARK_ALL.on(conn).bind::<Timestamp, _>(now()).bind::<Timestamp, _>(PARKED).execute(conn)
     }
 }
 

@@ -205,7 +205,6 @@ impl Delivery {
     pub fn cancel_pending_of_handler(conn: &mut DbConnection, handler_id: i64, reason: &str) -> QueryResult<usize> {
         let at = now();
         crate::db::write_transaction(conn, |conn| {
-            let chains = Self::chains_held_by(conn, handler_id)?;
             diesel::sql_query(
                 "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
                      started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
@@ -218,19 +217,22 @@ impl Delivery {
             .bind::<Text, _>(reason)
             .bind::<BigInt, _>(handler_id)
             .execute(conn)?;
-            let cancelled = diesel::update(
+            let cancelled: Vec<(i64, bool)> = diesel::update(
                 deliveries::table.filter(deliveries::handler_id.eq(handler_id)).filter(deliveries::state.eq("pending")),
             )
             .set((deliveries::state.eq("cancelled"), deliveries::updated_at.eq(at)))
-            .execute(conn)?;
+            .returning((deliveries::event_id, deliveries::first_attempt_done))
+            .get_results(conn)?;
+            // Those that had not had their first attempt held up their chain.
+            let chains: Vec<i64> = cancelled.iter().filter(|(_, done)| !done).map(|(event, _)| *event).collect();
             Self::unpark(conn, &chains)?;
-            Ok(cancelled)
+            Ok(cancelled.len())
         })
     }
 
     /// The events whose chain may wait on the first attempt of a delivery of
     /// `handler_id`: those to [`Delivery::unpark`] once its deliveries are
-    /// cancelled or deleted.
+    /// deleted.
     pub fn chains_held_by(conn: &mut DbConnection, handler_id: i64) -> QueryResult<Vec<i64>> {
         deliveries::table
             .filter(deliveries::handler_id.eq(handler_id))

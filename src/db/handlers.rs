@@ -215,6 +215,14 @@ impl Handler {
     pub fn delete(conn: &mut DbConnection, id: i64) -> QueryResult<Handler> {
         crate::db::write_transaction(conn, |conn| {
             let handler = Self::find(conn, id)?;
+            // On PostgreSQL, the handler's row lock first: an ingestion adding
+            // deliveries for it (which holds a key share of the row) is waited
+            // for, and its deliveries are among those seen below.
+            if let DbConnection::Postgres(_) = conn {
+                diesel::sql_query("SELECT id FROM handlers WHERE id = $1 FOR UPDATE")
+                    .bind::<diesel::sql_types::BigInt, _>(id)
+                    .execute(conn)?;
+            }
             let chains = Delivery::chains_held_by(conn, id)?;
             diesel::delete(handlers::table.find(id)).execute(conn)?;
             Delivery::unpark(conn, &chains)?;

@@ -9,7 +9,9 @@
 //!
 //! A statement whose text differs between the backends only in how it reads
 //! a list is a [`Sql`] template: `col IN JSON($n)` stands for "col is one of
-//! the ids of the JSON array bound as `$n`".
+//! the ids of the JSON array bound as `$n`"; `{skip_locked}` after a
+//! subquery's `SELECT` is `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite has
+//! one writer at a time, and no row locks).
 //!
 //! Parameters are written `$1`, `$2`, … on both backends. SQLite numbers `$N`
 //! parameters in the order they first appear in the text, so they must first
@@ -115,7 +117,10 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(template: &str) -> Self {
-        Self { postgres: expand(template, Backend::Postgres), sqlite: expand(template, Backend::Sqlite) }
+        Self {
+            postgres: expand(&template.replace("{skip_locked}", "FOR UPDATE SKIP LOCKED"), Backend::Postgres),
+            sqlite: expand(&template.replace("{skip_locked}", ""), Backend::Sqlite),
+        }
     }
 
     /// The statement for the backend of `conn`.

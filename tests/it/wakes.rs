@@ -18,7 +18,8 @@ use crate::{
 on_both_backends!(
     deliveries_that_wait_go_when_woken_without_a_sweep,
     deleting_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once,
-    disabling_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once
+    disabling_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once,
+    disabling_the_middle_of_a_chain_leaves_the_rest_waiting_for_the_head
 );
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -107,4 +108,38 @@ async fn disabling_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once(db: 
     // once; the first's goes on when the attempt in flight ends.
     let next = sink.wait_for("/next", 1, WAIT).await;
     assert_eq!(next[0].json()["data"]["n"], 2);
+}
+
+async fn disabling_the_middle_of_a_chain_leaves_the_rest_waiting_for_the_head(db: TestDb) {
+    let app = without_a_sweep(db, 8).await;
+    let sink = Sink::start().await;
+    sink.behave("/head", Behavior { delay: Duration::from_millis(800), ..Behavior::default() });
+    app.create_handler(http_handler("head", "clients.update", &sink.url("/head"), 1)).await;
+    let middle = app.create_handler(http_handler("middle", "clients.update", &sink.url("/middle"), 2)).await;
+    app.create_handler(http_handler("last", "clients.update", &sink.url("/last"), 3)).await;
+    let (status, answer) = app.post_event(&envelope("clients.update", json!(1), json!({}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    sink.wait_arrivals(1, WAIT).await;
+    let res = app
+        .api(reqwest::Method::PATCH, &format!("/api/v1/handlers/{}", middle["id"]))
+        .json(&json!({"status": "disabled"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The middle one is cancelled; the last still waits for the head.
+    let event = app.api_json(&format!("/api/v1/events/{}", answer["id"])).await;
+    let states: Vec<(&str, &serde_json::Value)> = event["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["state"].as_str().unwrap(), &d["next_attempt_at"]))
+        .collect();
+    assert_eq!(states[1].0, "cancelled");
+    assert_eq!(states[2], ("pending", &serde_json::Value::Null), "the last waits for the head: {states:?}");
+    // Once the head's attempt is recorded, the last goes, after it.
+    let last = sink.wait_for("/last", 1, WAIT).await;
+    let head = sink.received_on("/head");
+    assert!(last[0].started >= head[0].ended, "the last went before the head's answer");
+    assert!(sink.received_on("/middle").is_empty(), "the cancelled one never went");
 }
