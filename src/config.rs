@@ -49,12 +49,14 @@ pub struct Settings {
     #[arg(long, env = "PROVISIOND_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// The most delivery attempts running at once in this process.
+    /// The most delivery attempts running at once in this process, counting
+    /// those whose result is not yet written.
     #[arg(long, env = "PROVISIOND_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_in_flight: usize,
 
     /// The most attempts running at once for one handler (other objects of the
-    /// same handler run in parallel up to this).
+    /// same handler run in parallel up to this); an attempt stops counting
+    /// when the endpoint answers or the script exits.
     #[arg(long, env = "PROVISIOND_HANDLER_CONCURRENCY", default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub handler_concurrency: usize,
 

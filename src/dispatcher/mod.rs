@@ -82,7 +82,12 @@ impl Metrics {
     }
 }
 
-/// Attempts this process has claimed and not yet recorded, by handler.
+/// This process's attempts: `total`, claimed and not yet recorded (at most
+/// `max_in_flight`: the recorder's backlog holds claims back); `by_handler`,
+/// those still running, each handler's at most its concurrency. An attempt
+/// counts against its handler only while it runs: once the endpoint has
+/// answered (or the script exited), the handler has room for the next even
+/// though the answer is not written yet.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     total: usize,
@@ -95,14 +100,19 @@ impl InFlight {
         *self.by_handler.entry(handler_id).or_default() += 1;
     }
 
-    fn remove(&mut self, handler_id: i64) {
-        self.total = self.total.saturating_sub(1);
+    /// The attempt ended; it waits to be recorded.
+    fn ended(&mut self, handler_id: i64) {
         if let Some(n) = self.by_handler.get_mut(&handler_id) {
             *n -= 1;
             if *n == 0 {
                 self.by_handler.remove(&handler_id);
             }
         }
+    }
+
+    /// The attempt is recorded.
+    fn recorded(&mut self) {
+        self.total = self.total.saturating_sub(1);
     }
 }
 

@@ -317,6 +317,7 @@ async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSen
         (status, _) => AttemptResult::cancelled(&format!("cancelled: the handler is {status}")),
     };
     tracing::debug!(delivery = delivery.id, attempt, outcome = result.outcome.as_str(), "attempt ended");
+    shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).ended(delivery.handler_id);
     let _ = tx.send(Done { delivery, attempt, started_at, result });
 }
 
