@@ -158,11 +158,7 @@ async fn a_chain_whose_turn_came_unseen_goes_at_the_next_start(db: TestDb) {
     };
     let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), no_sweep).await;
     let sink = Sink::start().await;
-    sink.behave("/stuck", Behavior { delay: Duration::from_secs(60), ..Behavior::default() });
-    let mut stuck = http_handler("stuck", "clients.update", &sink.url("/stuck"), 1);
-    stuck["timeout_ms"] = json!(60_000);
-    let stuck = app.create_handler(stuck).await;
-    app.create_handler(http_handler("next", "clients.update", &sink.url("/next"), 2)).await;
+    let stuck = crate::wakes::stuck_chain(&app, &sink).await;
     let (status, answer) = app.post_event(&envelope("clients.update", json!(1), json!({}))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     sink.wait_arrivals(1, Duration::from_secs(10)).await;

@@ -63,15 +63,21 @@ async fn deliveries_that_wait_go_when_woken_without_a_sweep(db: TestDb) {
     assert_eq!(second, [1, 2, 3]);
 }
 
-async fn deleting_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once(db: TestDb) {
-    let app = without_a_sweep(db, 8).await;
-    let sink = Sink::start().await;
-    // The first handler's attempt would hold up the chain for a minute.
+/// Two handlers of one chain on `clients.update`: "stuck" (at `/stuck`, which
+/// answers after a minute) then "next" (at `/next`). Returns the first.
+pub async fn stuck_chain(app: &TestApp, sink: &Sink) -> serde_json::Value {
     sink.behave("/stuck", Behavior { delay: Duration::from_secs(60), ..Behavior::default() });
     let mut stuck = http_handler("stuck", "clients.update", &sink.url("/stuck"), 1);
     stuck["timeout_ms"] = json!(60_000);
     let stuck = app.create_handler(stuck).await;
     app.create_handler(http_handler("next", "clients.update", &sink.url("/next"), 2)).await;
+    stuck
+}
+
+async fn deleting_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once(db: TestDb) {
+    let app = without_a_sweep(db, 8).await;
+    let sink = Sink::start().await;
+    let stuck = stuck_chain(&app, &sink).await;
     let (status, _) = app.post_event(&envelope("clients.update", json!(1), json!({}))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     sink.wait_arrivals(1, WAIT).await;
@@ -86,11 +92,7 @@ async fn disabling_a_handler_that_holds_up_a_chain_lets_the_rest_go_at_once(db: 
     let sink = Sink::start().await;
     // One attempt at a time: the first event's attempt at /stuck holds the
     // second event's, and the chain of both.
-    sink.behave("/stuck", Behavior { delay: Duration::from_secs(60), ..Behavior::default() });
-    let mut stuck = http_handler("stuck", "clients.update", &sink.url("/stuck"), 1);
-    stuck["timeout_ms"] = json!(60_000);
-    let stuck = app.create_handler(stuck).await;
-    app.create_handler(http_handler("next", "clients.update", &sink.url("/next"), 2)).await;
+    let stuck = stuck_chain(&app, &sink).await;
     for n in [1, 2] {
         let (status, _) = app.post_event(&envelope("clients.update", json!(n), json!({"n": n}))).await;
         assert_eq!(status, StatusCode::ACCEPTED);

@@ -77,7 +77,13 @@ fn main() {
 }
 
 /// The server, exactly as `provisiond` runs it, configured from the environment.
+/// It ends with the benchmark, even one that panicked or was killed.
 fn serve() {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches
+    // no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    }
     let settings = provisiond::config::Settings::parse_from(["provisiond"]);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
