@@ -94,7 +94,7 @@ const ROOM: &str = "
 /// on SQLite).
 pub const PARKED: NaiveDateTime = match NaiveDate::from_ymd_opt(9999, 12, 31) {
     Some(day) => day.and_time(NaiveTime::MIN),
-    None => NaiveDateTime::MAX,
+    None => panic!("9999-12-31 is a date"),
 };
 
 /// Rule 3 for the delivery `c`: no handler before it in its event's chain
@@ -110,7 +110,8 @@ const CHAIN_CLEAR: &str = "NOT EXISTS (
 /// handler earlier in the event's chain (rule 3; a parked delivery is not due,
 /// so this only confirms it). Each row looked at costs a few index probes, and
 /// only this handler's rows are looked at.
-const CANDIDATES: &str = "
+static CANDIDATES: LazyLock<String> = LazyLock::new(|| CANDIDATES_TEXT.replace("{chain_clear}", CHAIN_CLEAR));
+const CANDIDATES_TEXT: &str = "
     SELECT c.id, c.next_attempt_at
     FROM deliveries c
     WHERE c.handler_id = {handler} AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= {now}
@@ -128,24 +129,18 @@ const CANDIDATES: &str = "
 /// row another transaction holds is skipped, not waited for: it is being
 /// cancelled or deleted, or made due by another; waiting could deadlock with
 /// a cancellation that locks the rows in another order.
-const UNPARK: &str = "
+static UNPARK: LazyLock<String> = LazyLock::new(|| UNPARK_TEXT.replace("{chain_clear}", CHAIN_CLEAR));
+const UNPARK_TEXT: &str = "
     UPDATE deliveries SET next_attempt_at = $1
     WHERE id IN (
       SELECT c.id FROM deliveries c
       WHERE {events} c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = {parked}
         AND {chain_clear}
       {skip_locked})";
-static UNPARK_EVENTS: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(
-        &UNPARK
-            .replace("{events}", "c.event_id IN JSON($2) AND")
-            .replace("{parked}", "$3")
-            .replace("{chain_clear}", CHAIN_CLEAR),
-    )
-});
-static UNPARK_ALL: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(&UNPARK.replace("{events}", "").replace("{parked}", "$2").replace("{chain_clear}", CHAIN_CLEAR))
-});
+static UNPARK_EVENTS: LazyLock<Sql> =
+    LazyLock::new(|| Sql::new(&UNPARK.replace("{events}", "c.event_id IN JSON($2) AND").replace("{parked}", "$3")));
+static UNPARK_ALL: LazyLock<Sql> =
+    LazyLock::new(|| Sql::new(&UNPARK.replace("{events}", "").replace("{parked}", "$2")));
 
 /// The lease of the picked rows (`{in_pick}`) to `$1` until `$2`; `$3` is
 /// now, `{lock}` skips rows another process holds.
@@ -177,11 +172,7 @@ const LOAD: &str = "
 /// to flush.
 static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
     let room = room_sql("LEAST", ["$4", "$5", "COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)", "$3"]);
-    let candidates = CANDIDATES
-        .replace("{handler}", "r.id")
-        .replace("{now}", "$3")
-        .replace("{room}", "r.room")
-        .replace("{chain_clear}", CHAIN_CLEAR);
+    let candidates = CANDIDATES.replace("{handler}", "r.id").replace("{now}", "$3").replace("{room}", "r.room");
     let pick = format!(
         "SELECT e.id FROM ({room}) AS r CROSS JOIN LATERAL ({candidates}) AS e ORDER BY e.next_attempt_at, e.id LIMIT $4"
     );
@@ -228,13 +219,8 @@ static ROOM_SQLITE: LazyLock<String> = LazyLock::new(|| {
     // numbered 1, being first in the text (see `prepared`).
     .replace('$', "?")
 });
-static CANDIDATES_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    CANDIDATES
-        .replace("{handler}", "$1")
-        .replace("{now}", "$2")
-        .replace("{room}", "$3")
-        .replace("{chain_clear}", CHAIN_CLEAR)
-});
+static CANDIDATES_SQLITE: LazyLock<String> =
+    LazyLock::new(|| CANDIDATES.replace("{handler}", "$1").replace("{now}", "$2").replace("{room}", "$3"));
 static LEASE_SQLITE: LazyLock<Sql> =
     LazyLock::new(|| Sql::new(&LEASE.replace("{in_pick}", "IN JSON($4)").replace("{lock}", "")));
 static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| Sql::new(&LOAD.replace("IN ({claimed})", "IN JSON($1)")));

@@ -110,9 +110,9 @@ impl InFlight {
         }
     }
 
-    /// The attempt is recorded.
-    fn recorded(&mut self) {
-        self.total = self.total.saturating_sub(1);
+    /// `n` attempts are recorded.
+    fn recorded(&mut self, n: usize) {
+        self.total = self.total.saturating_sub(n);
     }
 }
 

@@ -64,12 +64,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
         }
         shared.metrics.record_commits.fetch_add(1, Ordering::Relaxed);
         let news = write(&shared, items).await;
-        {
-            let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            for _ in 0..written {
-                in_flight.recorded();
-            }
-        }
+        shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).recorded(written);
         // What this freed (room, the next delivery of an object) is due work
         // the worker's last look left behind; the next handler of a chain
         // made due, or a retry scheduled, is new to it. Else nothing is new
