@@ -1,7 +1,13 @@
 //! Builds the application from [`Settings`]: database, first-start set-up,
 //! the actix server with every route.
 
-use std::net::TcpListener;
+use std::{
+    net::TcpListener,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
 
@@ -22,6 +28,15 @@ pub struct AppState {
     pub ingestor: crate::ingest::Ingestor,
     /// SHA-256 of the API bearer token.
     pub api_token_hash: String,
+    /// Set at a stop: no event is acknowledged after it.
+    stopping: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Whether the server is stopping (ingestion answers 503 then).
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
 }
 
 /// Why the server could not start.
@@ -38,8 +53,18 @@ pub enum StartupError {
 /// A server bound to its port, not yet running.
 pub struct Application {
     port: u16,
-    server: Server,
+    /// `None` once running.
+    server: Option<Server>,
     state: web::Data<AppState>,
+}
+
+/// An application dropped unrun never used its SQLite file: another may.
+impl Drop for Application {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            self.state.db.release_lock();
+        }
+    }
 }
 
 impl Application {
@@ -70,7 +95,9 @@ impl Application {
             .map_err(|e| StartupError::Setup(format!("cannot set up the HTTP client: {}", cause_chain(&e))))?;
         let max_attempts = i32::try_from(settings.retry_schedule.max_attempts()).unwrap_or(i32::MAX);
         let ingestor = crate::ingest::Ingestor::start(db.clone(), dispatcher.clone(), max_attempts);
-        let state = web::Data::new(AppState { db, settings, dispatcher, ingestor, api_token_hash });
+        let grace = settings.shutdown_grace;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let state = web::Data::new(AppState { db, settings, dispatcher, ingestor, api_token_hash, stopping });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -82,16 +109,18 @@ impl Application {
                         .add(("Referrer-Policy", "same-origin")),
                 )
                 .wrap(middleware::Compress::default())
+                .wrap(middleware::from_fn(refuse_nul_in_query))
                 .configure(api::configure)
                 .configure(pages::configure)
         })
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(5)
+        // Requests under way at a stop get the grace, as attempts do, at the same time.
+        .shutdown_timeout(grace.as_secs_f64().ceil() as u64)
         .listen(listener)
         .map_err(|e| StartupError::Setup(e.to_string()))?
         .run();
-        Ok(Self { port, server, state })
+        Ok(Self { port, server: Some(server), state })
     }
 
     pub fn port(&self) -> u16 {
@@ -100,28 +129,35 @@ impl Application {
 
     /// A handle that stops this server and its dispatcher, as a signal would.
     pub fn stopper(&self) -> Stopper {
-        Stopper { server: self.server.handle(), dispatcher: self.state.dispatcher.clone() }
+        Stopper {
+            server: self.server.as_ref().expect("not yet running").handle(),
+            dispatcher: self.state.dispatcher.clone(),
+            stopping: self.state.stopping.clone(),
+        }
     }
 
     /// Serves and dispatches until SIGTERM/SIGINT (or [`Stopper::stop`]):
-    /// then new claims stop, attempts in flight get the grace period, and the
-    /// server closes.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    /// then the server stops accepting connections and events, new claims
+    /// stop, and requests and attempts under way get the grace period (the
+    /// same one, at the same time); on SQLite the file's lock is released last.
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
+        let stopper = self.stopper();
+        let server = self.server.take().expect("run once");
         let dispatcher = self.state.dispatcher.clone();
         let dispatching = tokio::spawn(async move { dispatcher.run().await });
         let housekeeping =
             tokio::spawn(crate::maintenance::run(self.state.db.clone(), self.state.settings.log_retention));
-        let stopper = self.stopper();
         let signals = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("stopping: no new claims; letting attempts in flight finish");
             stopper.stop().await;
         });
-        let result = self.server.await;
+        let result = server.await;
         self.state.dispatcher.stop();
         let _ = dispatching.await;
         housekeeping.abort();
         signals.abort();
+        self.state.db.release_lock();
         result
     }
 }
@@ -131,13 +167,37 @@ impl Application {
 pub struct Stopper {
     server: actix_web::dev::ServerHandle,
     dispatcher: Dispatcher,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Stopper {
+    /// No event acknowledged from now on, no new connection, no new claim;
+    /// returns once the server has closed (within the grace).
     pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let server = self.server.stop(true);
         self.dispatcher.stop();
-        self.server.stop(true).await;
+        server.await;
     }
+}
+
+/// A query string with a NUL byte (`%00`) is refused with 400 before any
+/// route reads it: no filter of any page or API call can hold one (nor can
+/// PostgreSQL compare text with one).
+async fn refuse_nul_in_query(
+    req: actix_web::dev::ServiceRequest,
+    next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if !req.query_string().contains("%00") {
+        return next.call(req).await.map(actix_web::dev::ServiceResponse::map_into_left_body);
+    }
+    let message = "a query parameter contains a NUL byte (%00); no filter may";
+    let response = if req.path().starts_with("/api/") {
+        actix_web::ResponseError::error_response(&crate::error::ApiError::BadRequest(message.into()))
+    } else {
+        actix_web::ResponseError::error_response(&crate::error::AppError::BadRequest(format!("{message}.")))
+    };
+    Ok(req.into_response(response).map_into_right_body())
 }
 
 async fn wait_for_signal() {

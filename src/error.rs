@@ -27,6 +27,8 @@ pub enum AppError {
     Csrf,
     #[error("{0}")]
     NotFound(String),
+    #[error("The database is unavailable at the moment; try again in a few seconds.")]
+    Unavailable(String),
     #[error("Something went wrong on the server; the details are in its log.")]
     Internal(String),
 }
@@ -46,9 +48,16 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{message}")]
     Unprocessable { message: String, errors: Option<FieldErrors> },
+    #[error("the database is unavailable; nothing was stored: try again after the Retry-After seconds")]
+    Unavailable(String),
+    #[error("the server is shutting down; nothing was stored: try again, or another instance")]
+    ShuttingDown,
     #[error("internal server error; the details are in the server's log")]
     Internal(String),
 }
+
+/// Seconds a client is told to wait (`Retry-After`) when the database is unavailable.
+pub const RETRY_AFTER_SECS: u32 = 2;
 
 /// The text of an error and all its causes, for the server log.
 pub fn cause_chain(error: &dyn std::error::Error) -> String {
@@ -70,6 +79,8 @@ impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         if e.is_not_found() {
             AppError::NotFound("There is no such item; it may have been deleted.".into())
+        } else if e.is_unavailable() {
+            AppError::Unavailable(cause_chain(&e))
         } else {
             AppError::Internal(cause_chain(&e))
         }
@@ -84,7 +95,13 @@ impl From<askama::Error> for AppError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        if e.is_not_found() { ApiError::NotFound("not found".into()) } else { ApiError::Internal(cause_chain(&e)) }
+        if e.is_not_found() {
+            ApiError::NotFound("not found".into())
+        } else if e.is_unavailable() {
+            ApiError::Unavailable(cause_chain(&e))
+        } else {
+            ApiError::Internal(cause_chain(&e))
+        }
     }
 }
 
@@ -102,6 +119,7 @@ impl ResponseError for AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,13 +129,19 @@ impl ResponseError for AppError {
             let location = format!("/login?{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default());
             return HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish();
         }
-        if let AppError::Internal(cause) = self {
-            tracing::error!(%cause, "request failed");
+        match self {
+            AppError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            AppError::Unavailable(cause) => tracing::warn!(%cause, "request answered 503: the database is unavailable"),
+            _ => {}
         }
         let status = self.status_code();
         let page = ErrorPage { title: status.canonical_reason().unwrap_or("Error"), message: self.to_string() };
         let body = page.render().unwrap_or_else(|_| self.to_string());
-        HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
+        let mut response = HttpResponse::build(status);
+        if matches!(self, AppError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
+        response.content_type("text/html; charset=utf-8").body(body)
     }
 }
 
@@ -130,21 +154,35 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(%cause, "API request failed");
+        match self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "API request failed"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(%cause, "API request answered 503: the database is unavailable")
+            }
+            _ => {}
         }
         let mut body = json!({ "error": self.to_string() });
         if let ApiError::Unprocessable { errors: Some(errors), .. } = self {
             body["errors"] = json!(errors);
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+            }
+            ApiError::ShuttingDown => {
+                response.insert_header((header::RETRY_AFTER, "1")).insert_header((header::CONNECTION, "close"));
+            }
+            _ => {}
         }
         response.json(body)
     }

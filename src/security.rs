@@ -16,8 +16,8 @@ pub fn random_token() -> String {
 }
 
 /// SHA-256 in lower-case hex.
-pub fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+pub fn sha256_hex(data: impl AsRef<[u8]>) -> String {
+    Sha256::digest(data.as_ref()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Compares two secrets in time that does not depend on where they differ.

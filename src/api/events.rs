@@ -10,7 +10,7 @@ use crate::{
     app::AppState,
     db::{
         deliveries::{Delivery, PARKED},
-        events::{Event, Ingested},
+        events::{Answer, Event, IdempotencyKey, Ingested},
     },
     domain::envelope::{EnvelopeError, parse_envelope},
     error::{ApiError, ApiResult},
@@ -26,15 +26,28 @@ pub async fn ingest_event(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    if state.stopping() {
+        return Err(ApiError::ShuttingDown);
+    }
     let key = idempotency_key(&req)?;
     let body = read_body(payload, state.settings.max_body_bytes).await?;
+    let key = key.map(|key| IdempotencyKey { key, body_sha256: crate::security::sha256_hex(&body) });
     let event =
         parse_envelope(&body, || Utc::now().to_rfc3339_opts(SecondsFormat::Micros, false)).map_err(|e| match e {
             EnvelopeError::Malformed(m) => ApiError::BadRequest(m),
             EnvelopeError::Invalid(m) => ApiError::Unprocessable { message: m, errors: None },
         })?;
-    let Ingested { id, deliveries, replayed } = state.ingestor.ingest(event, key).await?;
-    if !replayed {
+    let Ingested { id, deliveries, answer } = state.ingestor.ingest(event, key).await?;
+    if answer == Answer::KeyReused {
+        return Err(ApiError::Unprocessable {
+            message: format!(
+                "this Idempotency-Key was used for another body (event {id}) in the last 24 hours; \
+                 a new event needs a new key"
+            ),
+            errors: None,
+        });
+    }
+    if answer == Answer::Stored {
         let metrics = state.dispatcher.metrics();
         metrics.events_ingested.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         metrics.deliveries_created.fetch_add(deliveries as u64, std::sync::atomic::Ordering::Relaxed);

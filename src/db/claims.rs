@@ -42,10 +42,15 @@ pub struct Claimed {
     pub entity: String,
     #[diesel(sql_type = Text)]
     pub object_id: String,
+    /// Attempts started, this one included: this attempt's number.
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
     #[diesel(sql_type = Integer)]
     pub max_attempts: i32,
+    /// Whether an attempt before this one ended (this one does not hold up
+    /// the rest of its event's chain).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub first_attempt_done: bool,
     #[diesel(sql_type = Text)]
     pub events_id: String,
     #[diesel(sql_type = Text)]
@@ -142,29 +147,61 @@ static UNPARK_EVENTS: LazyLock<Sql> =
 static UNPARK_ALL: LazyLock<Sql> =
     LazyLock::new(|| Sql::new(&UNPARK.replace("{events}", "").replace("{parked}", "$2")));
 
-/// The lease of the picked rows (`{in_pick}`) to `$1` until `$2`; `$3` is
-/// now, `{lock}` skips rows another process holds.
-const LEASE: &str = "
-    UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_until = $2, next_attempt_at = $2, updated_at = $3
-    WHERE id IN (
-      SELECT id FROM deliveries
-      WHERE id {in_pick} AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
-      {lock})
-    RETURNING id";
+/// The log row of the attempts of the deliveries `d` (joined to their event
+/// `e`) that started and ended without a result: numbered as they were
+/// counted at their claim, started when they were claimed, and `{why}`.
+pub(super) const INTERRUPTED: &str = "
+    INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+        started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+    SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
+        d.updated_at, 0, 'interrupted', NULL, '', '{}', '', {why}, NULL
+    FROM deliveries d JOIN events e ON e.id = d.event_id";
 
-/// What an attempt needs of the claimed rows (`{claimed}`: their ids).
-const LOAD: &str = "
-    SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, d.attempts, d.max_attempts,
-           e.events_id, e.payload, h.handler_type, h.target, h.secret, h.timeout_ms, h.status AS handler_status
-    FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
-    WHERE d.id IN ({claimed})
-    ORDER BY d.id";
+/// Why a taken-over attempt has no result.
+const TAKEN_OVER: &str =
+    "'its lease ran out before a result was recorded (its process was killed or stopped answering); attempted again'";
+
+/// SQLite: the lease of the picked rows `$4` (a JSON array) to `$1` until
+/// `$2`, `$3` being now. The claim counts the attempt (so one cut off is
+/// still counted, and its repeat has the next number).
+static LEASE_SQLITE: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_owner = $1, lease_until = $2,
+             next_attempt_at = $2, updated_at = $3
+         WHERE id IN (
+           SELECT id FROM deliveries
+           WHERE id IN JSON($4) AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3)
+         RETURNING id",
+    )
+});
+
+/// SQLite: the picked rows `$1` (a JSON array) whose lease ran out, logged
+/// as interrupted before they are leased again.
+static TAKEN_OVER_SQLITE: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(&format!("{} WHERE d.id IN JSON($1) AND d.state = 'in_flight'", INTERRUPTED.replace("{why}", TAKEN_OVER)))
+});
+
+/// What an attempt needs of the claimed rows (SQLite: after the lease).
+const LOAD_COLUMNS: &str = "d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, {attempts},
+           d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
+           h.timeout_ms, h.status AS handler_status";
+static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(&format!(
+        "SELECT {} FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
+         WHERE d.id IN JSON($1) ORDER BY d.id",
+        LOAD_COLUMNS.replace("{attempts}", "d.attempts")
+    ))
+});
 
 /// PostgreSQL: one round trip, the lease and the load together, a statement
 /// in a transaction of its own. Each handler with room is joined laterally to
 /// its candidates, and the first `$4` of all in due order are picked. `=
 /// ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a hash
-/// join over the whole table; rows another process holds are skipped.
+/// join over the whole table; rows another process holds are skipped. The
+/// claim counts the attempt; a picked row whose lease ran out is logged as
+/// interrupted (the statement's parts all read the rows as they were before
+/// it: `d.attempts` there is the cut-off attempt's number, `claimed`'s the
+/// new one's).
 /// `set_config(…, true)` makes this transaction's commit return before the WAL
 /// reaches the disk, like [`crate::db::bookkeeping_transaction`] but without
 /// its `BEGIN` and `COMMIT` round trips. It is evaluated with the rows
@@ -176,13 +213,27 @@ static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
     let pick = format!(
         "SELECT e.id FROM ({room}) AS r CROSS JOIN LATERAL ({candidates}) AS e ORDER BY e.next_attempt_at, e.id LIMIT $4"
     );
-    let lease =
-        LEASE.replace("{in_pick}", &format!("= ANY(ARRAY({pick}))")).replace("{lock}", "FOR UPDATE SKIP LOCKED");
-    let load = LOAD.replace(
-        "IN ({claimed})",
-        "IN (SELECT id FROM claimed) AND set_config('synchronous_commit', 'off', true) = 'off'",
-    );
-    format!("WITH claimed AS ({lease}) {load}")
+    let interrupted = INTERRUPTED
+        .replace("{why}", TAKEN_OVER)
+        .replace("FROM deliveries d", "FROM picked p JOIN deliveries d ON d.id = p.id");
+    format!(
+        "/* $1 owner, $2 the lease's end, $3 now, $4 limit, $5 per handler, $6 busy */
+         WITH picked AS MATERIALIZED (
+           SELECT id, state AS was FROM deliveries
+           WHERE id = ANY(ARRAY({pick})) AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
+           FOR UPDATE SKIP LOCKED
+         ), claimed AS (
+           UPDATE deliveries d SET state = 'in_flight', attempts = d.attempts + 1, lease_owner = $1, lease_until = $2,
+               next_attempt_at = $2, updated_at = $3
+           FROM picked p WHERE d.id = p.id
+           RETURNING d.id, d.attempts
+         ), interrupted AS ({interrupted} WHERE p.was = 'in_flight')
+         SELECT {columns}
+         FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
+         WHERE set_config('synchronous_commit', 'off', true) = 'off'
+         ORDER BY d.id",
+        columns = LOAD_COLUMNS.replace("{attempts}", "c.attempts AS attempts")
+    )
 });
 
 /// [`ROOM`] with the backend's two-argument minimum and its `[limit,
@@ -221,9 +272,6 @@ static ROOM_SQLITE: LazyLock<String> = LazyLock::new(|| {
 });
 static CANDIDATES_SQLITE: LazyLock<String> =
     LazyLock::new(|| CANDIDATES.replace("{handler}", "$1").replace("{now}", "$2").replace("{room}", "$3"));
-static LEASE_SQLITE: LazyLock<Sql> =
-    LazyLock::new(|| Sql::new(&LEASE.replace("{in_pick}", "IN JSON($4)").replace("{lock}", "")));
-static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| Sql::new(&LOAD.replace("IN ({claimed})", "IN JSON($1)")));
 
 #[derive(QueryableByName)]
 struct Room {
@@ -275,6 +323,7 @@ impl Delivery {
             if picked.is_empty() {
                 return Ok(Vec::new());
             }
+            TAKEN_OVER_SQLITE.on(conn).bind::<Text, _>(id_list(&picked)).execute(conn)?;
             LEASE_SQLITE
                 .on(conn)
                 .bind::<Text, _>(owner)

@@ -42,12 +42,45 @@ pub struct Delivery {
     pub updated_at: NaiveDateTime,
 }
 
-/// Ends attempts for good: the deliveries `$3` (a JSON array of ids) leased by `$4`.
+/// Ends attempts for good: the deliveries `$3` (a JSON array of ids) leased
+/// by `$4` for their attempt `$5` (a result that comes after its lease was
+/// taken over, by another process or by this one again, ends nothing).
 static END_ALL: LazyLock<Sql> = LazyLock::new(|| {
     Sql::new(
-        "UPDATE deliveries SET state = $1, attempts = attempts + 1, first_attempt_done = TRUE, next_attempt_at = $2,
+        "UPDATE deliveries SET state = $1, first_attempt_done = TRUE, next_attempt_at = $2,
              lease_owner = NULL, lease_until = NULL, updated_at = $2
-         WHERE id IN JSON($3) AND lease_owner = $4 AND state = 'in_flight'",
+         WHERE id IN JSON($3) AND lease_owner = $4 AND state = 'in_flight' AND attempts = $5",
+    )
+});
+
+/// Hands attempts that never started back: pending, due now, uncounted.
+static GIVE_BACK: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        "UPDATE deliveries SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL,
+             next_attempt_at = $1, updated_at = $1
+         WHERE id IN JSON($2) AND lease_owner = $3 AND state = 'in_flight'",
+    )
+});
+
+/// The attempts in flight of `{which}` logged as interrupted (`{why}`).
+fn interrupted(which: &str, why: &str) -> String {
+    format!("{} WHERE d.state = 'in_flight' {which}", super::claims::INTERRUPTED.replace("{why}", why))
+}
+static INTERRUPTED_AT_STOP: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(&interrupted(
+        "AND d.lease_owner = $1",
+        "'still running at the end of the shutdown grace; attempted again'",
+    ))
+});
+static INTERRUPTED_BY_CRASH: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(&interrupted("", "'its process ended before a result was recorded (killed?); attempted again'"))
+});
+
+/// Extends to `$1` the leases of the deliveries `$2` (a JSON array of ids) that `$3` holds.
+static RENEW: LazyLock<Sql> = LazyLock::new(|| {
+    Sql::new(
+        "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1
+         WHERE id IN JSON($2) AND lease_owner = $3 AND state = 'in_flight'",
     )
 });
 
@@ -85,60 +118,70 @@ impl Delivery {
         deliveries::table.find(id).first(conn)
     }
 
-    /// Extends the leases of everything `owner` is attempting.
-    pub fn renew_leases(conn: &mut DbConnection, owner: &str, lease_until: NaiveDateTime) -> QueryResult<usize> {
-        diesel::update(
-            deliveries::table
-                .filter(unfinished())
-                .filter(deliveries::lease_owner.eq(owner))
-                .filter(deliveries::state.eq("in_flight")),
-        )
-        .set((deliveries::lease_until.eq(lease_until), deliveries::next_attempt_at.eq(lease_until)))
-        .execute(conn)
-    }
-
-    /// Hands claimed deliveries back, due at once (for another process or the next start).
-    pub fn release(conn: &mut DbConnection, owner: &str, ids: &[i64]) -> QueryResult<usize> {
-        let at = now();
-        diesel::update(
-            deliveries::table
-                .filter(deliveries::id.eq_any(ids))
-                .filter(deliveries::lease_owner.eq(owner))
-                .filter(deliveries::state.eq("in_flight")),
-        )
-        .set(back_to_pending!(at))
-        .execute(conn)
-    }
-
-    /// Hands back everything `owner` still has in flight (at a stop).
-    pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
-        let at = now();
-        diesel::update(
-            deliveries::table
-                .filter(unfinished())
-                .filter(deliveries::lease_owner.eq(owner))
-                .filter(deliveries::state.eq("in_flight")),
-        )
-        .set(back_to_pending!(at))
-        .execute(conn)
-    }
-
-    /// After a crash of the only process (SQLite): every attempt cut off is due again.
-    pub fn release_all(conn: &mut DbConnection) -> QueryResult<usize> {
-        let at = now();
-        diesel::update(deliveries::table.filter(deliveries::state.eq("in_flight")))
-            .set(back_to_pending!(at))
+    /// Extends the leases of the deliveries `ids` that `owner` is attempting.
+    pub fn renew_leases(
+        conn: &mut DbConnection,
+        owner: &str,
+        ids: &[i64],
+        lease_until: NaiveDateTime,
+    ) -> QueryResult<usize> {
+        RENEW
+            .on(conn)
+            .bind::<Timestamp, _>(lease_until)
+            .bind::<Text, _>(id_list(ids))
+            .bind::<Text, _>(owner)
             .execute(conn)
     }
 
-    /// Writes the end of an attempt, if `owner` still holds the lease.
+    /// Hands claimed deliveries whose attempts never started back, due at
+    /// once and uncounted.
+    pub fn release(conn: &mut DbConnection, owner: &str, ids: &[i64]) -> QueryResult<usize> {
+        GIVE_BACK
+            .on(conn)
+            .bind::<Timestamp, _>(now())
+            .bind::<Text, _>(id_list(ids))
+            .bind::<Text, _>(owner)
+            .execute(conn)
+    }
+
+    /// Hands back everything `owner` still has in flight (at a stop, past
+    /// the grace): each attempt is logged as interrupted and is due again.
+    pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
+        crate::db::write_transaction(conn, |conn| {
+            INTERRUPTED_AT_STOP.on(conn).bind::<Text, _>(owner).execute(conn)?;
+            let at = now();
+            diesel::update(
+                deliveries::table
+                    .filter(unfinished())
+                    .filter(deliveries::lease_owner.eq(owner))
+                    .filter(deliveries::state.eq("in_flight")),
+            )
+            .set(back_to_pending!(at))
+            .execute(conn)
+        })
+    }
+
+    /// After a crash of the only process (SQLite): every attempt cut off is
+    /// logged as interrupted and is due again.
+    pub fn release_all(conn: &mut DbConnection) -> QueryResult<usize> {
+        crate::db::write_transaction(conn, |conn| {
+            INTERRUPTED_BY_CRASH.on(conn).execute(conn)?;
+            let at = now();
+            diesel::update(deliveries::table.filter(deliveries::state.eq("in_flight")))
+                .set(back_to_pending!(at))
+                .execute(conn)
+        })
+    }
+
+    /// Writes the end of an attempt, if `owner` still holds the lease for it.
     pub fn finish(conn: &mut DbConnection, owner: &str, id: i64, end: &Finish) -> QueryResult<bool> {
         let at = now();
         let n = diesel::update(
             deliveries::table
                 .find(id)
                 .filter(deliveries::lease_owner.eq(owner))
-                .filter(deliveries::state.eq("in_flight")),
+                .filter(deliveries::state.eq("in_flight"))
+                .filter(deliveries::attempts.eq(end.attempts)),
         )
         .set((
             deliveries::state.eq(end.state),
@@ -153,14 +196,16 @@ impl Delivery {
         Ok(n == 1)
     }
 
-    /// Ends attempts of `owner` for good (succeeded, failed, cancelled), many at once.
-    pub fn end_all(conn: &mut DbConnection, owner: &str, ids: &[i64], state: &str) -> QueryResult<usize> {
+    /// Ends attempts number `attempt` of `owner` for good (succeeded,
+    /// failed, cancelled), many at once.
+    pub fn end_all(conn: &mut DbConnection, owner: &str, ids: &[i64], attempt: i32, state: &str) -> QueryResult<usize> {
         END_ALL
             .on(conn)
             .bind::<Text, _>(state)
             .bind::<Timestamp, _>(now())
             .bind::<Text, _>(id_list(ids))
             .bind::<Text, _>(owner)
+            .bind::<diesel::sql_types::Integer, _>(attempt)
             .execute(conn)
     }
 

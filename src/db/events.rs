@@ -37,8 +37,27 @@ pub struct Event {
 pub struct Ingested {
     pub id: i64,
     pub deliveries: i64,
-    /// True when an earlier post with the same `Idempotency-Key` answered.
-    pub replayed: bool,
+    pub answer: Answer,
+}
+
+/// What an ingestion did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Stored a new event.
+    Stored,
+    /// Stored nothing: an earlier post with the same `Idempotency-Key` and
+    /// the same body answered (its event is the one named).
+    Replayed,
+    /// Stored nothing: the `Idempotency-Key` was used for another body (the
+    /// event named) within [`IDEMPOTENCY_TTL`].
+    KeyReused,
+}
+
+/// A producer's `Idempotency-Key` and the SHA-256 of the body it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub body_sha256: String,
 }
 
 /// When a new delivery of handler `h` is due: at once (`{at}`) for the first
@@ -138,7 +157,7 @@ impl Event {
     pub fn ingest(
         conn: &mut DbConnection,
         event: &ValidEvent,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&IdempotencyKey>,
         max_attempts: i32,
     ) -> QueryResult<Ingested> {
         let result = crate::db::write_transaction(conn, |conn| {
@@ -154,9 +173,10 @@ impl Event {
             if let Some(key) = idempotency_key {
                 diesel::insert_into(idempotency_keys::table)
                     .values((
-                        idempotency_keys::key.eq(key),
+                        idempotency_keys::key.eq(&key.key),
                         idempotency_keys::event_id.eq(id),
                         idempotency_keys::created_at.eq(at),
+                        idempotency_keys::body_sha256.eq(&key.body_sha256),
                     ))
                     .execute(conn)?;
             }
@@ -206,7 +226,10 @@ impl Event {
                 if rows.len() != batch.len() {
                     return Err(Error::NotFound);
                 }
-                Ok(rows.into_iter().map(|r| Ingested { id: r.id, deliveries: r.deliveries, replayed: false }).collect())
+                Ok(rows
+                    .into_iter()
+                    .map(|r| Ingested { id: r.id, deliveries: r.deliveries, answer: Answer::Stored })
+                    .collect())
             }
             // No round trips to save on SQLite: one prepared insert per event,
             // then the deliveries of all of them.
@@ -240,27 +263,34 @@ impl Event {
                 }
                 Ok(ids
                     .into_iter()
-                    .map(|id| Ingested { id, deliveries: counts.get(&id).copied().unwrap_or(0), replayed: false })
+                    .map(|id| Ingested {
+                        id,
+                        deliveries: counts.get(&id).copied().unwrap_or(0),
+                        answer: Answer::Stored,
+                    })
                     .collect())
             }),
         }
     }
 
-    /// The first answer given for an idempotency key, if still fresh; an
-    /// expired key is removed so it can be used again.
-    fn replay(conn: &mut DbConnection, key: &str) -> QueryResult<Option<Ingested>> {
-        let found: Option<(i64, NaiveDateTime)> = idempotency_keys::table
-            .find(key)
-            .select((idempotency_keys::event_id, idempotency_keys::created_at))
+    /// The first answer given for an idempotency key, if still fresh (or
+    /// that it was given for another body); an expired key is removed so it
+    /// can be used again.
+    fn replay(conn: &mut DbConnection, key: &IdempotencyKey) -> QueryResult<Option<Ingested>> {
+        let found: Option<(i64, NaiveDateTime, Option<String>)> = idempotency_keys::table
+            .find(&key.key)
+            .select((idempotency_keys::event_id, idempotency_keys::created_at, idempotency_keys::body_sha256))
             .first(conn)
             .optional()?;
         match found {
-            Some((id, created)) if created > now() - IDEMPOTENCY_TTL => {
+            Some((id, created, body)) if created > now() - IDEMPOTENCY_TTL => {
                 let count = deliveries::table.filter(deliveries::event_id.eq(id)).count().get_result(conn)?;
-                Ok(Some(Ingested { id, deliveries: count, replayed: true }))
+                let same = body.is_none_or(|body| body == key.body_sha256);
+                let answer = if same { Answer::Replayed } else { Answer::KeyReused };
+                Ok(Some(Ingested { id, deliveries: count, answer }))
             }
             Some(_) => {
-                diesel::delete(idempotency_keys::table.find(key)).execute(conn)?;
+                diesel::delete(idempotency_keys::table.find(&key.key)).execute(conn)?;
                 Ok(None)
             }
             None => Ok(None),

@@ -212,7 +212,7 @@ impl ExecutionLog {
     ) -> QueryResult<LogPage> {
         let mut pages: Vec<ExecutionLog> = Vec::new();
         let (mut older, mut newer) = (false, false);
-        for outcome in ["http_error", "timeout", "connection_error", "script_error"] {
+        for outcome in ["http_error", "timeout", "connection_error", "script_error", "interrupted"] {
             let f = LogFilter { outcome: Some(outcome.to_owned()), ..filter.clone() };
             let page = Self::page(conn, &f, cursor, limit)?;
             older |= page.older;

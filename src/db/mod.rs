@@ -15,9 +15,16 @@ pub mod prepared;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
+mod sqlite_lock;
 mod writer;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, connection::SimpleConnection};
@@ -28,6 +35,19 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 
 /// How long to wait for a connection before giving up with the real cause.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a statement waits, at most, for a pooled connection: with the
+/// database down, a request is answered 503 after this, not after r2d2's 30 s.
+const POOL_WAIT: Duration = Duration::from_secs(2);
+
+/// While the last statement found the database unavailable, the wait is this
+/// short: requests queued behind one another (ingestion's batches) are each
+/// answered 503 at once, not one wait after another. A connection made as the
+/// database comes back is taken within it.
+const POOL_WAIT_WHILE_DOWN: Duration = Duration::from_millis(300);
+
+/// `/readyz` answers within this, whatever the database does.
+const PING_WITHIN: Duration = Duration::from_millis(800);
 
 /// A connection to either backend.
 #[derive(diesel::MultiConnection)]
@@ -60,6 +80,12 @@ pub enum DbError {
     Task(String),
     #[error("cannot commit: {0}")]
     Commit(String),
+    /// The database cannot be reached or cannot take writes now (the text
+    /// says why); trying again later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    InUse(String),
 }
 
 impl DbError {
@@ -67,6 +93,42 @@ impl DbError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, DbError::Query(diesel::result::Error::NotFound))
     }
+
+    /// True when the database, not the request, is the problem and the same
+    /// request may succeed later: no connection (PostgreSQL down or
+    /// restarting), a connection lost, a full disk, a lock held too long.
+    /// Users get 503 with `Retry-After` for these.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) | DbError::Connect(_) | DbError::Unavailable(_) => true,
+            DbError::Query(e) => is_connection_lost(e) || says_unavailable(&e.to_string()),
+            DbError::Commit(text) => says_unavailable(text),
+            DbError::BadUrl(_) | DbError::Migration(_) | DbError::Task(_) | DbError::InUse(_) => false,
+        }
+    }
+}
+
+/// Whether a database's error text says it is down, restarting or full
+/// rather than that the statement is wrong (SQLite gives no other sign;
+/// PostgreSQL's `57P0x`, `53100` and `08xxx` errors carry these texts).
+fn says_unavailable(text: &str) -> bool {
+    const TEXTS: &[&str] = &[
+        "database or disk is full",
+        "disk i/o error",
+        "database is locked",
+        "no space left on device",
+        "could not extend file",
+        "could not write",
+        "the database system is",
+        "terminating connection",
+        "server closed the connection",
+        "no connection to the server",
+        "connection refused",
+        "could not connect",
+        "canceling statement due to conflict with recovery",
+    ];
+    let text = text.to_lowercase();
+    TEXTS.iter().any(|t| text.contains(t))
 }
 
 /// Where a database URL points.
@@ -107,11 +169,13 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     target: Target,
+    /// Connections found lost so far (see [`Pooled::checked_at_loss`]).
+    lost: Arc<AtomicU64>,
 }
 
 impl ConnectionManager {
     fn new(url: &str) -> Result<Self, DbError> {
-        Ok(Self { target: Target::parse(url)? })
+        Ok(Self { target: Target::parse(url)?, lost: Arc::new(AtomicU64::new(0)) })
     }
 
     fn open(&self) -> Result<DbConnection, DbError> {
@@ -133,10 +197,19 @@ impl ConnectionManager {
     }
 }
 
-/// A pooled connection and when it last answered.
+/// A pooled connection, when it last answered, and what its last error said
+/// of it.
 pub struct Pooled {
     conn: DbConnection,
     answered_at: Instant,
+    /// [`ConnectionManager::lost`] when this connection was last checked: a
+    /// connection lost since (the server restarted?) makes every other one
+    /// suspect until checked.
+    checked_at_loss: u64,
+    /// The connection itself failed (closed, cannot send): thrown away.
+    broken: bool,
+    /// A statement failed for some other reason: checked before its next use.
+    suspect: bool,
 }
 
 impl std::ops::Deref for Pooled {
@@ -152,10 +225,23 @@ impl std::ops::DerefMut for Pooled {
     }
 }
 
+impl Pooled {
+    /// Takes note of an error a statement on this connection returned.
+    fn failed(&mut self, error: &diesel::result::Error, lost: &AtomicU64) {
+        if matches!(self.conn, DbConnection::Postgres(_)) && is_connection_lost(error) {
+            self.broken = true;
+            lost.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.suspect = true;
+        }
+    }
+}
+
 /// A connection used this recently is not checked again before its next use:
 /// the check is a round trip to PostgreSQL (and a parse on SQLite) that cost
 /// as much as the dispatcher's own statements. One idle for longer (the
-/// server may have restarted meanwhile) is checked, as r2d2 does by default.
+/// server may have restarted meanwhile), one whose last statement failed, and
+/// every one after another was found lost, are checked first.
 const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 impl r2d2::ManageConnection for ConnectionManager {
@@ -163,20 +249,44 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = DbError;
 
     fn connect(&self) -> Result<Pooled, DbError> {
-        Ok(Pooled { conn: self.open()?, answered_at: Instant::now() })
+        let conn = self.open()?;
+        let checked_at_loss = self.lost.load(Ordering::SeqCst);
+        Ok(Pooled { conn, answered_at: Instant::now(), checked_at_loss, broken: false, suspect: false })
     }
 
     fn is_valid(&self, pooled: &mut Pooled) -> Result<(), DbError> {
-        if pooled.answered_at.elapsed() >= CHECK_IF_IDLE_FOR {
+        let lost = self.lost.load(Ordering::SeqCst);
+        if pooled.suspect || pooled.checked_at_loss != lost || pooled.answered_at.elapsed() >= CHECK_IF_IDLE_FOR {
             pooled.conn.batch_execute("SELECT 1")?;
         }
         pooled.answered_at = Instant::now();
+        pooled.checked_at_loss = lost;
+        pooled.suspect = false;
         Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut Pooled) -> bool {
-        false
+    /// Thrown away on its return to the pool: a connection that failed as a
+    /// connection, or left in a transaction (a panic, a failed rollback).
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        let status = match &mut pooled.conn {
+            DbConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c),
+            DbConnection::Postgres(c) => AnsiTransactionManager::transaction_manager_status_mut(c),
+        };
+        let in_transaction = !matches!(status.transaction_depth(), Ok(None));
+        pooled.broken || in_transaction || std::thread::panicking()
     }
+}
+
+/// Whether the error says the connection itself is gone (the server closed
+/// it, restarted, or cannot be reached), not that the statement failed.
+pub fn is_connection_lost(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        error,
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
+            | Error::BrokenTransactionManager
+    )
 }
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
@@ -186,6 +296,12 @@ pub type Pool = r2d2::Pool<ConnectionManager>;
 pub struct Db {
     pool: Pool,
     backend: Backend,
+    /// The pool's count of connections found lost.
+    lost: Arc<AtomicU64>,
+    /// Whether the last statement found the database unavailable.
+    down: Arc<std::sync::atomic::AtomicBool>,
+    /// SQLite: the lock on the file, held while this process uses it.
+    lock: Option<Arc<std::sync::Mutex<Option<sqlite_lock::FileLock>>>>,
     /// SQLite takes one writer at a time, and a writer that finds the lock
     /// taken sleeps in growing steps (up to 100 ms) before trying again. The
     /// hot writers (ingestion, claims, the recorder) queue for one writer
@@ -199,6 +315,11 @@ impl Db {
     pub fn connect(url: &str, pool_size: u32) -> Result<Self, DbError> {
         let manager = ConnectionManager::new(url)?;
         let backend = manager.target.backend();
+        // One process per SQLite file: taken before anything touches it.
+        let lock = match &manager.target {
+            Target::Sqlite(path) => Some(Arc::new(std::sync::Mutex::new(Some(sqlite_lock::FileLock::take(path)?)))),
+            Target::Postgres(_) => None,
+        };
         // One direct connection first: a refused connection or a bad password
         // is reported as it is, not as a pool timeout.
         let mut first = manager.open()?;
@@ -214,16 +335,22 @@ impl Db {
             }
             Backend::Postgres => None,
         };
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)?;
-        Ok(Self { pool, backend, writer })
+        let lost = manager.lost.clone();
+        let pool =
+            r2d2::Pool::builder().max_size(pool_size).min_idle(Some(1)).connection_timeout(POOL_WAIT).build(manager)?;
+        Ok(Self { pool, backend, lost, down: Default::default(), lock, writer })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Lets another process use the SQLite file (once this one has stopped
+    /// using it: at the end of a run). The lock also ends with the process.
+    pub fn release_lock(&self) {
+        if let Some(lock) = &self.lock {
+            lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
     }
 
     /// SQLite: the write transactions its writer has run (several queued
@@ -238,13 +365,35 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn).map_err(DbError::from)
+        let wait = if self.down.load(Ordering::Relaxed) { POOL_WAIT_WHILE_DOWN } else { POOL_WAIT };
+        self.run_within(wait, f).await
+    }
+
+    /// [`Db::run`], waiting at most `wait` for a connection. A connection
+    /// whose statement failed as a connection (PostgreSQL restarted) is
+    /// thrown away, and the others are checked before their next use.
+    async fn run_within<F, T>(&self, wait: Duration, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (pool, lost) = (self.pool.clone(), self.lost.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get_timeout(wait)?;
+            let result = f(&mut conn);
+            if let Err(e) = &result {
+                conn.failed(e, &lost);
+            }
+            result.map_err(DbError::from)
         })
         .await
-        .map_err(|e| DbError::Task(e.to_string()))?
+        .map_err(|e| DbError::Task(e.to_string()))?;
+        match &result {
+            Ok(_) => self.down.store(false, Ordering::Relaxed),
+            Err(e) if e.is_unavailable() => self.down.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        result
     }
 
     /// Like [`Db::run`], for a transaction that writes (the hot writers:
@@ -283,7 +432,10 @@ impl Db {
 
     /// Answers when the database does (for `/readyz`).
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.run(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ())).await
+        let ping = self.run_within(PING_WITHIN / 2, |conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ()));
+        tokio::time::timeout(PING_WITHIN, ping)
+            .await
+            .unwrap_or_else(|_| Err(DbError::Unavailable(format!("no answer within {} ms", PING_WITHIN.as_millis()))))
     }
 }
 

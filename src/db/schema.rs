@@ -33,6 +33,7 @@ diesel::table! {
         key -> Text,
         event_id -> BigInt,
         created_at -> Timestamp,
+        body_sha256 -> Nullable<Text>,
     }
 }
 

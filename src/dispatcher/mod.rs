@@ -17,7 +17,7 @@ pub mod signing;
 pub mod worker;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::{
         Arc, Mutex,
@@ -63,7 +63,7 @@ impl From<&Settings> for DispatchSettings {
 pub struct Metrics {
     pub events_ingested: AtomicU64,
     pub deliveries_created: AtomicU64,
-    pub attempts: [AtomicU64; 6],
+    pub attempts: [AtomicU64; 7],
     /// Ingestion transactions (group commits) and claim and record
     /// transactions: with the counts above, the average batch sizes.
     pub ingest_commits: AtomicU64,
@@ -88,20 +88,33 @@ impl Metrics {
 /// counts against its handler only while it runs: once the endpoint has
 /// answered (or the script exited), the handler has room for the next even
 /// though the answer is not written yet.
+///
+/// `running` are the deliveries whose attempts run: only their leases are
+/// renewed. One whose result waits to be written (the database is away) is
+/// not: should the wait outlast its lease, the delivery is attempted again —
+/// never held for as long as the writing fails.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     total: usize,
     by_handler: HashMap<i64, usize>,
+    running: HashSet<i64>,
 }
 
 impl InFlight {
-    fn add(&mut self, handler_id: i64) {
+    fn add(&mut self, handler_id: i64, delivery_id: i64) {
         self.total += 1;
         *self.by_handler.entry(handler_id).or_default() += 1;
+        self.running.insert(delivery_id);
+    }
+
+    /// The deliveries whose attempts run now.
+    fn running(&self) -> Vec<i64> {
+        self.running.iter().copied().collect()
     }
 
     /// The attempt ended; it waits to be recorded.
-    fn ended(&mut self, handler_id: i64) {
+    fn ended(&mut self, handler_id: i64, delivery_id: i64) {
+        self.running.remove(&delivery_id);
         if let Some(n) = self.by_handler.get_mut(&handler_id) {
             *n -= 1;
             if *n == 0 {

@@ -14,6 +14,10 @@ pub enum Outcome {
     ConnectionError,
     ScriptError,
     Cancelled,
+    /// The attempt started (the handler may have seen it) and ended without
+    /// a result: its process was killed, or stopped past its grace, or its
+    /// lease was taken over. Written by the database layer, never by an attempt.
+    Interrupted,
 }
 
 impl Outcome {
@@ -25,16 +29,26 @@ impl Outcome {
             Outcome::ConnectionError => "connection_error",
             Outcome::ScriptError => "script_error",
             Outcome::Cancelled => "cancelled",
+            Outcome::Interrupted => "interrupted",
         }
     }
 
-    pub const ALL: [Outcome; 6] = [
+    /// How the logs show an outcome stored as `text`.
+    pub fn label(text: &str) -> String {
+        match text {
+            "interrupted" => "interrupted (no result recorded)".to_owned(),
+            other => other.to_owned(),
+        }
+    }
+
+    pub const ALL: [Outcome; 7] = [
         Outcome::Success,
         Outcome::HttpError,
         Outcome::Timeout,
         Outcome::ConnectionError,
         Outcome::ScriptError,
         Outcome::Cancelled,
+        Outcome::Interrupted,
     ];
 }
 
@@ -92,11 +106,35 @@ impl Capture {
         self.bytes.is_empty()
     }
 
-    /// The text kept (invalid UTF-8 replaced), cut at a character boundary.
-    pub fn into_text(self) -> String {
-        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+    /// The text kept, cut at a character boundary, as any database can
+    /// store it: invalid UTF-8 shown as U+FFFD (�) and NUL bytes as U+2400
+    /// (␀), with a last line that says so.
+    pub fn into_text(mut self) -> String {
+        // A character cut by the size limit is dropped, not shown as invalid.
+        if let Err(e) = std::str::from_utf8(&self.bytes)
+            && e.error_len().is_none()
+        {
+            self.bytes.truncate(e.valid_up_to());
+        }
+        let nuls = self.bytes.iter().filter(|b| **b == 0).count();
+        let lossy = String::from_utf8_lossy(&self.bytes);
+        let invalid = matches!(lossy, std::borrow::Cow::Owned(_));
+        let mut text = lossy.replace('\0', "\u{2400}");
         while text.len() > MAX_CAPTURE {
             text.pop();
+        }
+        let mut notes = Vec::new();
+        if nuls > 0 {
+            notes.push(format!("{nuls} NUL byte{} shown as ␀", if nuls == 1 { "" } else { "s" }));
+        }
+        if invalid {
+            notes.push("bytes that are not UTF-8 shown as �".to_owned());
+        }
+        if !notes.is_empty() {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!("[provisiond: {}]", notes.join("; ")));
         }
         text
     }
@@ -116,6 +154,21 @@ mod tests {
         let text = c.into_text();
         assert_eq!(text.len(), MAX_CAPTURE);
         assert!(text.ends_with('b') && text.starts_with('a'));
+    }
+
+    #[test]
+    fn capture_shows_nul_bytes_and_invalid_utf8_and_says_so() {
+        let mut c = Capture::default();
+        c.push(b"ok\0x\0\xff");
+        let text = c.into_text();
+        assert!(!text.contains('\0'), "{text:?}");
+        assert_eq!(
+            text,
+            "ok\u{2400}x\u{2400}\u{FFFD}\n[provisiond: 2 NUL bytes shown as ␀; bytes that are not UTF-8 shown as �]"
+        );
+        let mut plain = Capture::default();
+        plain.push(b"{\"ok\":true}");
+        assert_eq!(plain.into_text(), "{\"ok\":true}", "nothing added to a clean answer");
     }
 
     #[test]

@@ -33,6 +33,7 @@ const BATCH: usize = 512;
 const LINGER: Duration = Duration::from_micros(500);
 
 /// An attempt that ended, waiting to be written.
+#[derive(Debug, Clone)]
 pub struct Done {
     pub delivery: Claimed,
     pub attempt: i32,
@@ -77,54 +78,74 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
     }
 }
 
-/// Writes a batch, retrying while the database is away: the deliveries stay
-/// claimed by this process (its leases are renewed) until this succeeds. If
-/// the batch fails for a reason of its own rows, each is written alone, so one
-/// bad row costs only itself. Whether it made new work for the worker (or may
-/// have): see [`write_rows`].
+/// Writes a batch; whether it made new work for the worker (or may have):
+/// see [`write_rows`]. Nothing is ever dropped:
+/// - while the database is away (restarting, full), the batch is tried again
+///   until it answers; the deliveries' leases are not renewed meanwhile (see
+///   `InFlight`), so a wait longer than the lease means they are attempted
+///   again, never held;
+/// - a batch that fails for a reason of its own rows is written one by one,
+///   so one bad row costs only itself;
+/// - a row the database refuses (what it holds cannot be stored) is written
+///   without the handler's answer, with the reason in its error.
 async fn write(shared: &Arc<Shared>, items: Vec<Done>) -> bool {
     let items = Arc::new(items);
     let mut pause = Duration::from_millis(100);
     loop {
-        let (owner, schedule, todo) = (shared.owner.clone(), shared.settings.retry_schedule.clone(), items.clone());
-        let result = shared
-            .db
-            .run_write(move |conn| {
-                crate::db::bookkeeping_transaction(conn, |conn| write_rows(conn, &owner, &schedule, &todo))
-            })
-            .await;
-        match result {
+        let error = match write_batch(shared, items.clone()).await {
             Ok(news) => return news,
-            Err(DbError::Query(e)) if items.len() > 1 => {
-                tracing::warn!(error = %cause_chain(&e), "cannot record a batch of attempts; recording them one by one");
-                for one in items.iter() {
-                    write_one(shared, one).await;
+            Err(e) => e,
+        };
+        if !error.is_unavailable() && items.len() > 1 {
+            tracing::warn!(error = %cause_chain(&error), "cannot record a batch of attempts; recording them one by one");
+            for one in items.iter() {
+                Box::pin(write(shared, vec![one.clone()])).await;
+            }
+            return true;
+        }
+        if !error.is_unavailable() {
+            let degraded = Arc::new(vec![items[0].without_answer(&error)]);
+            match write_batch(shared, degraded).await {
+                Ok(news) => {
+                    let d = &items[0].delivery;
+                    tracing::error!(error = %cause_chain(&error), delivery = d.id, "cannot record an attempt as it was; recorded without the handler's answer");
+                    return news;
                 }
-                return true;
-            }
-            Err(DbError::Query(e)) => {
-                let d = &items[0].delivery;
-                tracing::error!(error = %cause_chain(&e), delivery = d.id, "cannot record an attempt; dropped");
-                return true;
-            }
-            Err(e) => {
-                tracing::error!(error = %cause_chain(&e), attempts = items.len(), "cannot record attempts; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
+                Err(e) => tracing::warn!(error = %cause_chain(&e), "cannot record an attempt even without its answer"),
             }
         }
+        tracing::error!(error = %cause_chain(&error), attempts = items.len(), "cannot record attempts; trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 
-/// One attempt in a transaction of its own (after a batch failed).
-async fn write_one(shared: &Arc<Shared>, done: &Done) {
-    let single = Done {
-        delivery: done.delivery.clone(),
-        attempt: done.attempt,
-        started_at: done.started_at,
-        result: done.result.clone(),
-    };
-    Box::pin(write(shared, vec![single])).await;
+/// One transaction of the recorder.
+async fn write_batch(shared: &Arc<Shared>, todo: Arc<Vec<Done>>) -> Result<bool, DbError> {
+    let (owner, schedule) = (shared.owner.clone(), shared.settings.retry_schedule.clone());
+    shared
+        .db
+        .run_write(move |conn| {
+            crate::db::bookkeeping_transaction(conn, |conn| write_rows(conn, &owner, &schedule, &todo))
+        })
+        .await
+}
+
+impl Done {
+    /// This attempt without what the database refused to store: the
+    /// handler's answer is left out, and the error says why.
+    fn without_answer(&self, error: &DbError) -> Done {
+        let why = format!(
+            "the handler's answer could not be recorded ({}); it is left out",
+            cause_chain(error).replace('\0', "\u{2400}")
+        );
+        let error = Some(match &self.result.error {
+            Some(e) => format!("{}; {why}", e.replace('\0', "\u{2400}")),
+            None => why,
+        });
+        let result = AttemptResult { response: String::new(), error, ..self.result.clone() };
+        Done { result, ..self.clone() }
+    }
 }
 
 /// The log rows and new states of a batch. A delivery deleted meanwhile (its
@@ -135,7 +156,7 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
     let delivery_ids: Vec<i64> = todo.iter().map(|d| d.delivery.id).collect();
     let present: HashMap<i64, bool> = Delivery::still_present(conn, &delivery_ids)?.into_iter().collect();
     let mut logs = Vec::with_capacity(todo.len());
-    let mut ended: HashMap<&'static str, Vec<i64>> = HashMap::new();
+    let mut ended: HashMap<(&'static str, i32), Vec<i64>> = HashMap::new();
     let mut retries = false;
     for done in todo {
         let Some(&handler_enabled) = present.get(&done.delivery.id) else { continue };
@@ -145,7 +166,7 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
             retries = true;
             Delivery::finish(conn, owner, done.delivery.id, &finish)?;
         } else {
-            ended.entry(finish.state).or_default().push(done.delivery.id);
+            ended.entry((finish.state, done.attempt)).or_default().push(done.delivery.id);
         }
     }
     let mut hourly: HashMap<(i64, NaiveDateTime), (i64, i64)> = HashMap::new();
@@ -158,12 +179,12 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
     for ((handler_id, hour), (attempts, successes)) in hourly {
         count_attempts(conn, handler_id, hour, attempts, successes)?;
     }
-    for (state, ids) in ended {
-        Delivery::end_all(conn, owner, &ids, state)?;
+    for ((state, attempt), ids) in ended {
+        Delivery::end_all(conn, owner, &ids, attempt, state)?;
     }
     // A first attempt ended: the next handler of its event's chain may go.
     let first_attempts: Vec<i64> =
-        todo.iter().filter(|d| d.delivery.attempts == 0).map(|d| d.delivery.event_id).collect();
+        todo.iter().filter(|d| !d.delivery.first_attempt_done).map(|d| d.delivery.event_id).collect();
     let unparked = Delivery::unpark(conn, &first_attempts)?;
     Ok(retries || unparked > 0)
 }

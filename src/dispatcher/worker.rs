@@ -245,7 +245,7 @@ async fn keep_what_fits(shared: &Arc<Shared>, claimed: Vec<Claimed>) -> Vec<Clai
         let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         for delivery in claimed {
             if in_flight.by_handler.get(&delivery.handler_id).copied().unwrap_or(0) < cap {
-                in_flight.add(delivery.handler_id);
+                in_flight.add(delivery.handler_id, delivery.id);
                 keep.push(delivery);
             } else {
                 give_back.push(delivery.id);
@@ -309,7 +309,8 @@ fn should_refresh(took: Duration, claimed: usize, last: Option<std::time::Instan
 
 /// One attempt, then off to the recorder.
 async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSender<Done>) {
-    let attempt = delivery.attempts + 1;
+    // Counted at the claim: an attempt cut off is still counted.
+    let attempt = delivery.attempts;
     let started_at = now();
     let result = match (delivery.handler_status.as_str(), delivery.handler_type.as_str()) {
         ("enabled", "script") => super::script::run(&shared.settings.scripts_dir, &delivery, attempt).await,
@@ -317,15 +318,20 @@ async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSen
         (status, _) => AttemptResult::cancelled(&format!("cancelled: the handler is {status}")),
     };
     tracing::debug!(delivery = delivery.id, attempt, outcome = result.outcome.as_str(), "attempt ended");
-    shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).ended(delivery.handler_id);
+    shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).ended(delivery.handler_id, delivery.id);
     let _ = tx.send(Done { delivery, attempt, started_at, result });
 }
 
-/// Keeps this process's leases alive while its attempts run.
+/// Keeps the leases of this process's running attempts alive (not those of
+/// attempts that ended and wait to be recorded: see `InFlight`).
 async fn renew(shared: &Arc<Shared>) {
+    let running = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).running();
+    if running.is_empty() {
+        return;
+    }
     let owner = shared.owner.clone();
     let until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
-    if let Err(e) = shared.db.run_write(move |conn| Delivery::renew_leases(conn, &owner, until)).await {
+    if let Err(e) = shared.db.run_write(move |conn| Delivery::renew_leases(conn, &owner, &running, until)).await {
         tracing::warn!(error = %cause_chain(&e), "cannot renew leases");
     }
 }

@@ -50,6 +50,9 @@ pub fn parse_envelope(body: &[u8], now: impl FnOnce() -> String) -> Result<Valid
     };
     let object_id = match event.get("object_id") {
         Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) if s.contains('\0') => {
+            return Err(invalid("`event.object_id` must not contain a NUL character (\\u0000)"));
+        }
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
         Some(Value::String(_)) => return Err(invalid("`event.object_id` must be 1 to 255 characters")),
         Some(_) => return Err(invalid("`event.object_id` must be a number or a string")),

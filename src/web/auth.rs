@@ -70,7 +70,12 @@ pub async fn login(
     }
     let username = form.username.trim().to_owned();
     let lookup = username.clone();
-    let admin = state.db.run(move |conn| Admin::find_by_username(conn, &lookup)).await?;
+    // No user name holds a NUL (PostgreSQL could not even look it up).
+    let admin = if lookup.contains('\0') {
+        None
+    } else {
+        state.db.run(move |conn| Admin::find_by_username(conn, &lookup)).await?
+    };
     let password = form.password;
     let verified = web::block(move || {
         // Hash even for an unknown user so timing does not tell which names exist.

@@ -149,7 +149,7 @@ impl LogRow {
             duration_ms: l.duration_ms,
             attempt: l.attempt,
             code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
-            outcome: l.outcome,
+            outcome: Outcome::label(&l.outcome),
         }
     }
 }
@@ -329,7 +329,7 @@ pub async fn show_log(
             id: o.id,
             attempt: o.attempt,
             started_at: o.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-            outcome: o.outcome.clone(),
+            outcome: Outcome::label(&o.outcome),
             success: o.outcome == "success",
             code: o.status_code.map(|c| c.to_string()).unwrap_or_default(),
             duration_ms: o.duration_ms,

@@ -68,7 +68,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
             tracing::warn!(error = %crate::error::cause_chain(&e), "not ready");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "database unavailable" }))
+            HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", crate::error::RETRY_AFTER_SECS.to_string()))
+                .json(serde_json::json!({ "status": "database unavailable", "error": "the database is unavailable" }))
         }
     }
 }

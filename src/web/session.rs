@@ -105,6 +105,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             }
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
                 .map_err(|_| AppError::BadRequest("The form could not be read.".into()))?;
+            if pairs.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+                return Err(AppError::BadRequest("The form contains a NUL character; no field may.".into()));
+            }
             let token = pairs.iter().find(|(k, _)| k == "csrf_token").map(|(_, v)| v.as_str());
             if !token.is_some_and(|t| admin.csrf_ok(t)) {
                 return Err(AppError::Csrf);

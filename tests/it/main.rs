@@ -1,6 +1,7 @@
 //! One integration binary: one link step on 2 cores.
 
 mod helpers;
+mod proxy;
 mod sink;
 
 mod auth;
@@ -8,6 +9,7 @@ mod browser;
 mod claims;
 mod dispatch;
 mod durability;
+mod faults;
 mod handlers_api;
 mod handlers_ui;
 mod ingest;
