@@ -70,8 +70,9 @@ impl Drop for Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let db = {
-            let (url, size) = (settings.database_url.clone(), settings.db_pool_size);
-            tokio::task::spawn_blocking(move || Db::connect(&url, size))
+            let (url, size, max_bytes) =
+                (settings.database_url.clone(), settings.db_pool_size, settings.sqlite_max_bytes);
+            tokio::task::spawn_blocking(move || Db::connect_with(&url, size, max_bytes))
                 .await
                 .map_err(|e| StartupError::Setup(e.to_string()))??
         };

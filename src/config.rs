@@ -82,6 +82,13 @@ pub struct Settings {
     #[arg(long, env = "PROVISIOND_DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub db_pool_size: u32,
 
+    /// SQLite: the largest size the database file may grow to, in bytes (0:
+    /// no limit). Past it, writes fail as on a full disk — events are answered
+    /// 503, results of attempts wait — until space is freed: a guard that
+    /// stops the file before it fills the disk.
+    #[arg(long, env = "PROVISIOND_SQLITE_MAX_BYTES", default_value_t = 0)]
+    pub sqlite_max_bytes: u64,
+
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "PROVISIOND_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,

@@ -72,6 +72,29 @@ static INTERRUPTED_AT_STOP: LazyLock<Sql> = LazyLock::new(|| {
         "'still running at the end of the shutdown grace; attempted again'",
     ))
 });
+/// PostgreSQL: the deliveries in flight under the lease of a process that
+/// has no connection open to the database (it died), locked; `{prefix}` is
+/// the parameter bound to [`crate::db::APPLICATION_NAME_PREFIX`].
+const OF_THE_DEAD: &str = "
+    SELECT id FROM deliveries d
+    WHERE d.state = 'in_flight' AND NOT EXISTS (
+      SELECT 1 FROM pg_stat_activity a WHERE a.application_name = {prefix} || d.lease_owner)
+    FOR UPDATE SKIP LOCKED";
+static INTERRUPTED_BY_DEATH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} AND d.id IN ({})",
+        interrupted("", "'its process ended before a result was recorded (killed?); attempted again'"),
+        OF_THE_DEAD.replace("{prefix}", "$1")
+    )
+});
+static RELEASE_DEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_until = NULL, next_attempt_at = $1,
+             updated_at = $1
+         WHERE id IN ({})",
+        OF_THE_DEAD.replace("{prefix}", "$2")
+    )
+});
 static INTERRUPTED_BY_CRASH: LazyLock<Sql> = LazyLock::new(|| {
     Sql::new(&interrupted("", "'its process ended before a result was recorded (killed?); attempted again'"))
 });
@@ -169,6 +192,20 @@ impl Delivery {
             let at = now();
             diesel::update(deliveries::table.filter(deliveries::state.eq("in_flight")))
                 .set(back_to_pending!(at))
+                .execute(conn)
+        })
+    }
+
+    /// PostgreSQL, at a start: the attempts of processes that died (no
+    /// connection of theirs is open) are logged as interrupted and due again
+    /// at once, without waiting for their leases to run out.
+    pub fn release_dead(conn: &mut DbConnection) -> QueryResult<usize> {
+        crate::db::write_transaction(conn, |conn| {
+            let prefix = crate::db::APPLICATION_NAME_PREFIX;
+            super::prepared::cached(INTERRUPTED_BY_DEATH.as_str()).bind::<Text, _>(prefix).execute(conn)?;
+            super::prepared::cached(RELEASE_DEAD.as_str())
+                .bind::<Timestamp, _>(now())
+                .bind::<Text, _>(prefix)
                 .execute(conn)
         })
     }

@@ -33,6 +33,10 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// The `application_name` of this process's PostgreSQL connections is this
+/// followed by [`Db::instance`].
+pub const APPLICATION_NAME_PREFIX: &str = "provisiond ";
+
 /// How long to wait for a connection before giving up with the real cause.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -169,18 +173,34 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     target: Target,
+    /// SQLite: the most bytes the file may grow to (0: no limit).
+    sqlite_max_bytes: u64,
     /// Connections found lost so far (see [`Pooled::checked_at_loss`]).
     lost: Arc<AtomicU64>,
+    /// This process's name on its leases and, on PostgreSQL, its
+    /// connections' `application_name` (see [`Db::instance`]).
+    instance: Arc<str>,
 }
 
 impl ConnectionManager {
-    fn new(url: &str) -> Result<Self, DbError> {
-        Ok(Self { target: Target::parse(url)?, lost: Arc::new(AtomicU64::new(0)) })
+    fn new(url: &str, sqlite_max_bytes: u64) -> Result<Self, DbError> {
+        let instance = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        Ok(Self {
+            target: Target::parse(url)?,
+            sqlite_max_bytes,
+            lost: Arc::new(AtomicU64::new(0)),
+            instance: instance.into(),
+        })
     }
 
     fn open(&self) -> Result<DbConnection, DbError> {
         match &self.target {
-            Target::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
+            Target::Postgres(url) => {
+                let mut conn = PgConnection::establish(url)?;
+                // While a connection of this name is open, this process is alive.
+                conn.batch_execute(&format!("SET application_name = '{APPLICATION_NAME_PREFIX}{}'", self.instance))?;
+                Ok(DbConnection::Postgres(conn))
+            }
             Target::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 // WAL (set once, at connect) with synchronous=NORMAL: a commit is not
@@ -191,6 +211,11 @@ impl ConnectionManager {
                     "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
                      PRAGMA cache_size = -1024; PRAGMA temp_store = MEMORY;",
                 )?;
+                if self.sqlite_max_bytes > 0 {
+                    // Pages of the default 4 KiB; at least the file's size now.
+                    let pages = self.sqlite_max_bytes.div_ceil(4096);
+                    conn.batch_execute(&format!("PRAGMA max_page_count = {pages}"))?;
+                }
                 Ok(DbConnection::Sqlite(conn))
             }
         }
@@ -298,6 +323,9 @@ pub struct Db {
     backend: Backend,
     /// The pool's count of connections found lost.
     lost: Arc<AtomicU64>,
+    /// This process's name, unique to it: on its leases and, on PostgreSQL,
+    /// in its connections' `application_name`.
+    instance: Arc<str>,
     /// Whether the last statement found the database unavailable.
     down: Arc<std::sync::atomic::AtomicBool>,
     /// SQLite: the lock on the file, held while this process uses it.
@@ -313,7 +341,12 @@ impl Db {
     /// Connects (failing within seconds with the real cause) and applies the
     /// embedded migrations of the backend.
     pub fn connect(url: &str, pool_size: u32) -> Result<Self, DbError> {
-        let manager = ConnectionManager::new(url)?;
+        Self::connect_with(url, pool_size, 0)
+    }
+
+    /// [`Db::connect`], with SQLite's file held to `sqlite_max_bytes` (0: no limit).
+    pub fn connect_with(url: &str, pool_size: u32, sqlite_max_bytes: u64) -> Result<Self, DbError> {
+        let manager = ConnectionManager::new(url, sqlite_max_bytes)?;
         let backend = manager.target.backend();
         // One process per SQLite file: taken before anything touches it.
         let lock = match &manager.target {
@@ -335,14 +368,28 @@ impl Db {
             }
             Backend::Postgres => None,
         };
-        let lost = manager.lost.clone();
-        let pool =
-            r2d2::Pool::builder().max_size(pool_size).min_idle(Some(1)).connection_timeout(POOL_WAIT).build(manager)?;
-        Ok(Self { pool, backend, lost, down: Default::default(), lock, writer })
+        let (lost, instance) = (manager.lost.clone(), manager.instance.clone());
+        // Connections are kept until they break (none is closed for being
+        // idle or old): on PostgreSQL they say this process is alive.
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connection_timeout(POOL_WAIT)
+            .build(manager)?;
+        Ok(Self { pool, backend, lost, down: Default::default(), instance, lock, writer })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This process's name, unique to it (its leases carry it; on
+    /// PostgreSQL a lease whose owner has no connection open is a dead
+    /// process's, see [`deliveries::Delivery::release_dead`]).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Lets another process use the SQLite file (once this one has stopped

@@ -158,7 +158,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(db: Db, settings: DispatchSettings) -> Result<Self, reqwest::Error> {
-        let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let owner = db.instance().to_owned();
         let (stop, _) = watch::channel(false);
         Ok(Self {
             shared: Arc::new(Shared {

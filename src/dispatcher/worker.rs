@@ -90,14 +90,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     tracing::info!("dispatcher stopped");
 }
 
-/// One process per SQLite file: whatever was in flight died with the last one.
+/// At a start, the attempts a dead process left in flight are due again at
+/// once, not when their leases run out. SQLite: one process per file, so
+/// whatever was in flight died with the last one. PostgreSQL: those whose
+/// process has no connection open to the database any more.
 async fn resume_cut_off(shared: &Arc<Shared>) {
-    if shared.db.backend() != Backend::Sqlite {
-        return;
-    }
-    match shared.db.run(Delivery::release_all).await {
+    let resumed = match shared.db.backend() {
+        Backend::Sqlite => shared.db.run(Delivery::release_all).await,
+        Backend::Postgres => shared.db.run(Delivery::release_dead).await,
+    };
+    match resumed {
         Ok(0) => {}
-        Ok(n) => tracing::info!(deliveries = n, "resuming attempts cut off by the last stop"),
+        Ok(n) => tracing::info!(deliveries = n, "resuming attempts cut off by the end of a process"),
         Err(e) => tracing::error!(error = %cause_chain(&e), "cannot resume attempts in flight"),
     }
 }

@@ -137,7 +137,7 @@ async fn a_postgres_restart_under_load_is_served_through_and_recovered_from() {
         p.await.unwrap();
     }
 
-    let answers = answers.lock().unwrap();
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
     let statuses: HashSet<u16> = answers.all.iter().map(|(s, _, _)| s.as_u16()).collect();
     assert!(statuses.is_subset(&HashSet::from([202, 503])), "producers saw only 202 and 503: {statuses:?}");
     assert!(statuses.contains(&503), "the outage was seen");
@@ -152,9 +152,7 @@ async fn a_postgres_restart_under_load_is_served_through_and_recovered_from() {
     assert!(back < Duration::from_secs(5), "serving again {back:?} after the database came back");
     assert_eq!(failing_after, 0, "once serving again, every post is accepted");
     assert_eq!(readyz(&app).await.0, StatusCode::OK);
-    let acked = answers.acked.clone();
-    drop(answers);
-    all_delivered(&sink, &acked, Duration::from_secs(30)).await;
+    all_delivered(&sink, &answers.acked, Duration::from_secs(30)).await;
 }
 
 /// The same restart while nothing happens: provisiond notices by itself and
@@ -241,4 +239,94 @@ async fn an_attempt_whose_result_cannot_be_written_is_recorded_once_the_database
         outcomes.iter().all(|o| ["success", "interrupted"].contains(o)),
         "every attempt is logged as it ended: {outcomes:?}"
     );
+}
+
+/// SQLite's disk fills up (the file reaches `PROVISIOND_SQLITE_MAX_BYTES`,
+/// which fails writes as a full disk does): producers get 503 with
+/// Retry-After, not 500; once space is freed, provisiond serves again by
+/// itself, every acknowledged event is delivered and nothing stays in flight.
+#[tokio::test]
+async fn a_full_sqlite_disk_is_answered_503_and_recovered_from_once_space_is_freed() {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection, connection::SimpleConnection};
+    let db = TestDb::new(Backend::Sqlite).unwrap();
+    let sink = Sink::start().await;
+    let app = TestApp::spawn(db).await;
+    let handler = app.create_handler(http_handler("sink", "clients.create", &sink.url("/h"), 1)).await;
+    let db = app.stopped().await;
+    // Room to free later: 4 MB that another program holds in the file.
+    let path = db.url.strip_prefix("sqlite://").unwrap().to_owned();
+    let mut other = SqliteConnection::establish(&path).unwrap();
+    other.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+    other
+        .batch_execute("CREATE TABLE other_data (b BLOB); INSERT INTO other_data VALUES (zeroblob(4000000));")
+        .unwrap();
+    other.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| s.sqlite_max_bytes = size + 200_000).await;
+
+    let client = reqwest::Client::new();
+    let big = "x".repeat(20_000);
+    let mut acked = HashSet::new();
+    let mut refused = None;
+    for n in 0..400u64 {
+        let res = client
+            .post(app.url("/api/v1/events"))
+            .bearer_auth(API_TOKEN)
+            .json(&envelope("clients.create", json!(n), json!({"n": n, "pad": big})))
+            .send()
+            .await
+            .unwrap();
+        match res.status() {
+            StatusCode::ACCEPTED => {
+                acked.insert(n);
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(res.headers().contains_key("retry-after"));
+                let body: serde_json::Value = res.json().await.unwrap();
+                assert!(body["error"].as_str().unwrap().contains("database is unavailable"), "{body}");
+                refused = Some(n);
+                break;
+            }
+            other => panic!("event {n}: {other} {}", res.text().await.unwrap()),
+        }
+    }
+    let refused = refused.expect("the file filled up");
+    assert!(!acked.is_empty());
+    assert_eq!(readyz(&app).await.0, StatusCode::OK, "reads still work");
+
+    // Space comes back.
+    other.batch_execute("DROP TABLE other_data").unwrap();
+    let freed = Instant::now();
+    let back = loop {
+        let (status, _, _, _) = post(&client, &app.address, 1000 + refused).await;
+        if status == StatusCode::ACCEPTED {
+            acked.insert(1000 + refused);
+            break freed.elapsed();
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(freed.elapsed() < Duration::from_secs(10), "still refused after space was freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("SQLite disk full: accepting events again {back:?} after space was freed");
+    all_delivered(&sink, &acked, Duration::from_secs(30)).await;
+    let in_flight: i64 = diesel::sql_query("SELECT COUNT(*) AS n FROM deliveries WHERE state <> 'succeeded'")
+        .get_result::<Count>(&mut other)
+        .unwrap()
+        .n;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = in_flight;
+    while left > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = diesel::sql_query("SELECT COUNT(*) AS n FROM deliveries WHERE state <> 'succeeded'")
+            .get_result::<Count>(&mut other)
+            .unwrap()
+            .n;
+    }
+    assert_eq!(left, 0, "every delivery ended (handler {})", handler["id"]);
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }

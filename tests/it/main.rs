@@ -12,6 +12,7 @@ mod durability;
 mod faults;
 mod handlers_api;
 mod handlers_ui;
+mod hostile;
 mod ingest;
 mod logs_ui;
 mod scripts;

@@ -36,6 +36,8 @@ pub struct Behavior {
     pub statuses: VecDeque<u16>,
     /// Only requests whose body contains this take a status from the queue.
     pub only_if_body_contains: Option<String>,
+    /// The answer's body (default `{"answered": <status>}`).
+    pub body: Option<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -141,15 +143,15 @@ async fn answer(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
     state.arrivals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let path = req.path().to_owned();
     let body = String::from_utf8_lossy(&body).into_owned();
-    let (delay, status) = {
+    let (delay, status, answer) = {
         let mut behaviors = state.behaviors.lock().unwrap();
         match behaviors.get_mut(&path) {
             Some(b) => {
                 let matches = b.only_if_body_contains.as_ref().is_none_or(|needle| body.contains(needle.as_str()));
                 let status = if matches { b.statuses.pop_front().unwrap_or(200) } else { 200 };
-                (b.delay, status)
+                (b.delay, status, b.body.clone())
             }
-            None => (Duration::ZERO, 200),
+            None => (Duration::ZERO, 200, None),
         }
     };
     if !delay.is_zero() {
@@ -161,5 +163,5 @@ async fn answer(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
     state.arrived.notify_waiters();
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
         .content_type("application/json")
-        .body(format!(r#"{{"answered":{status}}}"#))
+        .body(answer.unwrap_or_else(|| format!(r#"{{"answered":{status}}}"#).into_bytes()))
 }
