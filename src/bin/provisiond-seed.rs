@@ -30,6 +30,10 @@ struct Args {
     /// Execution-log rows (four attempts per delivery, one delivery per event).
     #[arg(long, default_value_t = 1_000_000)]
     logs: i64,
+    /// Unfinished deliveries on handler 1 (events of their own): half waiting
+    /// for a first attempt, half retrying after a failed one, due in a day.
+    #[arg(long, default_value_t = 0)]
+    backlog: i64,
     /// Only time the pages of an already seeded database.
     #[arg(long)]
     measure_only: bool,
@@ -51,8 +55,9 @@ fn main() {
         .expect("the database answers");
         if !args.measure_only {
             let started = Instant::now();
-            let (handlers, logs) = (args.handlers, args.logs);
+            let (handlers, logs, backlog) = (args.handlers, args.logs, args.backlog);
             db.run(move |conn| seed(conn, handlers, logs)).await.expect("seeding works");
+            db.run(move |conn| seed_backlog(conn, backlog)).await.expect("seeding the backlog works");
             println!(
                 "seeded {} handlers and {} execution logs in {:.1} s",
                 args.handlers,
@@ -61,6 +66,9 @@ fn main() {
             );
         }
         db.run(explain).await.expect("plans");
+        // The server measured opens the database itself (on SQLite, one process holds it).
+        db.release_lock();
+        drop(db);
         measure(&args).await;
     });
 }
@@ -165,6 +173,48 @@ fn seed(conn: &mut DbConnection, handlers: i64, logs: i64) -> diesel::QueryResul
     }
 }
 
+/// `n` unfinished deliveries of handler 1, each with an event of its own.
+fn seed_backlog(conn: &mut DbConnection, n: i64) -> diesel::QueryResult<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let backend = match conn {
+        DbConnection::Postgres(_) => Backend::Postgres,
+        DbConnection::Sqlite(_) => Backend::Sqlite,
+    };
+    let (with, from) = series(backend, n);
+    let (now, tomorrow) = match backend {
+        Backend::Postgres => {
+            ("timezone('utc', now())".to_owned(), "timezone('utc', now()) + interval '1 day'".to_owned())
+        }
+        Backend::Sqlite => (ago(backend, "0"), "strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 day')".to_owned()),
+    };
+    let ev: String =
+        diesel::sql_query("SELECT events_id AS line FROM handlers WHERE id = 1").get_result::<PlanLine>(conn)?.line;
+    let entity = catalogue::find(&ev).map_or("clients", |e| e.entity());
+    diesel::sql_query("CREATE TEMPORARY TABLE backlog_start AS SELECT COALESCE(MAX(id), 0) AS id FROM events")
+        .execute(conn)?;
+    diesel::sql_query(format!(
+        "{with}INSERT INTO events (events_id, entity, object_id, payload, received_at)
+         SELECT '{ev}', '{entity}', 'backlog-' || (g % 5000), '{{}}', {now} FROM {from}"
+    ))
+    .execute(conn)?;
+    diesel::sql_query(format!(
+        "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts, max_attempts,
+                                 first_attempt_done, next_attempt_at, created_at, updated_at)
+         SELECT e.id, 1, 'msg_backlog_' || e.id, 0, e.entity, e.object_id, 'pending', e.id % 2, 9, e.id % 2 = 1,
+                {tomorrow}, {now}, {now}
+         FROM events e WHERE e.id > (SELECT id FROM backlog_start)"
+    ))
+    .execute(conn)?;
+    diesel::sql_query("DROP TABLE backlog_start").execute(conn)?;
+    println!("seeded a backlog of {n} unfinished deliveries on handler 1");
+    match conn {
+        DbConnection::Postgres(c) => c.batch_execute("ANALYZE"),
+        DbConnection::Sqlite(c) => c.batch_execute("ANALYZE"),
+    }
+}
+
 #[derive(diesel::QueryableByName)]
 struct PlanLine {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -199,7 +249,10 @@ fn explain(conn: &mut DbConnection) -> diesel::QueryResult<()> {
         ),
         (
             "health: backlog",
-            "SELECT handler_id, COUNT(*) FROM deliveries WHERE handler_id IN (1, 2, 3) AND state IN ('pending', 'in_flight', 'failed') GROUP BY handler_id",
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE handler_id = 1 AND state IN ('pending', 'in_flight')
+                           ORDER BY handler_id, next_attempt_at LIMIT 10001) AS u) AS unfinished,
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE handler_id = 1 AND state = 'pending' AND attempts > 0 LIMIT 10001) AS r) AS retrying,
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE handler_id = 1 AND state = 'failed' LIMIT 10001) AS f) AS failed",
         ),
     ];
     for (what, sql) in queries {

@@ -103,6 +103,9 @@ pub struct HealthView {
     pub success_rate: Option<i64>,
     pub failing: i64,
     pub pending: i64,
+    /// The counts as shown: "12", "10,000+".
+    pub failing_text: String,
+    pub pending_text: String,
     /// Bars of the attempts-per-hour sparkline: (x, y, height) in a 72×16 box.
     pub bars: Vec<(usize, i64, i64)>,
     pub peak: i64,
@@ -129,10 +132,29 @@ impl From<HandlerHealth> for HealthView {
             success_rate: (h.attempts_24h > 0).then(|| (h.successes_24h * 100 + h.attempts_24h / 2) / h.attempts_24h),
             failing: h.failing,
             pending: h.pending,
+            failing_text: count_text(h.failing),
+            pending_text: count_text(h.pending),
             bars,
             peak,
         }
     }
+}
+
+/// A backlog count as the list shows it: exact up to the cap, "10,000+" above.
+fn count_text(n: i64) -> String {
+    let cap = crate::db::logs::BACKLOG_CAP;
+    let grouped = |n: i64| {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    if n > cap { format!("{}+", grouped(cap)) } else { grouped(n) }
 }
 
 impl HandlerRow {

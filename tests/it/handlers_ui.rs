@@ -15,6 +15,7 @@ on_both_backends!(
     names_are_escaped,
     a_post_without_the_csrf_token_is_refused_and_changes_nothing,
     script_targets_must_be_executables_inside_the_scripts_directory,
+    a_backlog_past_ten_thousand_is_shown_as_10_000_plus,
 );
 
 fn handler_fields<'a>(csrf: &'a str, name: &'a str, target: &'a str, priority: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -344,4 +345,44 @@ async fn script_targets_must_be_executables_inside_the_scripts_directory(db: Tes
         assert!(field_error(&res.text().await.unwrap(), "target").is_some(), "{bad}");
     }
     assert_eq!(listed_ids(&app.get_page("/provisioning?type=script").await).len(), 2);
+}
+
+/// The list counts a handler's backlog up to 10,000 (so that a backlog of
+/// millions costs it no more than one of 10,000) and shows more as "10,000+".
+async fn a_backlog_past_ten_thousand_is_shown_as_10_000_plus(db: TestDb) {
+    let (app, _) = TestApp::signed_in(db).await;
+    let busy = app
+        .create_handler(serde_json::json!({"name": "busy", "events_id": "clients.create", "type": "http", "target": "http://127.0.0.1:9/b", "priority": 1}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let small = app
+        .create_handler(serde_json::json!({"name": "small", "events_id": "clients.create", "type": "http", "target": "http://127.0.0.1:9/s", "priority": 2}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    app.raw_sql(
+        "INSERT INTO events (events_id, entity, object_id, payload, received_at)
+         VALUES ('clients.create', 'clients', '1', '{}', '2026-01-01 00:00:00')",
+    );
+    // Due in a century: never attempted during the test.
+    let rows = |handler: i64, n: i64, attempts: i64| {
+        format!(
+            "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n})
+             INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+             SELECT (SELECT MAX(id) FROM events), {handler}, 'msg_t_{handler}_{attempts}_' || g, 1, 'clients', 'o' || g,
+                 'pending', {attempts}, 9, TRUE, '2126-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00'
+             FROM s"
+        )
+    };
+    app.raw_sql(&rows(busy, 10_500, 0));
+    app.raw_sql(&rows(busy, 10_200, 1));
+    app.raw_sql(&rows(small, 7, 0));
+    app.raw_sql(&rows(small, 3, 1));
+    let page = app.get_page("/provisioning").await;
+    assert!(page.contains("10,000+ failing"), "the busy handler's retrying deliveries");
+    assert!(page.contains("10,000+ pending"), "the busy handler's waiting deliveries");
+    assert!(page.contains(">3 failing<"), "exact under the cap");
+    assert!(page.contains(">7 pending<"), "exact under the cap");
 }

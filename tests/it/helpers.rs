@@ -213,6 +213,20 @@ impl TestApp {
         }
     }
 
+    /// Runs SQL on the server's database over a connection of the test's
+    /// own (for set-ups no API makes: a backlog of a million rows).
+    pub fn raw_sql(&self, sql: &str) -> usize {
+        use diesel::{SqliteConnection, connection::SimpleConnection};
+        match self._db.url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let mut conn = SqliteConnection::establish(path).unwrap();
+                conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+                diesel::sql_query(sql).execute(&mut conn).unwrap()
+            }
+            None => diesel::sql_query(sql).execute(&mut PgConnection::establish(&self._db.url).unwrap()).unwrap(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -23,11 +23,6 @@ on_both_backends!(
     an_idempotency_key_used_for_another_body_is_refused,
 );
 
-/// The logs of a handler through the API, newest first.
-async fn logs_of(app: &TestApp, handler: &serde_json::Value) -> Vec<serde_json::Value> {
-    app.api_json(&format!("/api/v1/handlers/{}/logs", handler["id"])).await["logs"].as_array().unwrap().clone()
-}
-
 async fn nul_bytes_in_an_answer_are_recorded_as_shown_and_the_chain_goes_on(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let sink = Sink::start().await;

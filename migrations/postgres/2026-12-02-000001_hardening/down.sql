@@ -1,3 +1,4 @@
+DROP INDEX deliveries_retrying;
 DELETE FROM execution_logs WHERE outcome = 'interrupted';
 ALTER TABLE execution_logs DROP CONSTRAINT execution_logs_outcome_check;
 ALTER TABLE execution_logs ADD CONSTRAINT execution_logs_outcome_check

@@ -1,2 +1,3 @@
+DROP INDEX deliveries_retrying;
 DELETE FROM execution_logs WHERE outcome = 'interrupted';
 ALTER TABLE idempotency_keys DROP COLUMN body_sha256;

@@ -39,3 +39,7 @@ CREATE INDEX execution_logs_outcome ON execution_logs (outcome, id);
 CREATE INDEX execution_logs_object ON execution_logs (object_id, entity, id);
 CREATE INDEX execution_logs_delivery ON execution_logs (delivery_id, attempt);
 CREATE INDEX execution_logs_started ON execution_logs (started_at);
+
+-- Deliveries retrying after a failed attempt, by handler: the handler list
+-- counts them (at most 10,001 index entries a handler, whatever its backlog).
+CREATE INDEX deliveries_retrying ON deliveries (handler_id) WHERE state = 'pending' AND attempts > 0;
