@@ -232,6 +232,23 @@ async fn logs_of(server: &Server, handler: &serde_json::Value) -> Vec<serde_json
     res.json::<serde_json::Value>().await.unwrap()["logs"].as_array().unwrap().clone()
 }
 
+/// The handler's logs once its repeated attempt succeeded (10 s at most),
+/// newest first, checked to be the cut-off attempt 1 and its repeat, attempt 2.
+async fn cut_off_then_repeated(server: &Server, handler: &serde_json::Value) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = logs_of(server, handler).await;
+        if logs.iter().any(|l| l["outcome"] == "success") || std::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let attempts: Vec<(i64, &str)> =
+        logs.iter().map(|l| (l["attempt"].as_i64().unwrap(), l["outcome"].as_str().unwrap())).rev().collect();
+    assert_eq!(attempts, [(1, "interrupted"), (2, "success")], "{logs:#?}");
+    logs
+}
+
 /// At SIGTERM with an attempt that hangs and a producer on a kept-alive
 /// connection: no event is acknowledged after the signal, the process exits
 /// within its grace (2 s here, not actix's fixed 5 s), and the attempt cut
@@ -276,17 +293,7 @@ async fn a_stop_honours_its_grace_and_acknowledges_nothing_after_the_signal(back
     sink.behave("/hang", Behavior::default());
     let second = Server::start_with(&db, dir.path(), "second", &grace).await;
     sink.wait_for("/hang", 1, Duration::from_secs(10)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let logs = loop {
-        let logs = logs_of(&second, &handler).await;
-        if logs.iter().any(|l| l["outcome"] == "success") || std::time::Instant::now() > deadline {
-            break logs;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let attempts: Vec<(i64, &str)> =
-        logs.iter().map(|l| (l["attempt"].as_i64().unwrap(), l["outcome"].as_str().unwrap())).rev().collect();
-    assert_eq!(attempts, [(1, "interrupted"), (2, "success")], "{logs:#?}");
+    let logs = cut_off_then_repeated(&second, &handler).await;
     assert!(logs[1]["error"].as_str().unwrap().contains("grace"), "{}", logs[1]);
 }
 
@@ -333,17 +340,7 @@ async fn a_start_after_a_kill_takes_the_cut_off_attempt_over_at_once(backend: Ba
         restarted.elapsed()
     );
     assert!(restarted.elapsed() < Duration::from_secs(8), "not after the 30 s lease");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let logs = loop {
-        let logs = logs_of(&second, &handler).await;
-        if logs.iter().any(|l| l["outcome"] == "success") || std::time::Instant::now() > deadline {
-            break logs;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let attempts: Vec<(i64, &str)> =
-        logs.iter().map(|l| (l["attempt"].as_i64().unwrap(), l["outcome"].as_str().unwrap())).rev().collect();
-    assert_eq!(attempts, [(1, "interrupted"), (2, "success")], "{logs:#?}");
+    cut_off_then_repeated(&second, &handler).await;
 }
 
 #[tokio::test]
