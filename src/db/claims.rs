@@ -117,7 +117,7 @@ const CHAIN_CLEAR: &str = "NOT EXISTS (
 /// only this handler's rows are looked at.
 static CANDIDATES: LazyLock<String> = LazyLock::new(|| CANDIDATES_TEXT.replace("{chain_clear}", CHAIN_CLEAR));
 const CANDIDATES_TEXT: &str = "
-    SELECT c.id, c.next_attempt_at
+    SELECT c.id, c.next_attempt_at, c.state = 'in_flight' AS lease_ran_out
     FROM deliveries c
     WHERE c.handler_id = {handler} AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= {now}
       AND NOT EXISTS (
@@ -289,6 +289,9 @@ struct Candidate {
     id: i64,
     #[diesel(sql_type = Timestamp)]
     next_attempt_at: NaiveDateTime,
+    /// In flight and due: its lease ran out, its attempt is taken over.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    lease_ran_out: bool,
 }
 
 #[derive(QueryableByName)]
@@ -319,11 +322,15 @@ impl Delivery {
                 .load::<Claimed>(conn);
         }
         let ids: Vec<i64> = crate::db::bookkeeping_transaction(conn, |conn| {
-            let picked = pick_sqlite(conn, limits, at)?;
-            if picked.is_empty() {
+            let candidates = pick_sqlite(conn, limits, at)?;
+            if candidates.is_empty() {
                 return Ok(Vec::new());
             }
-            TAKEN_OVER_SQLITE.on(conn).bind::<Text, _>(id_list(&picked)).execute(conn)?;
+            let taken_over: Vec<i64> = candidates.iter().filter(|c| c.lease_ran_out).map(|c| c.id).collect();
+            if !taken_over.is_empty() {
+                TAKEN_OVER_SQLITE.on(conn).bind::<Text, _>(id_list(&taken_over)).execute(conn)?;
+            }
+            let picked: Vec<i64> = candidates.iter().map(|c| c.id).collect();
             LEASE_SQLITE
                 .on(conn)
                 .bind::<Text, _>(owner)
@@ -365,9 +372,9 @@ impl Delivery {
     }
 }
 
-/// SQLite: the ids of the first `limit` deliveries of all the handlers with
+/// SQLite: the first `limit` deliveries of all the handlers with
 /// room, in due order (see [`ROOM_SQLITE`]).
-fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime) -> QueryResult<Vec<i64>> {
+fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime) -> QueryResult<Vec<Candidate>> {
     let mut rooms: Vec<Room> = cached(ROOM_SQLITE.as_str())
         .bind::<BigInt, _>(limits.limit)
         .bind::<BigInt, _>(limits.per_handler)
@@ -393,5 +400,5 @@ fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime)
         picked.sort_unstable_by_key(|c| (c.next_attempt_at, c.id));
         picked.truncate(limit);
     }
-    Ok(picked.iter().map(|c| c.id).collect())
+    Ok(picked)
 }
