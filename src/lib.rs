@@ -26,6 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// is used. Peak memory under load then stays near what the server holds.
 #[cfg(target_os = "linux")]
 #[used]
+#[allow(unsafe_code)] // audited: a constructor that only sets two allocator options
 #[unsafe(link_section = ".init_array")]
 static TUNE_ALLOCATOR: extern "C" fn() = {
     extern "C" fn tune() {
@@ -35,6 +36,7 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
         const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
         const _: () = assert!(libmimalloc_sys::_mi_option_last == 47, "mimalloc's options were renumbered");
         // SAFETY: plain option setters, run once before any other code of the process.
+        #[allow(unsafe_code)]
         unsafe {
             libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
             libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);

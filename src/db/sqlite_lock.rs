@@ -5,13 +5,12 @@
 //! processes) and attempt them again at the same moment; it fails to start
 //! instead, naming the file and the process that holds it.
 //!
-//! `flock(2)` locks are the kernel's: they end with the process however it
+//! The lock is `flock(2)`'s (std's `File::try_lock` on Linux): the kernel's: they end with the process however it
 //! ends (a `kill -9` included), so a stale lock file never blocks a start.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::{File, OpenOptions, TryLockError},
     io::{Read, Seek, Write},
-    os::fd::AsRawFd,
 };
 
 use super::DbError;
@@ -29,22 +28,10 @@ impl FileLock {
         let cannot = |e: std::io::Error| DbError::InUse(format!("cannot lock {lock_path}: {e}"));
         let mut file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(cannot)?;
-        // SAFETY: flock(2) on a descriptor this function owns; no memory is shared.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let error = std::io::Error::last_os_error();
-            if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(cannot(error));
-            }
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = match holder.trim() {
-                "" => "another process".to_owned(),
-                pid => format!("process {pid}"),
-            };
-            return Err(DbError::InUse(format!(
-                "the SQLite database {path} is in use by {holder} (lock file {lock_path}); \
-                 one provisiond process per SQLite file: stop the other one, or use PostgreSQL to run several"
-            )));
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::Error(e)) => return Err(cannot(e)),
+            Err(TryLockError::WouldBlock) => return Err(in_use(&mut file, path, &lock_path)),
         }
         file.set_len(0)
             .and_then(|()| file.rewind())
@@ -52,6 +39,21 @@ impl FileLock {
             .map_err(cannot)?;
         Ok(Self { _file: file })
     }
+}
+
+/// Why `path` cannot be opened: another process holds its lock file (read
+/// for the pid it holds).
+fn in_use(lock_file: &mut File, path: &str, lock_path: &str) -> DbError {
+    let mut holder = String::new();
+    let _ = lock_file.read_to_string(&mut holder);
+    let holder = match holder.trim() {
+        "" => "another process".to_owned(),
+        pid => format!("process {pid}"),
+    };
+    DbError::InUse(format!(
+        "the SQLite database {path} is in use by {holder} (lock file {lock_path}); \
+         one provisiond process per SQLite file: stop the other one, or use PostgreSQL to run several"
+    ))
 }
 
 #[cfg(test)]

@@ -113,6 +113,7 @@ fn kill_group(pid: Option<u32>) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         // SAFETY: kill(2) with a negative pid signals the process group the
         // child leads (it was started with process_group(0)); no memory is touched.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(-pid, libc::SIGKILL);
         }

@@ -76,6 +76,7 @@ impl Server {
     }
 
     /// SIGTERM, as an operator's `systemctl stop` sends.
+    #[allow(unsafe_code)]
     fn terminate(&self) {
         let pid = i32::try_from(self.child.id().unwrap()).unwrap();
         // SAFETY: kill(2) on the child this test started; no memory is touched.

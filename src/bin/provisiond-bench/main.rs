@@ -81,6 +81,7 @@ fn main() {
 fn serve() {
     // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches
     // no memory of ours.
+    #[allow(unsafe_code)]
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
     }
