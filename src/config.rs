@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
-use crate::{dispatcher::retry::RetrySchedule, domain::duration::parse_duration};
+use crate::domain::{RetrySchedule, duration::parse_duration};
 
 /// provisiond — the Provisioning API server: billing events delivered durably,
 /// in order, to HTTP and script handlers.

@@ -12,7 +12,10 @@ use crate::{
         deliveries::{Delivery, PARKED},
         events::{Answer, Event, IdempotencyKey, Ingested},
     },
-    domain::envelope::{EnvelopeError, parse_envelope},
+    domain::{
+        DeliveryState,
+        envelope::{EnvelopeError, parse_envelope},
+    },
     error::{ApiError, ApiResult},
 };
 
@@ -74,7 +77,7 @@ struct DeliveryOut {
     id: i64,
     handler_id: i64,
     webhook_id: String,
-    state: String,
+    state: DeliveryState,
     attempts: i32,
     max_attempts: i32,
     next_attempt_at: Option<String>,
@@ -88,7 +91,7 @@ fn rfc3339(t: NaiveDateTime) -> String {
 impl From<Delivery> for DeliveryOut {
     fn from(d: Delivery) -> Self {
         // Parked: due when the chain before it has gone, at no set time.
-        let waiting = d.state == "pending" && d.next_attempt_at != PARKED;
+        let waiting = d.state == DeliveryState::Pending && d.next_attempt_at != PARKED;
         Self {
             id: d.id,
             handler_id: d.handler_id,

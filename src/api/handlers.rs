@@ -12,7 +12,7 @@ use crate::{
         handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
         logs::{ExecutionLog, LogFilter},
     },
-    dispatcher::signing::generate_secret,
+    domain::signing::generate_secret,
     domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType},
     error::{ApiError, ApiResult},
 };
@@ -24,9 +24,9 @@ pub struct HandlerOut {
     pub name: String,
     pub events_id: String,
     #[serde(rename = "type")]
-    pub handler_type: String,
+    pub handler_type: HandlerType,
     pub target: String,
-    pub status: String,
+    pub status: HandlerStatus,
     pub priority: i32,
     pub timeout_ms: i32,
     pub secret: String,

@@ -25,6 +25,7 @@ use super::{
     now,
     prepared::{Sql, cached, id_list},
 };
+use crate::domain::{HandlerStatus, HandlerType};
 
 /// A claimed delivery with what its attempt needs: the payload and the
 /// handler as it is now (an edit applies to the next attempt).
@@ -55,16 +56,16 @@ pub struct Claimed {
     pub events_id: String,
     #[diesel(sql_type = Text)]
     pub payload: String,
-    #[diesel(sql_type = Text)]
-    pub handler_type: String,
+    #[diesel(sql_type = Text, deserialize_as = super::text::Checked<HandlerType>)]
+    pub handler_type: HandlerType,
     #[diesel(sql_type = Text)]
     pub target: String,
     #[diesel(sql_type = Text)]
     pub secret: String,
     #[diesel(sql_type = Integer)]
     pub timeout_ms: i32,
-    #[diesel(sql_type = Text)]
-    pub handler_status: String,
+    #[diesel(sql_type = Text, deserialize_as = super::text::Checked<HandlerStatus>)]
+    pub handler_status: HandlerStatus,
 }
 
 /// What the claim may take.

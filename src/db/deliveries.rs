@@ -13,6 +13,8 @@ use diesel::{
 };
 use serde::Serialize;
 
+use crate::domain::DeliveryState;
+
 use super::{
     DbConnection, now,
     prepared::{Sql, cached, id_list},
@@ -31,7 +33,8 @@ pub struct Delivery {
     pub priority: i32,
     pub entity: String,
     pub object_id: String,
-    pub state: String,
+    #[diesel(deserialize_as = String)]
+    pub state: DeliveryState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub first_attempt_done: bool,
@@ -120,7 +123,7 @@ static PRESENT: LazyLock<Sql> = LazyLock::new(|| {
 macro_rules! back_to_pending {
     ($at:expr) => {
         (
-            deliveries::state.eq("pending"),
+            deliveries::state.eq(DeliveryState::Pending.as_str()),
             deliveries::lease_owner.eq(None::<String>),
             deliveries::lease_until.eq(None::<NaiveDateTime>),
             deliveries::next_attempt_at.eq($at),
@@ -177,7 +180,7 @@ impl Delivery {
                 deliveries::table
                     .filter(unfinished())
                     .filter(deliveries::lease_owner.eq(owner))
-                    .filter(deliveries::state.eq("in_flight")),
+                    .filter(deliveries::state.eq(DeliveryState::InFlight.as_str())),
             )
             .set(back_to_pending!(at))
             .execute(conn)
@@ -190,7 +193,7 @@ impl Delivery {
         crate::db::write_transaction(conn, |conn| {
             INTERRUPTED_BY_CRASH.on(conn).execute(conn)?;
             let at = now();
-            diesel::update(deliveries::table.filter(deliveries::state.eq("in_flight")))
+            diesel::update(deliveries::table.filter(deliveries::state.eq(DeliveryState::InFlight.as_str())))
                 .set(back_to_pending!(at))
                 .execute(conn)
         })
@@ -217,11 +220,11 @@ impl Delivery {
             deliveries::table
                 .find(id)
                 .filter(deliveries::lease_owner.eq(owner))
-                .filter(deliveries::state.eq("in_flight"))
+                .filter(deliveries::state.eq(DeliveryState::InFlight.as_str()))
                 .filter(deliveries::attempts.eq(end.attempts)),
         )
         .set((
-            deliveries::state.eq(end.state),
+            deliveries::state.eq(end.state.as_str()),
             deliveries::attempts.eq(end.attempts),
             deliveries::first_attempt_done.eq(true),
             deliveries::next_attempt_at.eq(end.next_attempt_at.unwrap_or(at)),
@@ -235,10 +238,16 @@ impl Delivery {
 
     /// Ends attempts number `attempt` of `owner` for good (succeeded,
     /// failed, cancelled), many at once.
-    pub fn end_all(conn: &mut DbConnection, owner: &str, ids: &[i64], attempt: i32, state: &str) -> QueryResult<usize> {
+    pub fn end_all(
+        conn: &mut DbConnection,
+        owner: &str,
+        ids: &[i64],
+        attempt: i32,
+        state: DeliveryState,
+    ) -> QueryResult<usize> {
         END_ALL
             .on(conn)
-            .bind::<Text, _>(state)
+            .bind::<Text, _>(state.as_str())
             .bind::<Timestamp, _>(now())
             .bind::<Text, _>(id_list(ids))
             .bind::<Text, _>(owner)
@@ -265,13 +274,11 @@ impl Delivery {
     pub fn retry(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Delivery>> {
         crate::db::write_transaction(conn, |conn| {
             let delivery = Self::find(conn, id)?;
-            if !matches!(delivery.state.as_str(), "succeeded" | "failed" | "cancelled") {
-                return Ok(None);
-            }
+            let Some(next) = delivery.state.manual_retry() else { return Ok(None) };
             let at = now();
-            diesel::update(deliveries::table.find(id).filter(deliveries::state.eq(&delivery.state)))
+            diesel::update(deliveries::table.find(id).filter(deliveries::state.eq(delivery.state.as_str())))
                 .set((
-                    deliveries::state.eq("pending"),
+                    deliveries::state.eq(next.as_str()),
                     deliveries::max_attempts.eq(delivery.attempts + 1),
                     deliveries::first_attempt_done.eq(true),
                     deliveries::next_attempt_at.eq(at),
@@ -300,9 +307,11 @@ impl Delivery {
             .bind::<BigInt, _>(handler_id)
             .execute(conn)?;
             let cancelled: Vec<(i64, bool)> = diesel::update(
-                deliveries::table.filter(deliveries::handler_id.eq(handler_id)).filter(deliveries::state.eq("pending")),
+                deliveries::table
+                    .filter(deliveries::handler_id.eq(handler_id))
+                    .filter(deliveries::state.eq(DeliveryState::Pending.as_str())),
             )
-            .set((deliveries::state.eq("cancelled"), deliveries::updated_at.eq(at)))
+            .set((deliveries::state.eq(DeliveryState::Cancelled.as_str()), deliveries::updated_at.eq(at)))
             .returning((deliveries::event_id, deliveries::first_attempt_done))
             .get_results(conn)?;
             // Those that had not had their first attempt held up their chain.
@@ -358,7 +367,7 @@ fn unfinished() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
 /// How an attempt leaves its delivery.
 #[derive(Debug, Clone)]
 pub struct Finish {
-    pub state: &'static str,
+    pub state: DeliveryState,
     pub attempts: i32,
     pub next_attempt_at: Option<NaiveDateTime>,
 }

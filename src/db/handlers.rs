@@ -14,9 +14,11 @@ pub struct Handler {
     pub name: String,
     pub events_id: String,
     #[serde(rename = "type")]
-    pub handler_type: String,
+    #[diesel(deserialize_as = String)]
+    pub handler_type: HandlerType,
     pub target: String,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: HandlerStatus,
     pub priority: i32,
     pub timeout_ms: i32,
     pub secret: String,
@@ -94,22 +96,14 @@ pub struct HandlerFilter {
 }
 
 impl Handler {
-    pub fn status(&self) -> HandlerStatus {
-        self.status.parse().unwrap_or(HandlerStatus::Disabled)
-    }
-
-    pub fn handler_type(&self) -> HandlerType {
-        self.handler_type.parse().unwrap_or(HandlerType::Http)
-    }
-
     /// The form filled with this handler, for editing.
     pub fn to_form(&self) -> HandlerForm {
         HandlerForm {
             name: self.name.clone(),
             events_id: self.events_id.clone(),
-            handler_type: self.handler_type.clone(),
+            handler_type: self.handler_type.as_str().to_owned(),
             target: self.target.clone(),
-            status: self.status.clone(),
+            status: self.status.as_str().to_owned(),
             priority: self.priority.to_string(),
             timeout_ms: self.timeout_ms.to_string(),
         }
@@ -192,7 +186,7 @@ impl Handler {
     }
 
     fn cancel_pending_unless_enabled(&self, conn: &mut DbConnection) -> QueryResult<usize> {
-        match self.status() {
+        match self.status {
             HandlerStatus::Enabled => Ok(0),
             status => {
                 Delivery::cancel_pending_of_handler(conn, self.id, &format!("cancelled: the handler was {status}"))

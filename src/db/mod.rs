@@ -16,6 +16,7 @@ pub mod schema;
 pub mod sessions;
 pub mod settings;
 mod sqlite_lock;
+mod text;
 mod writer;
 
 use std::{

@@ -5,11 +5,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, header};
 
-use super::{
-    outcome::{AttemptResult, Capture, Outcome},
-    signing::sign,
-};
-use crate::db::deliveries::Claimed;
+use super::outcome::{AttemptResult, Capture, Outcome};
+use crate::{db::deliveries::Claimed, domain::signing::sign};
 
 pub const USER_AGENT: &str = concat!("provisiond/", env!("CARGO_PKG_VERSION"));
 

@@ -11,9 +11,7 @@
 pub mod http;
 pub mod outcome;
 pub mod recorder;
-pub mod retry;
 pub mod script;
-pub mod signing;
 pub mod worker;
 
 use std::{
@@ -28,9 +26,9 @@ use std::{
 
 use tokio::sync::{Notify, watch};
 
+use crate::domain::RetrySchedule;
 use crate::{config::Settings, db::Db};
 use outcome::Outcome;
-use retry::RetrySchedule;
 
 /// The dispatcher's settings, taken from [`Settings`].
 #[derive(Debug, Clone)]

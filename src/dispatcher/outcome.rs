@@ -2,55 +2,10 @@
 
 use std::time::Duration;
 
+pub use crate::domain::Outcome;
+
 /// The largest response body or script output kept in a log row.
 pub const MAX_CAPTURE: usize = 64 * 1024;
-
-/// The outcome column of an execution log (DESIGN §3.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    HttpError,
-    Timeout,
-    ConnectionError,
-    ScriptError,
-    Cancelled,
-    /// The attempt started (the handler may have seen it) and ended without
-    /// a result: its process was killed, or stopped past its grace, or its
-    /// lease was taken over. Written by the database layer, never by an attempt.
-    Interrupted,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::HttpError => "http_error",
-            Outcome::Timeout => "timeout",
-            Outcome::ConnectionError => "connection_error",
-            Outcome::ScriptError => "script_error",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-
-    /// How the logs show an outcome stored as `text`.
-    pub fn label(text: &str) -> String {
-        match text {
-            "interrupted" => "interrupted (no result recorded)".to_owned(),
-            other => other.to_owned(),
-        }
-    }
-
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Success,
-        Outcome::HttpError,
-        Outcome::Timeout,
-        Outcome::ConnectionError,
-        Outcome::ScriptError,
-        Outcome::Cancelled,
-        Outcome::Interrupted,
-    ];
-}
 
 /// One finished attempt.
 #[derive(Debug, Clone)]

@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use super::{
     Shared,
     outcome::{AttemptResult, Outcome},
-    retry::RetrySchedule,
 };
 use crate::{
     db::{
@@ -23,6 +22,7 @@ use crate::{
         logs::{NewExecutionLog, count_attempts, hour_of},
         now,
     },
+    domain::{DeliveryState, RetrySchedule, after_attempt},
     error::cause_chain,
 };
 
@@ -156,7 +156,7 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
     let delivery_ids: Vec<i64> = todo.iter().map(|d| d.delivery.id).collect();
     let present: HashMap<i64, bool> = Delivery::still_present(conn, &delivery_ids)?.into_iter().collect();
     let mut logs = Vec::with_capacity(todo.len());
-    let mut ended: HashMap<(&'static str, i32), Vec<i64>> = HashMap::new();
+    let mut ended: HashMap<(DeliveryState, i32), Vec<i64>> = HashMap::new();
     let mut retries = false;
     for done in todo {
         let Some(&handler_enabled) = present.get(&done.delivery.id) else { continue };
@@ -193,20 +193,9 @@ fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, to
 fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> (Finish, NewExecutionLog) {
     let d = &done.delivery;
     let r = &done.result;
-    let (state, next_attempt_at) = match r.outcome {
-        Outcome::Success => ("succeeded", None),
-        Outcome::Cancelled => ("cancelled", None),
-        _ if !handler_enabled => ("cancelled", None),
-        _ if done.attempt < d.max_attempts => {
-            // The schedule's k-th delay follows the k-th attempt. (A manual
-            // retry allows one attempt only, so it never gets here.)
-            match schedule.jittered_delay_after(u32::try_from(done.attempt).unwrap_or(u32::MAX)) {
-                Some(delay) => ("pending", Some(now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(5)))),
-                None => ("failed", None),
-            }
-        }
-        _ => ("failed", None),
-    };
+    let after = after_attempt(r.outcome, done.attempt, d.max_attempts, handler_enabled, schedule);
+    let next_attempt_at =
+        after.retry_in.map(|delay| now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(5)));
     let headers: serde_json::Map<String, serde_json::Value> =
         r.request_headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
     let log = NewExecutionLog {
@@ -224,14 +213,12 @@ fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> (Fini
         request_body: if r.outcome == Outcome::Cancelled { String::new() } else { d.payload.clone() },
         request_headers: serde_json::Value::Object(headers).to_string(),
         response_body: r.response.clone(),
-        error: match (&r.error, state) {
+        error: match (&r.error, after.not_retried) {
             (None, _) => None,
-            (Some(e), "cancelled") if r.outcome != Outcome::Cancelled => {
-                Some(format!("{e}; not retried: the handler is no longer enabled"))
-            }
-            (Some(e), _) => Some(e.clone()),
+            (Some(e), Some(why)) => Some(format!("{e}; {why}")),
+            (Some(e), None) => Some(e.clone()),
         },
         next_attempt_at,
     };
-    (Finish { state, attempts: done.attempt, next_attempt_at }, log)
+    (Finish { state: after.state, attempts: done.attempt, next_attempt_at }, log)
 }

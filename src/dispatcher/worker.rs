@@ -19,6 +19,7 @@ use crate::{
         deliveries::{ClaimLimits, Claimed, Delivery},
         now,
     },
+    domain::{HandlerStatus, HandlerType},
     error::cause_chain,
 };
 
@@ -316,9 +317,11 @@ async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSen
     // Counted at the claim: an attempt cut off is still counted.
     let attempt = delivery.attempts;
     let started_at = now();
-    let result = match (delivery.handler_status.as_str(), delivery.handler_type.as_str()) {
-        ("enabled", "script") => super::script::run(&shared.settings.scripts_dir, &delivery, attempt).await,
-        ("enabled", _) => super::http::call(&shared.http, &delivery).await,
+    let result = match (delivery.handler_status, delivery.handler_type) {
+        (HandlerStatus::Enabled, HandlerType::Script) => {
+            super::script::run(&shared.settings.scripts_dir, &delivery, attempt).await
+        }
+        (HandlerStatus::Enabled, HandlerType::Http) => super::http::call(&shared.http, &delivery).await,
         (status, _) => AttemptResult::cancelled(&format!("cancelled: the handler is {status}")),
     };
     tracing::debug!(delivery = delivery.id, attempt, outcome = result.outcome.as_str(), "attempt ended");

@@ -1,6 +1,6 @@
 //! The handler form and its validation (DESIGN §3.2), shared by the web form and the API.
 
-use std::{collections::BTreeMap, fmt, path::Path, str::FromStr};
+use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,34 +30,8 @@ pub enum HandlerStatus {
     Archived,
 }
 
-macro_rules! text_enum {
-    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl $ty {
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = ();
-
-            fn from_str(s: &str) -> Result<Self, ()> {
-                match s { $($text => Ok($ty::$variant),)+ _ => Err(()) }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-text_enum!(HandlerType { Http => "http", Script => "script" });
-text_enum!(HandlerStatus { Enabled => "enabled", Disabled => "disabled", Archived => "archived" });
+text_enum!(HandlerType "handler type" { Http => "http", Script => "script" });
+text_enum!(HandlerStatus "handler status" { Enabled => "enabled", Disabled => "disabled", Archived => "archived" });
 
 impl HandlerStatus {
     /// The status a click on the status icon leads to: enabled and disabled

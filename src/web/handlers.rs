@@ -15,7 +15,7 @@ use crate::{
         handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
         logs::HandlerHealth,
     },
-    dispatcher::signing::generate_secret,
+    domain::signing::generate_secret,
     domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType},
     error::{AppError, AppResult},
 };
@@ -86,9 +86,9 @@ impl From<Handler> for HandlerRow {
             priority: h.priority,
             name: h.name,
             events_id: h.events_id,
-            handler_type: h.handler_type,
+            handler_type: h.handler_type.as_str().to_owned(),
             target: h.target,
-            status: h.status,
+            status: h.status.as_str().to_owned(),
             health: HealthView::from(HandlerHealth::default()),
         }
     }
@@ -362,7 +362,7 @@ pub async fn change_handler_status(
         .db
         .run(move |conn| {
             let current = Handler::find(conn, id)?;
-            Handler::set_status(conn, id, wanted.unwrap_or_else(|| current.status().toggled()))
+            Handler::set_status(conn, id, wanted.unwrap_or_else(|| current.status.toggled()))
         })
         .await?;
     tracing::info!(handler = handler.id, status = %handler.status, "handler status changed");

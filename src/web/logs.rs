@@ -23,7 +23,7 @@ use crate::{
         handlers::Handler,
         logs::{Cursor, ExecutionLog, LogFilter},
     },
-    dispatcher::outcome::Outcome,
+    domain::{DeliveryState, Outcome},
     error::{AppError, AppResult},
 };
 
@@ -258,15 +258,14 @@ pub async fn list_handler_logs(
 
 /// The state of a delivery as an administrator reads it.
 pub fn describe_state(d: &Delivery) -> String {
-    match d.state.as_str() {
-        "pending" if d.attempts == 0 => "pending: waiting for its turn".to_owned(),
-        "pending" => format!("retrying at {} UTC", d.next_attempt_at.format("%Y-%m-%d %H:%M:%S")),
-        "in_flight" => "in flight: being attempted now".to_owned(),
-        "succeeded" => "succeeded".to_owned(),
-        "failed" if d.attempts == 1 => "failed after 1 attempt".to_owned(),
-        "failed" => format!("failed after {} attempts", d.attempts),
-        "cancelled" => "cancelled".to_owned(),
-        other => other.to_owned(),
+    match d.state {
+        DeliveryState::Pending if d.attempts == 0 => "pending: waiting for its turn".to_owned(),
+        DeliveryState::Pending => format!("retrying at {} UTC", d.next_attempt_at.format("%Y-%m-%d %H:%M:%S")),
+        DeliveryState::InFlight => "in flight: being attempted now".to_owned(),
+        DeliveryState::Succeeded => "succeeded".to_owned(),
+        DeliveryState::Failed if d.attempts == 1 => "failed after 1 attempt".to_owned(),
+        DeliveryState::Failed => format!("failed after {} attempts", d.attempts),
+        DeliveryState::Cancelled => "cancelled".to_owned(),
     }
 }
 
@@ -336,7 +335,7 @@ pub async fn show_log(
             current: o.id == log.id,
         })
         .collect();
-    let finished = delivery.as_ref().is_some_and(|d| matches!(d.state.as_str(), "succeeded" | "failed" | "cancelled"));
+    let finished = delivery.as_ref().is_some_and(|d| d.state.is_finished());
     let page = LogDetailPage {
         layout: Layout::new(&admin, format!("Execution Log #{}", log.id), "logs"),
         handler_name: handler.map_or_else(|| format!("#{} (deleted)", log.handler_id), |h| h.name),

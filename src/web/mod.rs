@@ -90,7 +90,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let _ = writeln!(text, "provisiond_deliveries_created_total {}", m.deliveries_created.load(Relaxed));
     let _ = writeln!(text, "# HELP provisiond_attempts_total Delivery attempts recorded by this process, by outcome.");
     let _ = writeln!(text, "# TYPE provisiond_attempts_total counter");
-    for (outcome, count) in crate::dispatcher::outcome::Outcome::ALL.iter().zip(&m.attempts) {
+    for (outcome, count) in crate::domain::Outcome::ALL.iter().zip(&m.attempts) {
         let _ = writeln!(text, "provisiond_attempts_total{{outcome=\"{}\"}} {}", outcome.as_str(), count.load(Relaxed));
     }
     for (name, help, value) in [

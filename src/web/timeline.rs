@@ -110,7 +110,7 @@ pub async fn show_timeline(
                 success: l.outcome == "success",
                 code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
                 detail: l.error.clone().unwrap_or_default().chars().take(120).collect(),
-                outcome: crate::dispatcher::outcome::Outcome::label(&l.outcome),
+                outcome: crate::domain::Outcome::label(&l.outcome),
             });
         }
         entries.sort_by_key(|e| (e.at, e.log_id.is_some(), e.log_id));

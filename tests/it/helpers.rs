@@ -115,7 +115,7 @@ pub fn settings(db: &TestDb, scripts_dir: &std::path::Path) -> Settings {
     s.scripts_dir = scripts_dir.to_path_buf();
     s.http_workers = 2;
     s.db_pool_size = 4;
-    s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("100ms,100ms").unwrap();
+    s.retry_schedule = provisiond::domain::RetrySchedule::parse("100ms,100ms").unwrap();
     s.poll_interval = std::time::Duration::from_millis(100);
     s.lease = std::time::Duration::from_secs(3);
     s.shutdown_grace = std::time::Duration::from_secs(5);
@@ -149,7 +149,7 @@ impl TestApp {
 
     /// A server whose failed attempts are retried on `schedule` (e.g. `"30s"`, or `""` for never).
     pub async fn with_retries(db: TestDb, schedule: &str) -> Self {
-        let schedule = provisiond::dispatcher::retry::RetrySchedule::parse(schedule).unwrap();
+        let schedule = provisiond::domain::RetrySchedule::parse(schedule).unwrap();
         Self::spawn_with(db, tempfile::tempdir().unwrap(), |s| s.retry_schedule = schedule).await
     }
 

@@ -230,7 +230,7 @@ async fn old_logs_and_finished_deliveries_are_pruned(db: TestDb) {
     let scripts = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with(db, scripts, |s| {
         s.log_retention = Duration::from_secs(2);
-        s.retry_schedule = provisiond::dispatcher::retry::RetrySchedule::parse("1h").unwrap();
+        s.retry_schedule = provisiond::domain::RetrySchedule::parse("1h").unwrap();
     })
     .await;
     let sink = Sink::start().await;

@@ -1,0 +1,44 @@
+//! The domain's enums as the database stores them: text, read back through
+//! `FromStr`, so a value the code does not know is a load error (a logged
+//! 500, a recorder retry), never a silent default.
+//!
+//! Tables loaded with `Queryable` read a `String` and convert it with the
+//! enum's `TryFrom<String>` (`#[diesel(deserialize_as = String)]`); rows of
+//! raw SQL (`QueryableByName`) read a [`Checked`], which parses in `FromSql`.
+
+use std::str::FromStr;
+
+use diesel::{
+    backend::Backend,
+    deserialize::{self, FromSql},
+    sql_types::Text,
+};
+
+use crate::domain::{HandlerStatus, HandlerType, UnknownText};
+
+/// A column's text, parsed.
+#[derive(Debug)]
+pub(super) struct Checked<T>(T);
+
+impl<T, DB> FromSql<Text, DB> for Checked<T>
+where
+    DB: Backend,
+    String: FromSql<Text, DB>,
+    T: FromStr<Err = UnknownText>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+        Ok(Checked(String::from_sql(bytes)?.parse()?))
+    }
+}
+
+macro_rules! checked {
+    ($($ty:ty),+) => {
+        $(impl From<Checked<$ty>> for $ty {
+            fn from(checked: Checked<$ty>) -> Self {
+                checked.0
+            }
+        })+
+    };
+}
+
+checked!(HandlerStatus, HandlerType);
