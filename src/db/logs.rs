@@ -11,6 +11,8 @@ use diesel::{
 };
 use serde::Serialize;
 
+use crate::domain::Outcome;
+
 use super::{
     DbConnection, now,
     prepared::cached,
@@ -30,7 +32,8 @@ pub struct ExecutionLog {
     pub attempt: i32,
     pub started_at: NaiveDateTime,
     pub duration_ms: i64,
-    pub outcome: String,
+    #[diesel(deserialize_as = String)]
+    pub outcome: Outcome,
     pub status_code: Option<i32>,
     pub request_body: String,
     pub request_headers: String,
@@ -52,7 +55,8 @@ pub struct NewExecutionLog {
     pub attempt: i32,
     pub started_at: NaiveDateTime,
     pub duration_ms: i64,
-    pub outcome: String,
+    /// [`Outcome::as_str`].
+    pub outcome: &'static str,
     pub status_code: Option<i32>,
     pub request_body: String,
     pub request_headers: String,
@@ -97,7 +101,7 @@ impl NewExecutionLog {
         .bind::<Integer, _>(self.attempt)
         .bind::<Timestamp, _>(self.started_at)
         .bind::<BigInt, _>(self.duration_ms)
-        .bind::<Text, _>(&self.outcome)
+        .bind::<Text, _>(self.outcome)
         .bind::<Nullable<Integer>, _>(self.status_code)
         .bind::<Text, _>(&self.request_body)
         .bind::<Text, _>(&self.request_headers)
@@ -114,7 +118,7 @@ impl NewExecutionLog {
 pub struct LogFilter {
     pub handler_id: Option<i64>,
     pub events_id: Option<String>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     /// Text searched for in the error message.
     pub q: Option<String>,
     pub object_id: Option<String>,
@@ -155,8 +159,8 @@ impl ExecutionLog {
         if let Some(e) = &filter.events_id {
             q = q.filter(execution_logs::events_id.eq(e.clone()));
         }
-        if let Some(o) = &filter.outcome {
-            q = q.filter(execution_logs::outcome.eq(o.clone()));
+        if let Some(o) = filter.outcome {
+            q = q.filter(execution_logs::outcome.eq(o.as_str()));
         }
         if let Some(text) = &filter.q {
             q = q.filter(execution_logs::error.like(contains_pattern(text)).escape('\\'));
@@ -212,8 +216,8 @@ impl ExecutionLog {
     ) -> QueryResult<LogPage> {
         let mut pages: Vec<ExecutionLog> = Vec::new();
         let (mut older, mut newer) = (false, false);
-        for outcome in ["http_error", "timeout", "connection_error", "script_error", "interrupted"] {
-            let f = LogFilter { outcome: Some(outcome.to_owned()), ..filter.clone() };
+        for outcome in Outcome::ALL.iter().filter(|o| o.is_failure()) {
+            let f = LogFilter { outcome: Some(*outcome), ..filter.clone() };
             let page = Self::page(conn, &f, cursor, limit)?;
             older |= page.older;
             newer |= page.newer;
@@ -287,7 +291,7 @@ impl ExecutionLog {
 /// The handler list's health figures for one handler.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HandlerHealth {
-    pub last_outcome: Option<String>,
+    pub last_outcome: Option<Outcome>,
     pub last_at: Option<NaiveDateTime>,
     pub attempts_24h: i64,
     pub successes_24h: i64,
@@ -372,7 +376,8 @@ impl HandlerHealth {
                 .first(conn)
                 .optional()?;
             if let (Some(h), Some((outcome, at))) = (health.get_mut(id), last) {
-                h.last_outcome = Some(outcome);
+                h.last_outcome =
+                    Some(outcome.parse().map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?);
                 h.last_at = Some(at);
             }
         }

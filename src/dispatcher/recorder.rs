@@ -208,7 +208,7 @@ fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> (Fini
         attempt: done.attempt,
         started_at: done.started_at,
         duration_ms: i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX),
-        outcome: r.outcome.as_str().to_owned(),
+        outcome: r.outcome.as_str(),
         status_code: r.status_code,
         request_body: if r.outcome == Outcome::Cancelled { String::new() } else { d.payload.clone() },
         request_headers: serde_json::Value::Object(headers).to_string(),

@@ -45,7 +45,8 @@ impl DeliveryState {
 }
 
 /// How one attempt ended (`execution_logs.outcome`, DESIGN §3.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success,
     HttpError,
@@ -70,11 +71,11 @@ text_enum!(Outcome "outcome" {
 });
 
 impl Outcome {
-    /// How the logs show an outcome stored as `text`.
-    pub fn label(text: &str) -> String {
-        match text.parse() {
-            Ok(Outcome::Interrupted) => "interrupted (no result recorded)".to_owned(),
-            _ => text.to_owned(),
+    /// How the logs show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Interrupted => "interrupted (no result recorded)",
+            other => other.as_str(),
         }
     }
 

@@ -15,8 +15,7 @@ use crate::{
         handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
         logs::HandlerHealth,
     },
-    domain::signing::generate_secret,
-    domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType},
+    domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType, Outcome, signing::generate_secret},
     error::{AppError, AppResult},
 };
 
@@ -125,8 +124,8 @@ impl From<HandlerHealth> for HealthView {
             })
             .collect();
         Self {
-            last_ok: h.last_outcome.as_deref() == Some("success"),
-            last_outcome: h.last_outcome,
+            last_ok: h.last_outcome == Some(Outcome::Success),
+            last_outcome: h.last_outcome.map(|o| o.as_str().to_owned()),
             last_at: h.last_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
             attempts_24h: h.attempts_24h,
             success_rate: (h.attempts_24h > 0).then(|| (h.successes_24h * 100 + h.attempts_24h / 2) / h.attempts_24h),

@@ -28,6 +28,8 @@ use crate::{
 };
 
 const PER_PAGE: i64 = 50;
+/// The status filter's value for every failed attempt (any outcome but success and cancelled).
+const FAILURES: &str = "fail";
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -50,16 +52,17 @@ impl LogQuery {
             e => return Err(format!("There is no event `{e}` in the catalogue.")),
         };
         let outcome = match self.outcome.trim() {
-            "" => None,
-            "fail" => Some("fail".to_owned()),
-            o if Outcome::ALL.iter().any(|x| x.as_str() == o) => Some(o.to_owned()),
-            o => return Err(format!("Unknown status `{o}`: use success, fail or one of the outcomes.")),
+            "" | FAILURES => None,
+            o => Some(
+                o.parse::<Outcome>()
+                    .map_err(|_| format!("Unknown status `{o}`: use success, fail or one of the outcomes."))?,
+            ),
         };
         let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         Ok(LogFilter {
             handler_id,
             events_id,
-            outcome: outcome.filter(|o| o != "fail"),
+            outcome,
             q: text(&self.q),
             object_id: text(&self.object_id),
             from: parse_when(&self.from, false)?,
@@ -138,7 +141,7 @@ impl LogRow {
         let preview: String = source.chars().filter(|c| !c.is_control()).take(80).collect();
         Self {
             id: l.id,
-            success: l.outcome == "success",
+            success: l.outcome == Outcome::Success,
             started_at: l.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             event_label: event_label(&l.events_id),
             handler_id: l.handler_id,
@@ -149,7 +152,7 @@ impl LogRow {
             duration_ms: l.duration_ms,
             attempt: l.attempt,
             code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
-            outcome: Outcome::label(&l.outcome),
+            outcome: l.outcome.label().to_owned(),
         }
     }
 }
@@ -186,12 +189,9 @@ async fn show_logs(
     query: LogQuery,
     handler: Option<Handler>,
 ) -> AppResult<HttpResponse> {
-    let mut filter = query.filter(handler.as_ref().map(|h| h.id)).map_err(AppError::BadRequest)?;
+    let filter = query.filter(handler.as_ref().map(|h| h.id)).map_err(AppError::BadRequest)?;
     let cursor = query.cursor().map_err(AppError::BadRequest)?;
-    let only_failures = query.outcome.trim() == "fail";
-    if only_failures {
-        filter.outcome = None;
-    }
+    let only_failures = query.outcome.trim() == FAILURES;
     let (page, names) = state
         .db
         .run(move |conn| {
@@ -215,8 +215,8 @@ async fn show_logs(
     };
     let newer_url = page.newer.then(|| page.rows.first().map(|r| link("after", r.id))).flatten();
     let older_url = page.older.then(|| page.rows.last().map(|r| link("before", r.id))).flatten();
-    let mut outcomes = vec!["success", "fail"];
-    outcomes.extend(Outcome::ALL.iter().skip(1).map(|o| o.as_str()));
+    let mut outcomes = vec![Outcome::Success.as_str(), FAILURES];
+    outcomes.extend(Outcome::ALL.iter().filter(|o| **o != Outcome::Success).map(|o| o.as_str()));
     render(
         StatusCode::OK,
         &LogListPage {
@@ -262,10 +262,9 @@ pub fn describe_state(d: &Delivery) -> String {
         DeliveryState::Pending if d.attempts == 0 => "pending: waiting for its turn".to_owned(),
         DeliveryState::Pending => format!("retrying at {} UTC", d.next_attempt_at.format("%Y-%m-%d %H:%M:%S")),
         DeliveryState::InFlight => "in flight: being attempted now".to_owned(),
-        DeliveryState::Succeeded => "succeeded".to_owned(),
         DeliveryState::Failed if d.attempts == 1 => "failed after 1 attempt".to_owned(),
         DeliveryState::Failed => format!("failed after {} attempts", d.attempts),
-        DeliveryState::Cancelled => "cancelled".to_owned(),
+        DeliveryState::Succeeded | DeliveryState::Cancelled => d.state.as_str().to_owned(),
     }
 }
 
@@ -286,6 +285,7 @@ pub struct AttemptRow {
 pub struct LogDetailPage {
     pub layout: Layout,
     pub log: ExecutionLog,
+    pub success: bool,
     pub handler_name: String,
     pub event_label: String,
     pub payload: String,
@@ -328,8 +328,8 @@ pub async fn show_log(
             id: o.id,
             attempt: o.attempt,
             started_at: o.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-            outcome: Outcome::label(&o.outcome),
-            success: o.outcome == "success",
+            outcome: o.outcome.label().to_owned(),
+            success: o.outcome == Outcome::Success,
             code: o.status_code.map(|c| c.to_string()).unwrap_or_default(),
             duration_ms: o.duration_ms,
             current: o.id == log.id,
@@ -338,6 +338,7 @@ pub async fn show_log(
     let finished = delivery.as_ref().is_some_and(|d| d.state.is_finished());
     let page = LogDetailPage {
         layout: Layout::new(&admin, format!("Execution Log #{}", log.id), "logs"),
+        success: log.outcome == Outcome::Success,
         handler_name: handler.map_or_else(|| format!("#{} (deleted)", log.handler_id), |h| h.name),
         event_label: event_label(&log.events_id),
         payload,

@@ -107,10 +107,10 @@ pub async fn show_timeline(
                 log_id: Some(l.id),
                 handler_name: names.get(&l.handler_id).cloned().unwrap_or_else(|| format!("#{}", l.handler_id)),
                 attempt: l.attempt,
-                success: l.outcome == "success",
+                success: l.outcome == crate::domain::Outcome::Success,
                 code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
                 detail: l.error.clone().unwrap_or_default().chars().take(120).collect(),
-                outcome: crate::domain::Outcome::label(&l.outcome),
+                outcome: l.outcome.label().to_owned(),
             });
         }
         entries.sort_by_key(|e| (e.at, e.log_id.is_some(), e.log_id));
