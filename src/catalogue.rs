@@ -18,16 +18,24 @@ pub struct EventType {
 }
 
 impl EventType {
-    /// The entity the event is about: the id without its last part
-    /// (`clients.accounts.create` -> `clients.accounts`).
+    /// The entity the event is about, the kind of object its `object_id`
+    /// names (DESIGN §3.1): see [`entity_of`].
     pub fn entity(&self) -> &'static str {
         entity_of(self.id)
     }
 }
 
-/// The entity of an events id: everything before the last dot.
+/// The kinds of object a client has, whose events name one of them
+/// (`clients.accounts.create` is about an account).
+const CLIENT_PARTS: &[&str] = &["clients.accounts", "clients.subscriptions"];
+
+/// The entity of an events id: everything before the last dot
+/// (`clients.accounts.create` -> `clients.accounts`), except that a
+/// `clients.*` event about the client itself is about `clients`
+/// (`clients.custom_fields.update` for object 12 is about client 12).
 pub fn entity_of(events_id: &str) -> &str {
-    events_id.rsplit_once('.').map_or(events_id, |(entity, _)| entity)
+    let entity = events_id.rsplit_once('.').map_or(events_id, |(entity, _)| entity);
+    if entity.starts_with("clients.") && !CLIENT_PARTS.contains(&entity) { "clients" } else { entity }
 }
 
 /// The groups in the order the form lists them.
@@ -276,6 +284,18 @@ mod tests {
     fn entity_drops_the_last_part() {
         assert_eq!(find("clients.accounts.create").unwrap().entity(), "clients.accounts");
         assert_eq!(find("clients.create").unwrap().entity(), "clients");
+        assert_eq!(find("clients.subscriptions.renew").unwrap().entity(), "clients.subscriptions");
+        assert_eq!(find("accounting.charges.update").unwrap().entity(), "accounting.charges");
+    }
+
+    #[test]
+    fn events_about_the_client_itself_are_about_clients() {
+        for id in ["clients.custom_fields.update", "clients.balance_zero", "clients.balance_notzero", "clients.archive"]
+        {
+            assert_eq!(find(id).unwrap().entity(), "clients", "{id}");
+        }
+        let entities = EVENTS.iter().map(|e| e.entity()).filter(|e| e.starts_with("clients")).collect::<Vec<_>>();
+        assert!(entities.iter().all(|e| ["clients", "clients.accounts", "clients.subscriptions"].contains(e)));
         assert_eq!(entity_of("accounting.payments.delete"), "accounting.payments");
         assert!(find("clients.explode").is_none());
     }

@@ -174,6 +174,8 @@ async fn the_timeline_shows_one_objects_history_across_handlers(db: TestDb) {
     {
         app.post_event(&envelope(events_id, json!(object), json!({}))).await;
     }
+    // About client 12 too (DESIGN §3.1), though no handler takes it.
+    app.post_event(&envelope("clients.custom_fields.update", json!(12), json!({"vip": true}))).await;
     sink.wait_until(Duration::from_secs(10), "4 deliveries", |r| r.len() >= 4).await;
     app.sign_in().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -191,7 +193,9 @@ async fn the_timeline_shows_one_objects_history_across_handlers(db: TestDb) {
     assert!(created < updated, "in time order");
     assert!(page.contains("CRM") && page.contains("Switch"), "attempts of every handler");
     assert!(!page.contains("Accounts: create"), "another entity's object 12 is another object");
-    assert_eq!(page.matches("event received").count(), 2, "object 13 is not shown");
+    let fields = page.find("Clients: custom fields update</strong>").expect("the client's custom fields event");
+    assert!(updated < fields, "in time order");
+    assert_eq!(page.matches("event received").count(), 3, "object 13 is not shown");
     // Reachable from a log row, and by search.
     let logs = app.get_page("/provisioning/logs").await;
     assert!(
