@@ -150,7 +150,6 @@ impl Application {
             tokio::spawn(crate::maintenance::run(self.state.db.clone(), self.state.settings.log_retention));
         let signals = tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("stopping: no new claims; letting attempts in flight finish");
             stopper.stop().await;
         });
         let result = server.await;
@@ -176,6 +175,7 @@ impl Stopper {
     /// returns once the server has closed (within the grace).
     pub async fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        tracing::info!("stopping: no event acknowledged from now on, no new claims; letting attempts in flight finish");
         let server = self.server.stop(true);
         self.dispatcher.stop();
         server.await;

@@ -53,8 +53,10 @@ impl Server {
     async fn start_with(db: &TestDb, dir: &std::path::Path, name: &str, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
         let child = Self::command(db, dir, port, env)
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .spawn()
             .expect("the binary starts");
         let server = Self { child, address: format!("http://127.0.0.1:{port}"), log };
@@ -73,6 +75,19 @@ impl Server {
     fn kill(&mut self) {
         // SIGKILL: no chance to finish anything.
         self.child.start_kill().unwrap();
+    }
+
+    /// Waits for `line` in the server's log (its output).
+    async fn wait_for_log(&self, line: &str, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(line) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no `{line}` in the log within {within:?}:\n{log}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// SIGTERM, as an operator's `systemctl stop` sends.
@@ -259,7 +274,7 @@ async fn a_stop_honours_its_grace_and_acknowledges_nothing_after_the_signal(back
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.behave("/hang", Behavior { delay: Duration::from_secs(30), ..Behavior::default() });
-    let grace = [("PROVISIOND_SHUTDOWN_GRACE", "2s")];
+    let grace = [("PROVISIOND_SHUTDOWN_GRACE", "2s"), ("PROVISIOND_LOG", "info")];
     let mut server = Server::start_with(&db, dir.path(), "first", &grace).await;
     let handler = hung_handler(&server, &sink.url("/hang")).await;
     let producer = reqwest::Client::new();
@@ -275,6 +290,10 @@ async fn a_stop_honours_its_grace_and_acknowledges_nothing_after_the_signal(back
 
     server.terminate();
     let signalled = std::time::Instant::now();
+    // The signal is handled asynchronously: "after the signal" starts when
+    // the server says it has seen it (a post in between is acknowledged
+    // as any before the signal, and delivered).
+    server.wait_for_log("stopping: no event acknowledged from now on", Duration::from_secs(2)).await;
     let mut acknowledged_after = Vec::new();
     for n in 1..=20 {
         if let Ok(res) = post(n).await
