@@ -376,8 +376,7 @@ impl HandlerHealth {
                 .first(conn)
                 .optional()?;
             if let (Some(h), Some((outcome, at))) = (health.get_mut(id), last) {
-                h.last_outcome =
-                    Some(outcome.parse().map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?);
+                h.last_outcome = Some(super::text::parsed(&outcome)?);
                 h.last_at = Some(at);
             }
         }

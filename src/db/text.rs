@@ -31,6 +31,11 @@ where
     }
 }
 
+/// A column's text read by hand (a tuple of a select), parsed the same way.
+pub(super) fn parsed<T: FromStr<Err = UnknownText>>(text: &str) -> diesel::QueryResult<T> {
+    text.parse().map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
+}
+
 macro_rules! checked {
     ($($ty:ty),+) => {
         $(impl From<Checked<$ty>> for $ty {

@@ -21,8 +21,8 @@ impl fmt::Display for UnknownText {
 impl std::error::Error for UnknownText {}
 
 /// An enum stored as text: `as_str`, `ALL`, `FromStr` (an [`UnknownText`]
-/// for anything else), `Display`, and `TryFrom<String>` and `Into<String>`
-/// (what the database layer loads and stores it through).
+/// for anything else), `Display`, and `TryFrom<String>` (what the database
+/// layer loads it through).
 macro_rules! text_enum {
     ($ty:ident $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $ty {
@@ -49,12 +49,6 @@ macro_rules! text_enum {
 
             fn try_from(text: String) -> Result<Self, Self::Error> {
                 text.parse()
-            }
-        }
-
-        impl From<$ty> for String {
-            fn from(value: $ty) -> String {
-                value.as_str().to_owned()
             }
         }
 
