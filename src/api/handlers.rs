@@ -29,6 +29,8 @@ pub struct HandlerOut {
     pub status: HandlerStatus,
     pub priority: i32,
     pub timeout_ms: i32,
+    /// Its ordering group (DESIGN §4.4); `null`: its target is.
+    pub ordering_group: Option<String>,
     pub secret: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -49,6 +51,7 @@ impl From<Handler> for HandlerOut {
             status: h.status,
             priority: h.priority,
             timeout_ms: h.timeout_ms,
+            ordering_group: h.ordering_group,
             secret: h.secret,
             created_at: utc(h.created_at),
             updated_at: utc(h.updated_at),
@@ -57,7 +60,8 @@ impl From<Handler> for HandlerOut {
 }
 
 /// Fields the API reads; the others of a handler's JSON are read-only and ignored.
-const WRITABLE: &[&str] = &["name", "events_id", "type", "target", "status", "priority", "timeout_ms"];
+const WRITABLE: &[&str] =
+    &["name", "events_id", "type", "target", "status", "priority", "timeout_ms", "ordering_group"];
 const READ_ONLY: &[&str] = &["id", "secret", "created_at", "updated_at"];
 
 /// Lays the JSON fields over a form: strings and numbers are read as the form
@@ -88,6 +92,7 @@ fn merge_json(mut form: HandlerForm, body: Map<String, Value>) -> Result<Handler
             "target" => &mut form.target,
             "status" => &mut form.status,
             "priority" => &mut form.priority,
+            "ordering_group" => &mut form.ordering_group,
             _ => &mut form.timeout_ms,
         };
         *slot = text;

@@ -132,9 +132,10 @@ fn seed(conn: &mut DbConnection, handlers: i64, logs: i64) -> diesel::QueryResul
         ),
         format!(
             "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts, max_attempts,
-                                     first_attempt_done, next_attempt_at, created_at, updated_at)
+                                     first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
              SELECT e.id, 1 + (e.id % {handlers}), 'msg_seed_' || e.id, 0, e.entity, e.object_id,
-                    CASE WHEN e.id % 20 = 0 THEN 'failed' ELSE 'succeeded' END, 4, 4, TRUE, e.received_at, e.received_at, e.received_at
+                    CASE WHEN e.id % 20 = 0 THEN 'failed' ELSE 'succeeded' END, 4, 4, TRUE, e.received_at, e.received_at, e.received_at,
+                    'http://127.0.0.1:9/hook/' || (1 + e.id % {handlers})
              FROM events e"
         ),
         String::from(

@@ -111,8 +111,9 @@ const CHAIN_CLEAR: &str = "NOT EXISTS (
           AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id)))";
 
 /// A handler's first `{room}` deliveries it may take, in due order (the due
-/// index's): due, not waiting on an earlier delivery of the same object for
-/// the same handler (rule 4), and for a first attempt, not waiting on a
+/// index's): due, not waiting on a delivery of an earlier event about the
+/// same object in the same ordering group, whichever its handler (rule 4;
+/// one probe of `deliveries_object`), and for a first attempt, not waiting on a
 /// handler earlier in the event's chain (rule 3; a parked delivery is not due,
 /// so this only confirms it). Each row looked at costs a few index probes, and
 /// only this handler's rows are looked at.
@@ -123,8 +124,8 @@ const CANDIDATES_TEXT: &str = "
     WHERE c.handler_id = {handler} AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= {now}
       AND NOT EXISTS (
         SELECT 1 FROM deliveries p
-        WHERE p.handler_id = c.handler_id AND p.entity = c.entity AND p.object_id = c.object_id
-          AND p.id < c.id AND p.state IN ('pending', 'in_flight'))
+        WHERE p.ordering_key = c.ordering_key AND p.entity = c.entity AND p.object_id = c.object_id
+          AND p.event_id < c.event_id AND p.state IN ('pending', 'in_flight'))
       AND (c.first_attempt_done OR {chain_clear})
     ORDER BY c.next_attempt_at, c.id
     LIMIT {room}";

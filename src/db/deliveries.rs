@@ -43,6 +43,8 @@ pub struct Delivery {
     pub lease_until: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The ordering group it was created in (DESIGN §4.4).
+    pub ordering_key: String,
 }
 
 /// Ends attempts for good: the deliveries `$3` (a JSON array of ids) leased

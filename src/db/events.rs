@@ -72,18 +72,23 @@ const FIRST_DUE: &str = "
         AND (b.priority < h.priority OR (b.priority = h.priority AND b.id < h.id)))
     THEN {parked} ELSE {at} END";
 
+/// The ordering group (DESIGN §4.4) a new delivery of handler `h` is
+/// ordered in for good: the handler's `ordering_group`, else its target.
+const ORDERING_KEY: &str = "COALESCE(h.ordering_group, h.target)";
+
 /// SQLite: one pending delivery for every handler enabled for the events `$5`
 /// (a JSON array of ids), received at `$4`.
 static CREATE_DELIVERIES_SQLITE: LazyLock<String> = LazyLock::new(|| {
     let first_due = FIRST_DUE.replace("{parked}", "$3").replace("{at}", "$4");
     format!(
         "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+                                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
          SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE,
-                {first_due}, $4, $4
+                {first_due}, $4, $4, {ordering_key}
          FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
          WHERE e.id IN (SELECT value FROM json_each($5))
-         RETURNING event_id"
+         RETURNING event_id",
+        ordering_key = ORDERING_KEY
     )
 });
 
@@ -92,7 +97,9 @@ static CREATE_DELIVERIES_SQLITE: LazyLock<String> = LazyLock::new(|| {
 /// each event's id and number of deliveries, in the order given (ids are
 /// drawn in that order). `$5`: [`crate::db::claims::PARKED`].
 static INGEST_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    INGEST_POSTGRES_TEXT.replace("{first_due}", &FIRST_DUE.replace("{parked}", "$5").replace("{at}", "$1"))
+    INGEST_POSTGRES_TEXT
+        .replace("{first_due}", &FIRST_DUE.replace("{parked}", "$5").replace("{at}", "$1"))
+        .replace("{ordering_key}", ORDERING_KEY)
 });
 const INGEST_POSTGRES_TEXT: &str = "
     WITH new_events AS (
@@ -103,9 +110,9 @@ const INGEST_POSTGRES_TEXT: &str = "
       RETURNING id, events_id, entity, object_id
     ), new_deliveries AS (
       INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                              max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+                              max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
       SELECT e.id, h.id, $3 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $4, FALSE,
-             {first_due}, $1, $1
+             {first_due}, $1, $1, {ordering_key}
       FROM new_events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
       RETURNING event_id
     )

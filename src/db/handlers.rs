@@ -24,6 +24,7 @@ pub struct Handler {
     pub secret: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub ordering_group: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -39,10 +40,12 @@ pub struct NewHandler {
     pub secret: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub ordering_group: Option<String>,
 }
 
+/// A handler's new values; a blank ordering group is written as NULL.
 #[derive(Debug, AsChangeset)]
-#[diesel(table_name = handlers)]
+#[diesel(table_name = handlers, treat_none_as_null = true)]
 pub struct HandlerChangeset {
     pub name: String,
     pub events_id: String,
@@ -52,6 +55,7 @@ pub struct HandlerChangeset {
     pub priority: i32,
     pub timeout_ms: i32,
     pub updated_at: NaiveDateTime,
+    pub ordering_group: Option<String>,
 }
 
 impl NewHandler {
@@ -68,6 +72,7 @@ impl NewHandler {
             secret,
             created_at: at,
             updated_at: at,
+            ordering_group: valid.ordering_group,
         }
     }
 }
@@ -83,6 +88,7 @@ impl From<ValidHandler> for HandlerChangeset {
             priority: valid.priority,
             timeout_ms: valid.timeout_ms,
             updated_at: now(),
+            ordering_group: valid.ordering_group,
         }
     }
 }
@@ -106,6 +112,7 @@ impl Handler {
             status: self.status.as_str().to_owned(),
             priority: self.priority.to_string(),
             timeout_ms: self.timeout_ms.to_string(),
+            ordering_group: self.ordering_group.clone().unwrap_or_default(),
         }
     }
 

@@ -14,6 +14,7 @@ diesel::table! {
         secret -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        ordering_group -> Nullable<Text>,
     }
 }
 
@@ -55,6 +56,7 @@ diesel::table! {
         lease_until -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        ordering_key -> Text,
     }
 }
 

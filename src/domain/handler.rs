@@ -8,6 +8,7 @@ use super::target::{parse_http_target, parse_script_target};
 use crate::catalogue;
 
 pub const NAME_MAX_CHARS: usize = 200;
+pub const ORDERING_GROUP_MAX_CHARS: usize = 200;
 pub const PRIORITY_MAX: i32 = 1_000_000;
 pub const TIMEOUT_MS_MIN: i32 = 100;
 pub const TIMEOUT_MS_MAX: i32 = 300_000;
@@ -57,6 +58,7 @@ pub struct HandlerForm {
     pub status: String,
     pub priority: String,
     pub timeout_ms: String,
+    pub ordering_group: String,
 }
 
 /// A handler that passed every rule, ready to store.
@@ -69,6 +71,8 @@ pub struct ValidHandler {
     pub status: HandlerStatus,
     pub priority: i32,
     pub timeout_ms: i32,
+    /// Its ordering group (DESIGN §4.4); `None`: its target is.
+    pub ordering_group: Option<String>,
 }
 
 /// Messages by form field name (`name`, `events_id`, `type`, `target`, …).
@@ -152,6 +156,22 @@ impl HandlerForm {
             );
         }
 
+        let ordering_group = match self.ordering_group.trim() {
+            "" => None,
+            g if g.chars().count() > ORDERING_GROUP_MAX_CHARS => {
+                errors.add(
+                    "ordering_group",
+                    format!("The ordering group must be at most {ORDERING_GROUP_MAX_CHARS} characters"),
+                );
+                None
+            }
+            g if g.chars().any(char::is_control) => {
+                errors.add("ordering_group", "The ordering group must not contain control characters");
+                None
+            }
+            g => Some(g.to_owned()),
+        };
+
         match (event, handler_type, target, status, priority, timeout_ms) {
             (Some(event), Some(handler_type), Some(target), Some(status), Some(priority), Some(timeout_ms))
                 if errors.is_empty() =>
@@ -164,6 +184,7 @@ impl HandlerForm {
                     status,
                     priority,
                     timeout_ms,
+                    ordering_group,
                 })
             }
             _ => Err(errors),
@@ -184,6 +205,7 @@ mod tests {
             status: "enabled".into(),
             priority: "10".into(),
             timeout_ms: "".into(),
+            ordering_group: "".into(),
         }
     }
 
@@ -202,6 +224,10 @@ mod tests {
         let mut blank = form();
         blank.priority = " ".into();
         assert_eq!(blank.validate(Path::new("/")).unwrap().priority, 0);
+        assert_eq!(v.ordering_group, None, "blank: the target is the group");
+        let mut grouped = form();
+        grouped.ordering_group = "  crm ".into();
+        assert_eq!(grouped.validate(Path::new("/")).unwrap().ordering_group.as_deref(), Some("crm"));
     }
 
     #[test]
@@ -220,6 +246,8 @@ mod tests {
             ("priority", Box::new(|f| f.priority = "1.5".into())),
             ("timeout_ms", Box::new(|f| f.timeout_ms = "99".into())),
             ("timeout_ms", Box::new(|f| f.timeout_ms = "300001".into())),
+            ("ordering_group", Box::new(|f| f.ordering_group = "g".repeat(201))),
+            ("ordering_group", Box::new(|f| f.ordering_group = "crm\0".into())),
         ];
         for (field, change) in cases {
             let mut f = form();
@@ -236,6 +264,7 @@ mod tests {
         f.name = "é".repeat(200);
         f.priority = "1000000".into();
         f.timeout_ms = "100".into();
+        f.ordering_group = "é".repeat(200);
         assert!(f.validate(Path::new("/")).is_ok());
         f.priority = "0".into();
         f.timeout_ms = "300000".into();

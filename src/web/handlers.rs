@@ -73,6 +73,8 @@ pub struct HandlerRow {
     pub event_label: String,
     pub handler_type: String,
     pub target: String,
+    /// Set only when it is not the target (DESIGN §4.4).
+    pub ordering_group: Option<String>,
     pub status: String,
     pub health: HealthView,
 }
@@ -87,6 +89,7 @@ impl From<Handler> for HandlerRow {
             events_id: h.events_id,
             handler_type: h.handler_type.as_str().to_owned(),
             target: h.target,
+            ordering_group: h.ordering_group,
             status: h.status.as_str().to_owned(),
             health: HealthView::from(HandlerHealth::default()),
         }

@@ -139,6 +139,7 @@ async fn an_invalid_form_keeps_the_values_shows_each_message_and_creates_nothing
         ("priority", "ten", "Enter a whole number from 0 to 1000000"),
         ("timeout_ms", "99", "Enter a timeout in milliseconds from 100 to 300000"),
         ("timeout_ms", "300001", "Enter a timeout in milliseconds from 100 to 300000"),
+        ("ordering_group", &long, "The ordering group must be at most 200 characters"),
     ];
     for (field, value, message) in cases {
         let mut fields = handler_fields(&csrf, "Keep me", "127.0.0.1:5000/api", "7");
@@ -370,9 +371,10 @@ async fn a_backlog_past_ten_thousand_is_shown_as_10_000_plus(db: TestDb) {
         format!(
             "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n})
              INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at)
+                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
              SELECT (SELECT MAX(id) FROM events), {handler}, 'msg_t_{handler}_{attempts}_' || g, 1, 'clients', 'o' || g,
-                 'pending', {attempts}, 9, TRUE, '2126-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00'
+                 'pending', {attempts}, 9, TRUE, '2126-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00',
+                 'h{handler}'
              FROM s"
         )
     };

@@ -15,6 +15,7 @@ mod handlers_ui;
 mod hostile;
 mod ingest;
 mod logs_ui;
+mod ordering;
 mod scripts;
 mod startup;
 mod statistics;
