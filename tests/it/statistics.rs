@@ -15,12 +15,16 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// PostgreSQL plans the claim from its statistics. Taken at an idle moment
 /// (autovacuum does, after a burst), they say the indexes of unfinished
-/// deliveries are empty, and stay so however many rows arrive: each claim then
-/// scans the whole backlog for every candidate (seconds per claim at 10,000
-/// pending). The dispatcher refreshes them when a claim that found work is
-/// slow — again each time it happens, not once a minute.
+/// deliveries are empty, and stay so however many rows arrive. With the
+/// per-object index by handler this made each candidate's probe a scan of the
+/// whole backlog (seconds per claim at 10,000 pending, so the dispatcher
+/// refreshes the statistics after a slow claim that found work; its decision
+/// has a unit test in `dispatcher::worker`). Since the probe is by ordering
+/// group, entity, object and event, the burst below claims in a few
+/// milliseconds with such statistics, and no refresh is needed: what this
+/// test holds is that it is delivered, in order, after each idle `ANALYZE`.
 #[tokio::test]
-async fn a_burst_after_idle_statistics_is_delivered_in_order_and_refreshes_them_every_time() {
+async fn a_burst_after_idle_statistics_is_delivered_in_order() {
     const BURST: usize = 600;
     let Some(db) = TestDb::new(Backend::Postgres) else { return };
     let url = db.url.clone();
@@ -33,7 +37,7 @@ async fn a_burst_after_idle_statistics_is_delivered_in_order_and_refreshes_them_
     let mut delivered = 1;
     for burst in 0..2 {
         // Idle: nothing pending when the statistics are taken.
-        let analyzed = analyze_when_idle(&url).await;
+        analyze_when_idle(&url).await;
         // The head fails once and waits 2 s for its retry; the burst, all of
         // one object, waits behind it (per-object order), then goes one by one.
         sink.behave(
@@ -58,29 +62,17 @@ async fn a_burst_after_idle_statistics_is_delivered_in_order_and_refreshes_them_
             .collect();
         assert_eq!(order, (0..=BURST as u64).collect::<Vec<_>>(), "burst {burst} in order");
         delivered = expected;
-        let deadline = std::time::Instant::now() + WAIT;
-        while analyze_count(&url).await <= analyzed {
-            assert!(std::time::Instant::now() < deadline, "burst {burst}: the server did not refresh the statistics");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
 
-/// `ANALYZE deliveries` once no delivery is pending, as autovacuum would;
-/// returns how many times the table has been analyzed by hand since.
-async fn analyze_when_idle(url: &str) -> i64 {
+/// `ANALYZE deliveries` once no delivery is pending, as autovacuum would.
+async fn analyze_when_idle(url: &str) {
     let deadline = std::time::Instant::now() + WAIT;
     while pg_count(url, "SELECT count(*) AS n FROM deliveries WHERE state IN ('pending', 'in_flight')").await > 0 {
         assert!(std::time::Instant::now() < deadline, "deliveries still pending");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     pg_count(url, "ANALYZE deliveries").await;
-    analyze_count(url).await
-}
-
-/// `ANALYZE`s of deliveries other than autovacuum's (the test's and the server's).
-async fn analyze_count(url: &str) -> i64 {
-    pg_count(url, "SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relname = 'deliveries'").await
 }
 
 /// Runs `sql` on its own connection; its `n` (0 for a statement without rows).
