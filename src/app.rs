@@ -15,29 +15,12 @@ use crate::{
     api,
     config::Settings,
     db::{self, Db, DbError, admins::Admin},
+    diagnostics::cause_chain,
     dispatcher::{DispatchSettings, Dispatcher},
-    error::cause_chain,
-    security, web as pages,
+    security,
+    service::AppState,
+    web as pages,
 };
-
-/// What every request handler can reach.
-pub struct AppState {
-    pub db: Db,
-    pub settings: Settings,
-    pub dispatcher: Dispatcher,
-    pub ingestor: crate::ingest::Ingestor,
-    /// SHA-256 of the API bearer token.
-    pub api_token_hash: String,
-    /// Set at a stop: no event is acknowledged after it.
-    stopping: Arc<AtomicBool>,
-}
-
-impl AppState {
-    /// Whether the server is stopping (ingestion answers 503 then).
-    pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -94,11 +77,8 @@ impl Application {
         };
         let dispatcher = Dispatcher::new(db.clone(), DispatchSettings::from(&settings))
             .map_err(|e| StartupError::Setup(format!("cannot set up the HTTP client: {}", cause_chain(&e))))?;
-        let max_attempts = i32::try_from(settings.retry_schedule.max_attempts()).unwrap_or(i32::MAX);
-        let ingestor = crate::ingest::Ingestor::start(db.clone(), dispatcher.clone(), max_attempts);
         let grace = settings.shutdown_grace;
-        let stopping = Arc::new(AtomicBool::new(false));
-        let state = web::Data::new(AppState { db, settings, dispatcher, ingestor, api_token_hash, stopping });
+        let state = web::Data::new(AppState::new(db, settings, api_token_hash, dispatcher));
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -132,8 +112,8 @@ impl Application {
     pub fn stopper(&self) -> Stopper {
         Stopper {
             server: self.server.as_ref().expect("not yet running").handle(),
-            dispatcher: self.state.dispatcher.clone(),
-            stopping: self.state.stopping.clone(),
+            dispatcher: self.state.dispatcher().clone(),
+            stopping: self.state.stopping_flag(),
         }
     }
 
@@ -144,7 +124,7 @@ impl Application {
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let stopper = self.stopper();
         let server = self.server.take().expect("run once");
-        let dispatcher = self.state.dispatcher.clone();
+        let dispatcher = self.state.dispatcher().clone();
         let dispatching = tokio::spawn(async move { dispatcher.run().await });
         let housekeeping =
             tokio::spawn(crate::maintenance::run(self.state.db.clone(), self.state.settings.log_retention));
@@ -153,7 +133,7 @@ impl Application {
             stopper.stop().await;
         });
         let result = server.await;
-        self.state.dispatcher.stop();
+        self.state.dispatcher().stop();
         let _ = dispatching.await;
         housekeeping.abort();
         signals.abort();

@@ -5,13 +5,16 @@
 //! 5xx is logged here, once, with its cause chain, and the user gets a generic
 //! message. Pages answer with HTML ([`AppError`]), `/api/v1` with JSON ([`ApiError`]).
 
-use std::fmt::Write as _;
-
 use actix_web::{HttpResponse, ResponseError, http::StatusCode, http::header};
 use askama::Template;
 use serde_json::json;
 
-use crate::{db::DbError, domain::FieldErrors};
+use crate::{
+    db::DbError,
+    diagnostics::cause_chain,
+    domain::{FieldErrors, envelope::EnvelopeError},
+    service::Refusal,
+};
 
 pub type AppResult<T> = Result<T, AppError>;
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -59,22 +62,6 @@ pub enum ApiError {
 /// Seconds a client is told to wait (`Retry-After`) when the database is unavailable.
 pub const RETRY_AFTER_SECS: u32 = 2;
 
-/// The text of an error and all its causes, for the server log.
-pub fn cause_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string().trim_end().to_owned();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        let cause_text = cause_text.trim_end();
-        // Wrappers often repeat their cause in their own message; say it once.
-        if !text.contains(cause_text) {
-            let _ = write!(text, ": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         if e.is_not_found() {
@@ -103,6 +90,47 @@ impl From<DbError> for ApiError {
             ApiError::Internal(cause_chain(&e))
         }
     }
+}
+
+/// A refused change, as the JSON API answers it.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(errors) => ApiError::Unprocessable {
+                message: "the handler is not valid; see `errors` by field".into(),
+                errors: Some(errors),
+            },
+            Refusal::Envelope(EnvelopeError::Malformed(m)) => ApiError::BadRequest(m),
+            Refusal::Envelope(EnvelopeError::Invalid(m)) => ApiError::Unprocessable { message: m, errors: None },
+            Refusal::NotFound(_) => ApiError::NotFound(refusal.to_string()),
+            Refusal::NotFinished(_) => ApiError::Conflict(refusal.to_string()),
+            Refusal::KeyReused(_) => ApiError::Unprocessable { message: refusal.to_string(), errors: None },
+            Refusal::ShuttingDown => ApiError::ShuttingDown,
+            Refusal::Db(e) => e.into(),
+        }
+    }
+}
+
+/// A refused change, as a page answers it when the page has no better way
+/// (a form shows its own errors, a retry its flash message).
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotFound(missing) => {
+                AppError::NotFound(format!("There is no {missing}; it may have been deleted."))
+            }
+            Refusal::Db(e) => e.into(),
+            Refusal::ShuttingDown => AppError::Unavailable(refusal.to_string()),
+            Refusal::Invalid(_) | Refusal::Envelope(_) | Refusal::NotFinished(_) | Refusal::KeyReused(_) => {
+                AppError::BadRequest(format!("{}.", capitalized(&refusal.to_string())))
+            }
+        }
+    }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 #[derive(Template)]

@@ -6,12 +6,13 @@ pub mod app;
 pub mod catalogue;
 pub mod config;
 pub mod db;
+pub mod diagnostics;
 pub mod dispatcher;
 pub mod domain;
 pub mod error;
-pub mod ingest;
 pub mod maintenance;
 pub mod security;
+pub mod service;
 pub mod web;
 
 /// mimalloc for every binary of the crate: under load the server allocates a

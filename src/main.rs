@@ -1,5 +1,5 @@
 use clap::Parser;
-use provisiond::{app::Application, config::Settings, error::cause_chain};
+use provisiond::{app::Application, config::Settings, diagnostics::cause_chain};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]

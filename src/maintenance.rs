@@ -14,7 +14,7 @@ use diesel::{
 
 use crate::{
     db::{Db, DbConnection, events::Event, logs::ExecutionLog, now, sessions::Session},
-    error::cause_chain,
+    diagnostics::cause_chain,
 };
 
 /// Rows removed per statement.

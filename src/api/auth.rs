@@ -4,7 +4,7 @@ use std::{future::Ready, future::ready};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 
-use crate::{app::AppState, error::ApiError, security};
+use crate::{error::ApiError, security, service::AppState};
 
 /// Proof that the request carried the API token.
 pub struct ApiClient;

@@ -1,22 +1,19 @@
 //! `/api/v1/events`: ingestion (DESIGN §3.3, §4.2) and an event's deliveries.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{NaiveDateTime, SecondsFormat, Utc};
+use chrono::{NaiveDateTime, SecondsFormat};
 use serde::Serialize;
 use serde_json::json;
 
 use super::{auth::ApiClient, parse_id, read_body};
 use crate::{
-    app::AppState,
     db::{
         deliveries::{Delivery, PARKED},
-        events::{Answer, Event, IdempotencyKey, Ingested},
+        events::{Event, Ingested},
     },
-    domain::{
-        DeliveryState,
-        envelope::{EnvelopeError, parse_envelope},
-    },
+    domain::DeliveryState,
     error::{ApiError, ApiResult},
+    service::{AppState, IngestRequest},
 };
 
 const IDEMPOTENCY_KEY_MAX: usize = 255;
@@ -29,32 +26,9 @@ pub async fn ingest_event(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    if state.stopping() {
-        return Err(ApiError::ShuttingDown);
-    }
-    let key = idempotency_key(&req)?;
+    let idempotency_key = idempotency_key(&req)?;
     let body = read_body(payload, state.settings.max_body_bytes).await?;
-    let key = key.map(|key| IdempotencyKey { key, body_sha256: crate::security::sha256_hex(&body) });
-    let event =
-        parse_envelope(&body, || Utc::now().to_rfc3339_opts(SecondsFormat::Micros, false)).map_err(|e| match e {
-            EnvelopeError::Malformed(m) => ApiError::BadRequest(m),
-            EnvelopeError::Invalid(m) => ApiError::Unprocessable { message: m, errors: None },
-        })?;
-    let Ingested { id, deliveries, answer } = state.ingestor.ingest(event, key).await?;
-    if answer == Answer::KeyReused {
-        return Err(ApiError::Unprocessable {
-            message: format!(
-                "this Idempotency-Key was used for another body (event {id}) in the last 24 hours; \
-                 a new event needs a new key"
-            ),
-            errors: None,
-        });
-    }
-    if answer == Answer::Stored {
-        let metrics = state.dispatcher.metrics();
-        metrics.events_ingested.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics.deliveries_created.fetch_add(deliveries as u64, std::sync::atomic::Ordering::Relaxed);
-    }
+    let Ingested { id, deliveries, .. } = state.ingest(IngestRequest { body: &body, idempotency_key }).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/v1/events/{id}")))
         .json(json!({ "id": id, "deliveries": deliveries })))

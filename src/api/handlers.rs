@@ -7,14 +7,13 @@ use serde_json::{Map, Value};
 
 use super::{auth::ApiClient, parse_id, read_json_object};
 use crate::{
-    app::AppState,
     db::{
-        handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
+        handlers::{Handler, HandlerFilter},
         logs::{ExecutionLog, LogFilter},
     },
-    domain::signing::generate_secret,
     domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType},
     error::{ApiError, ApiResult},
+    service::{AppState, Missing, Refusal},
 };
 
 /// A handler as the API shows it (DESIGN §3.2, `secret` included).
@@ -101,7 +100,7 @@ fn merge_json(mut form: HandlerForm, body: Map<String, Value>) -> Result<Handler
 }
 
 fn invalid(errors: FieldErrors) -> ApiError {
-    ApiError::Unprocessable { message: "the handler is not valid; see `errors` by field".into(), errors: Some(errors) }
+    Refusal::Invalid(errors).into()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -155,10 +154,7 @@ pub async fn list_handlers(
 pub async fn create_handler(_: ApiClient, state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
     let body = read_json_object(body, state.settings.max_body_bytes).await?;
     let form = merge_json(HandlerForm::default(), body).map_err(invalid)?;
-    let valid = form.validate(&state.settings.scripts_dir).map_err(invalid)?;
-    let new = NewHandler::new(valid, generate_secret());
-    let handler = state.db.run(move |conn| Handler::create(conn, &new)).await?;
-    tracing::info!(handler = handler.id, name = %handler.name, "handler created through the API");
+    let handler = state.create_handler(&form).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/handlers/{}", handler.id)))
         .json(HandlerOut::from(handler)))
@@ -182,12 +178,7 @@ pub async fn update_handler(
     let body = read_json_object(body, state.settings.max_body_bytes).await?;
     let handler = state.db.run(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
     let form = merge_json(handler.to_form(), body).map_err(invalid)?;
-    let valid = form.validate(&state.settings.scripts_dir).map_err(invalid)?;
-    let changes = HandlerChangeset::from(valid);
-    let handler = state.db.run(move |conn| Handler::update(conn, id, &changes)).await.map_err(not_found(id))?;
-    tracing::info!(handler = handler.id, "handler updated through the API");
-    // A new priority or status may let a delivery waiting on it go.
-    state.dispatcher.wake();
+    let handler = state.update_handler(id, &form).await?;
     Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
 }
 
@@ -197,18 +188,14 @@ pub async fn delete_handler(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
-    let handler = state.db.run(move |conn| Handler::delete(conn, id)).await.map_err(not_found(id))?;
-    tracing::info!(handler = handler.id, "handler deleted through the API");
-    // The rest of its events' chains need not wait for it any more.
-    state.dispatcher.wake();
+    state.delete_handler(id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /api/v1/handlers/{id}/secret`: a new signing secret, returned with the handler.
 pub async fn rotate_secret(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
-    let secret = generate_secret();
-    let handler = state.db.run(move |conn| Handler::set_secret(conn, id, &secret)).await.map_err(not_found(id))?;
+    let handler = state.rotate_handler_secret(id).await?;
     Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
 }
 
@@ -242,6 +229,6 @@ pub async fn list_handler_logs(
 
 fn not_found(id: i64) -> impl Fn(crate::db::DbError) -> ApiError {
     move |e| {
-        if e.is_not_found() { ApiError::NotFound(format!("no handler {id}")) } else { ApiError::from(e) }
+        if e.is_not_found() { Refusal::NotFound(Missing::Handler(id)).into() } else { ApiError::from(e) }
     }
 }

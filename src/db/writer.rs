@@ -219,7 +219,7 @@ fn commit_together(conn: &mut DbConnection, batch: Vec<Work>) -> Result<(), Pani
     if together {
         let committed = TransactionManagerOf::commit_transaction(conn).map_err(|e| {
             let _ = TransactionManagerOf::rollback_transaction(conn);
-            crate::error::cause_chain(&e)
+            crate::diagnostics::cause_chain(&e)
         });
         for finish in finishers {
             finish(committed.as_ref().map(|_| ()).map_err(String::as_str));
@@ -245,7 +245,7 @@ fn recover(mut conn: DbConnection, reopen: &Reopen) -> DbConnection {
         match reopen().and_then(|mut new| set_up(&mut new).map(|()| new)) {
             Ok(new) => return new,
             Err(e) => {
-                tracing::error!(error = %crate::error::cause_chain(&e), "cannot reopen the database writer; retrying");
+                tracing::error!(error = %crate::diagnostics::cause_chain(&e), "cannot reopen the database writer; retrying");
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
         }
@@ -312,7 +312,7 @@ impl Checkpoints {
                         }
                         Ok(()) => {}
                         Err(e) if !failing => {
-                            tracing::warn!(error = %crate::error::cause_chain(&e), "cannot checkpoint the WAL; the writer will, past {WAL_PAGES_AT_MOST} pages");
+                            tracing::warn!(error = %crate::diagnostics::cause_chain(&e), "cannot checkpoint the WAL; the writer will, past {WAL_PAGES_AT_MOST} pages");
                             failing = true;
                         }
                         Err(_) => {}

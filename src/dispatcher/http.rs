@@ -29,7 +29,7 @@ pub fn client() -> Result<Client, reqwest::Error> {
         // serves http:// handlers; https:// ones fail their attempts with a
         // certificate error until the store is installed.
         tracing::warn!(
-            error = %crate::error::cause_chain(&e),
+            error = %crate::diagnostics::cause_chain(&e),
             "no CA certificates on this system: https:// handlers will fail until they are installed"
         );
         builder().tls_certs_only(Vec::new()).build()
@@ -116,5 +116,5 @@ fn timed_out(timeout: Duration) -> String {
 
 /// The error and its causes, e.g. "error sending request: connection refused".
 fn describe(error: &reqwest::Error) -> String {
-    crate::error::cause_chain(error)
+    crate::diagnostics::cause_chain(error)
 }

@@ -22,8 +22,8 @@ use crate::{
         logs::{NewExecutionLog, count_attempts, hour_of},
         now,
     },
+    diagnostics::cause_chain,
     domain::{DeliveryState, RetrySchedule, after_attempt},
-    error::cause_chain,
 };
 
 /// The most attempts written in one transaction.

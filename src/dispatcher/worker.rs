@@ -19,8 +19,8 @@ use crate::{
         deliveries::{ClaimLimits, Claimed, Delivery},
         now,
     },
+    diagnostics::cause_chain,
     domain::{HandlerStatus, HandlerType},
-    error::cause_chain,
 };
 
 /// The most deliveries claimed in one query.

@@ -18,11 +18,13 @@ pub struct ValidEvent {
 }
 
 /// Why an envelope was refused; the text names the problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
     /// Not JSON at all (400).
+    #[error("{0}")]
     Malformed(String),
     /// JSON, but not a valid envelope (422).
+    #[error("{0}")]
     Invalid(String),
 }
 

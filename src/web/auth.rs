@@ -7,10 +7,10 @@ use serde::Deserialize;
 
 use super::session::{CsrfForm, SESSION_COOKIE, cookie, safe_local};
 use crate::{
-    app::AppState,
     db::{admins::Admin, now, sessions::Session},
     error::{AppError, AppResult},
     security,
+    service::AppState,
 };
 
 const LOGIN_CSRF_COOKIE: &str = "provisiond_login_csrf";

@@ -10,13 +10,13 @@ use super::{
     views::{EventGroup, Layout, Pager, event_groups, event_label, parse_page},
 };
 use crate::{
-    app::AppState,
     db::{
-        handlers::{Handler, HandlerChangeset, HandlerFilter, NewHandler},
+        handlers::{Handler, HandlerFilter},
         logs::HandlerHealth,
     },
-    domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType, Outcome, signing::generate_secret},
+    domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType, Outcome},
     error::{AppError, AppResult},
+    service::{AppState, Refusal},
 };
 
 /// The Advanced Search parameters, as typed in the URL.
@@ -284,16 +284,14 @@ pub async fn new_handler_form(state: web::Data<AppState>, admin: CurrentAdmin) -
 #[post("/provisioning")]
 pub async fn create_handler(state: web::Data<AppState>, input: CsrfForm<HandlerForm>) -> AppResult<HttpResponse> {
     let CsrfForm { admin, form } = input;
-    let valid = match form.validate(&state.settings.scripts_dir) {
-        Ok(valid) => valid,
-        Err(errors) => {
+    let handler = match state.create_handler(&form).await {
+        Ok(handler) => handler,
+        Err(Refusal::Invalid(errors)) => {
             let page = HandlerFormPage::new(&state, &admin, None, form, errors);
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
+        Err(refusal) => return Err(refusal.into()),
     };
-    let new = NewHandler::new(valid, generate_secret());
-    let handler = state.db.run(move |conn| Handler::create(conn, &new)).await?;
-    tracing::info!(handler = handler.id, name = %handler.name, "handler created");
     admin
         .flash(&state, format!("Handler “{}” created (#{}). It applies to the next event.", handler.name, handler.id))
         .await?;
@@ -320,19 +318,15 @@ pub async fn update_handler(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let CsrfForm { admin, form } = input;
-    let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
-    let valid = match form.validate(&state.settings.scripts_dir) {
-        Ok(valid) => valid,
-        Err(errors) => {
+    let handler = match state.update_handler(id, &form).await {
+        Ok(handler) => handler,
+        Err(Refusal::Invalid(errors)) => {
+            let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
             let page = HandlerFormPage::new(&state, &admin, Some(handler), form, errors);
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
+        Err(refusal) => return Err(refusal.into()),
     };
-    let changes = HandlerChangeset::from(valid);
-    let handler = state.db.run(move |conn| Handler::update(conn, id, &changes)).await?;
-    tracing::info!(handler = handler.id, "handler updated");
-    // A new priority or status may let a delivery waiting on it go.
-    state.dispatcher.wake();
     admin.flash(&state, format!("Handler “{}” saved. The change applies to the next event.", handler.name)).await?;
     Ok(see_other("/provisioning"))
 }
@@ -360,15 +354,7 @@ pub async fn change_handler_status(
                 AppError::BadRequest(format!("Unknown status `{s}`: use enabled, disabled or archived."))
             })?),
         };
-    let handler = state
-        .db
-        .run(move |conn| {
-            let current = Handler::find(conn, id)?;
-            Handler::set_status(conn, id, wanted.unwrap_or_else(|| current.status.toggled()))
-        })
-        .await?;
-    tracing::info!(handler = handler.id, status = %handler.status, "handler status changed");
-    state.dispatcher.wake();
+    let handler = state.set_handler_status(id, wanted).await?;
     admin.flash(&state, format!("Handler “{}” is now {}.", handler.name, handler.status)).await?;
     Ok(see_other(&safe_local(&form.return_to, "/provisioning")))
 }
@@ -404,10 +390,7 @@ pub async fn delete_handler(
     input: CsrfForm<NoFields>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let handler = state.db.run(move |conn| Handler::delete(conn, id)).await?;
-    tracing::info!(handler = handler.id, name = %handler.name, "handler deleted");
-    // The rest of its events' chains need not wait for it any more.
-    state.dispatcher.wake();
+    let handler = state.delete_handler(id).await?;
     input.admin.flash(&state, format!("Handler “{}” (#{}) deleted.", handler.name, handler.id)).await?;
     Ok(see_other("/provisioning"))
 }
@@ -420,9 +403,7 @@ pub async fn rotate_handler_secret(
     input: CsrfForm<NoFields>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let secret = generate_secret();
-    let handler = state.db.run(move |conn| Handler::set_secret(conn, id, &secret)).await?;
-    tracing::info!(handler = handler.id, "handler secret rotated");
+    let handler = state.rotate_handler_secret(id).await?;
     input.admin.flash(&state, format!("Handler “{}” has a new signing secret.", handler.name)).await?;
     Ok(see_other(&format!("/provisioning/{id}/edit")))
 }

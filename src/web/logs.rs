@@ -15,7 +15,6 @@ use super::{
     views::{EventGroup, Layout, event_groups, event_label},
 };
 use crate::{
-    app::AppState,
     catalogue,
     db::{
         DbConnection,
@@ -25,6 +24,7 @@ use crate::{
     },
     domain::{DeliveryState, Outcome},
     error::{AppError, AppResult},
+    service::{AppState, Refusal},
 };
 
 const PER_PAGE: i64 = 50;
@@ -369,14 +369,12 @@ pub async fn retry_delivery(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let CsrfForm { admin, form } = input;
-    let retried = state.db.run(move |conn| Delivery::retry(conn, id)).await?;
-    let message = match retried {
-        Some(_) => {
-            state.dispatcher.wake();
-            tracing::info!(delivery = id, "delivery queued again from the UI");
-            format!("Delivery #{id} queued again: its new attempt appears below as soon as it has run.")
+    let message = match state.retry_delivery(id).await {
+        Ok(_) => format!("Delivery #{id} queued again: its new attempt appears below as soon as it has run."),
+        Err(Refusal::NotFinished(_)) => {
+            format!("Delivery #{id} is still pending or in flight; it can be retried once it has finished.")
         }
-        None => format!("Delivery #{id} is still pending or in flight; it can be retried once it has finished."),
+        Err(refusal) => return Err(refusal.into()),
     };
     admin.flash(&state, message).await?;
     Ok(see_other(&safe_local(&form.return_to, "/provisioning/logs")))

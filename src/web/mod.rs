@@ -10,7 +10,7 @@ pub mod views;
 use actix_web::{HttpResponse, get, http::StatusCode, http::header, web};
 use askama::Template;
 
-use crate::{app::AppState, error::AppResult};
+use crate::{error::AppResult, service::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(auth::login_form)
@@ -67,7 +67,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.db.ping().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
-            tracing::warn!(error = %crate::error::cause_chain(&e), "not ready");
+            tracing::warn!(error = %crate::diagnostics::cause_chain(&e), "not ready");
             HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", crate::error::RETRY_AFTER_SECS.to_string()))
                 .json(serde_json::json!({ "status": "database unavailable", "error": "the database is unavailable" }))
@@ -79,7 +79,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     use std::{fmt::Write, sync::atomic::Ordering::Relaxed};
-    let m = state.dispatcher.metrics();
+    let m = state.dispatcher().metrics();
     let mut text = String::new();
     let _ = writeln!(text, "# HELP provisiond_events_ingested_total Events accepted by this process.");
     let _ = writeln!(text, "# TYPE provisiond_events_ingested_total counter");

@@ -12,10 +12,10 @@ use chrono::TimeDelta;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    app::AppState,
     db::{now, sessions::Session},
     error::{AppError, AppResult},
     security,
+    service::AppState,
 };
 
 pub const SESSION_COOKIE: &str = "provisiond_session";

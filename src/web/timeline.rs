@@ -13,10 +13,10 @@ use super::{
     views::{Layout, event_label},
 };
 use crate::{
-    app::AppState,
     catalogue,
     db::{events::Event, logs::ExecutionLog},
     error::{AppError, AppResult},
+    service::AppState,
 };
 
 #[derive(Debug, Deserialize, Default)]

@@ -38,7 +38,7 @@ async fn an_unreachable_postgres_is_reported_within_seconds() {
     let mut s = Settings::with_database("postgres://postgres@127.0.0.1:1/nowhere");
     s.bind = "127.0.0.1:0".parse().unwrap();
     let error = Application::build(s).await.err().expect("the server does not start");
-    let text = provisiond::error::cause_chain(&error);
+    let text = provisiond::diagnostics::cause_chain(&error);
     assert!(text.contains("cannot connect to the database") && text.to_lowercase().contains("refused"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }

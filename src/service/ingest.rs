@@ -14,9 +14,9 @@ use crate::{
         Db, DbError,
         events::{Answer, Event, IdempotencyKey, Ingested},
     },
+    diagnostics::cause_chain,
     dispatcher::Dispatcher,
     domain::envelope::ValidEvent,
-    error::cause_chain,
 };
 
 /// The most events in one transaction.

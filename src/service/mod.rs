@@ -1,0 +1,114 @@
+//! The use cases: every change a user can make — to handlers, to deliveries —
+//! and the ingestion of events. Each one validates, writes, wakes the
+//! dispatcher and counts, here and once, and answers a typed [`Refusal`] that
+//! the HTML pages ([`crate::web`]) and the JSON API ([`crate::api`]) each turn
+//! into their own answer. Reads go to [`crate::db`] directly.
+//!
+//! The module graph: `app` → `web`/`api` → `service` → `db`/`dispatcher`/`domain`.
+
+mod deliveries;
+mod events;
+mod handlers;
+pub(crate) mod ingest;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+pub use events::IngestRequest;
+
+use self::ingest::Ingestor;
+use crate::{
+    config::Settings,
+    db::{Db, DbError},
+    dispatcher::Dispatcher,
+    domain::{FieldErrors, envelope::EnvelopeError},
+};
+
+/// What every request reaches: the database for reads, the settings, and the
+/// use cases (methods of this type, in this module's files).
+pub struct AppState {
+    pub db: Db,
+    pub settings: Settings,
+    /// SHA-256 of the API bearer token.
+    pub api_token_hash: String,
+    dispatcher: Dispatcher,
+    ingestor: Ingestor,
+    /// Set at a stop: no event is acknowledged after it.
+    stopping: Arc<AtomicBool>,
+}
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The input breaks a rule; messages by field.
+    #[error("the handler is not valid")]
+    Invalid(FieldErrors),
+    /// The posted event is not an envelope of the catalogue.
+    #[error(transparent)]
+    Envelope(EnvelopeError),
+    #[error("there is no {0}")]
+    NotFound(Missing),
+    /// Only a finished delivery can be retried by hand.
+    #[error("delivery {0} is still pending or in flight: it can be retried once it has finished")]
+    NotFinished(i64),
+    /// The `Idempotency-Key` was used for another body (that of event `.0`).
+    #[error(
+        "this Idempotency-Key was used for another body (event {0}) in the last 24 hours; a new event needs a new key"
+    )]
+    KeyReused(i64),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The database failed (unavailable, or a fault to log).
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What a [`Refusal::NotFound`] did not find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Handler(i64),
+    Delivery(i64),
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Missing::Handler(id) => write!(f, "handler {id}"),
+            Missing::Delivery(id) => write!(f, "delivery {id}"),
+        }
+    }
+}
+
+impl Refusal {
+    /// `NotFound(missing)` for a database "no such row", else the database error.
+    fn or_missing(missing: Missing) -> impl Fn(DbError) -> Refusal {
+        move |e| if e.is_not_found() { Refusal::NotFound(missing) } else { Refusal::Db(e) }
+    }
+}
+
+impl AppState {
+    /// The state of a server; starts its ingestion writer on the current
+    /// tokio runtime.
+    pub fn new(db: Db, settings: Settings, api_token_hash: String, dispatcher: Dispatcher) -> Self {
+        let max_attempts = i32::try_from(settings.retry_schedule.max_attempts()).unwrap_or(i32::MAX);
+        let ingestor = Ingestor::start(db.clone(), dispatcher.clone(), max_attempts);
+        Self { db, settings, api_token_hash, dispatcher, ingestor, stopping: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// The dispatcher, for the process's lifecycle and its metrics.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// The flag a stop sets; once set no event is acknowledged.
+    pub fn stopping_flag(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
+    /// Whether the server is stopping (ingestion answers 503 then).
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
