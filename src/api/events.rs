@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{auth::ApiClient, parse_id, read_body};
 use crate::{
     db::{
-        deliveries::{Delivery, PARKED},
+        deliveries::Delivery,
         events::{Event, Ingested},
     },
     domain::DeliveryState,
@@ -54,9 +54,15 @@ struct DeliveryOut {
     state: DeliveryState,
     attempts: i32,
     max_attempts: i32,
+    /// `null` when finished, in flight, or waiting for its chain (see `waiting_for`).
     next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_for: Option<&'static str>,
     updated_at: String,
 }
+
+/// Why a pending delivery has no `next_attempt_at` (DESIGN §4.3).
+const WAITING_FOR_CHAIN: &str = "the first attempts of the handlers before it in its event's chain";
 
 fn rfc3339(t: NaiveDateTime) -> String {
     t.and_utc().to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -64,16 +70,15 @@ fn rfc3339(t: NaiveDateTime) -> String {
 
 impl From<Delivery> for DeliveryOut {
     fn from(d: Delivery) -> Self {
-        // Parked: due when the chain before it has gone, at no set time.
-        let waiting = d.state == DeliveryState::Pending && d.next_attempt_at != PARKED;
         Self {
+            next_attempt_at: d.due_at().map(rfc3339),
+            waiting_for: d.parked().then_some(WAITING_FOR_CHAIN),
             id: d.id,
             handler_id: d.handler_id,
             webhook_id: d.webhook_id,
             state: d.state,
             attempts: d.attempts,
             max_attempts: d.max_attempts,
-            next_attempt_at: waiting.then(|| rfc3339(d.next_attempt_at)),
             updated_at: rfc3339(d.updated_at),
         }
     }

@@ -6,14 +6,14 @@
 //! others nothing.
 //!
 //! A delivery waiting on a handler before it in its event's chain (rule 3) is
-//! *parked*: not due ([`PARKED`]) until the first attempt before it ends, when
+//! *parked*: not due ([`PARKED`](super::deliveries::PARKED)) until the first attempt before it ends, when
 //! [`Delivery::unpark`] makes it due, in the transaction that ends that
 //! attempt. So a hung handler at the head of a chain leaves the handlers
 //! after it no backlog of due rows that every claim would step over.
 
 use std::sync::LazyLock;
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::NaiveDateTime;
 use diesel::{
     prelude::*,
     sql_types::{BigInt, Integer, Text, Timestamp},
@@ -21,7 +21,7 @@ use diesel::{
 
 use super::{
     DbConnection,
-    deliveries::Delivery,
+    deliveries::{Delivery, INTERRUPTED, PARKED},
     now,
     prepared::{Sql, cached, id_list},
 };
@@ -94,15 +94,6 @@ const ROOM: &str = "
            WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= {now}
            ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1";
 
-/// When a delivery waiting on its event's chain is due: never, until
-/// [`Delivery::unpark`] sets it to now. Far enough ahead to sort after any
-/// real time, and written the same way by both backends' timestamps (as text
-/// on SQLite).
-pub const PARKED: NaiveDateTime = match NaiveDate::from_ymd_opt(9999, 12, 31) {
-    Some(day) => day.and_time(NaiveTime::MIN),
-    None => panic!("9999-12-31 is a date"),
-};
-
 /// Rule 3 for the delivery `c`: no handler before it in its event's chain
 /// (priority, then id) is still waiting for its first attempt to end.
 const CHAIN_CLEAR: &str = "NOT EXISTS (
@@ -148,16 +139,6 @@ static UNPARK_EVENTS: LazyLock<Sql> =
     LazyLock::new(|| Sql::new(&UNPARK.replace("{events}", "c.event_id IN JSON($2) AND").replace("{parked}", "$3")));
 static UNPARK_ALL: LazyLock<Sql> =
     LazyLock::new(|| Sql::new(&UNPARK.replace("{events}", "").replace("{parked}", "$2")));
-
-/// The log row of the attempts of the deliveries `d` (joined to their event
-/// `e`) that started and ended without a result: numbered as they were
-/// counted at their claim, started when they were claimed, and `{why}`.
-pub(super) const INTERRUPTED: &str = "
-    INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
-        started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
-    SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
-        d.updated_at, 0, 'interrupted', NULL, '', '{}', '', {why}, NULL
-    FROM deliveries d JOIN events e ON e.id = d.event_id";
 
 /// Why a taken-over attempt has no result.
 const TAKEN_OVER: &str =

@@ -4,7 +4,7 @@
 //! the lease's end, so one that outlives its lease (its process died) is due
 //! again like any pending one.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use std::sync::LazyLock;
 
 use diesel::{
@@ -20,8 +20,6 @@ use super::{
     prepared::{Sql, cached, id_list},
     schema::deliveries,
 };
-
-pub use super::claims::{ClaimLimits, Claimed, PARKED};
 
 #[derive(Debug, Clone, Queryable, Identifiable, Serialize)]
 #[diesel(table_name = deliveries)]
@@ -47,6 +45,25 @@ pub struct Delivery {
     pub ordering_key: String,
 }
 
+/// When a delivery waiting on its event's chain is due: never, until
+/// [`Delivery::unpark`] sets it to now. Far enough ahead to sort after any
+/// real time, and written the same way by both backends' timestamps (as text
+/// on SQLite).
+pub const PARKED: NaiveDateTime = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(day) => day.and_time(NaiveTime::MIN),
+    None => panic!("9999-12-31 is a date"),
+};
+
+/// The log row of the attempts of the deliveries `d` (joined to their event
+/// `e`) that started and ended without a result: numbered as they were
+/// counted at their claim, started when they were claimed, and `{why}`.
+pub(super) const INTERRUPTED: &str = "
+    INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+        started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+    SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
+        d.updated_at, 0, 'interrupted', NULL, '', '{}', '', {why}, NULL
+    FROM deliveries d JOIN events e ON e.id = d.event_id";
+
 /// Ends attempts for good: the deliveries `$3` (a JSON array of ids) leased
 /// by `$4` for their attempt `$5` (a result that comes after its lease was
 /// taken over, by another process or by this one again, ends nothing).
@@ -69,7 +86,7 @@ static GIVE_BACK: LazyLock<Sql> = LazyLock::new(|| {
 
 /// The attempts in flight of `{which}` logged as interrupted (`{why}`).
 fn interrupted(which: &str, why: &str) -> String {
-    format!("{} WHERE d.state = 'in_flight' {which}", super::claims::INTERRUPTED.replace("{why}", why))
+    format!("{} WHERE d.state = 'in_flight' {which}", INTERRUPTED.replace("{why}", why))
 }
 static INTERRUPTED_AT_STOP: LazyLock<Sql> = LazyLock::new(|| {
     Sql::new(&interrupted(
@@ -135,6 +152,19 @@ macro_rules! back_to_pending {
 }
 
 impl Delivery {
+    /// When its next attempt is due: `None` when it is finished, in flight,
+    /// or parked until the first attempts before it in its event's chain
+    /// have ended (due then, at no set time).
+    pub fn due_at(&self) -> Option<NaiveDateTime> {
+        (self.state == DeliveryState::Pending && self.next_attempt_at != PARKED).then_some(self.next_attempt_at)
+    }
+
+    /// Whether it waits for the first attempts of the handlers before it in
+    /// its event's chain (rule 3).
+    pub fn parked(&self) -> bool {
+        self.state == DeliveryState::Pending && self.next_attempt_at == PARKED
+    }
+
     pub fn for_event(conn: &mut DbConnection, event_id: i64) -> QueryResult<Vec<Delivery>> {
         deliveries::table
             .filter(deliveries::event_id.eq(event_id))

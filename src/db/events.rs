@@ -11,7 +11,7 @@ use diesel::{
 
 use super::{
     DbConnection,
-    claims::PARKED,
+    deliveries::PARKED,
     now,
     prepared::{cached, id_list},
     schema::{deliveries, events, idempotency_keys},
@@ -62,7 +62,7 @@ pub struct IdempotencyKey {
 
 /// When a new delivery of handler `h` is due: at once (`{at}`) for the first
 /// handler of the event's chain, else parked (`{parked}`, see
-/// [`crate::db::claims::PARKED`]) until the first attempt of the one before it
+/// [`crate::db::deliveries::PARKED`]) until the first attempt of the one before it
 /// has ended. The deliveries of an event are the handlers enabled for it in
 /// the same statement, so this is the chain the claim's rule 3 sees.
 const FIRST_DUE: &str = "
@@ -95,7 +95,7 @@ static CREATE_DELIVERIES_SQLITE: LazyLock<String> = LazyLock::new(|| {
 /// PostgreSQL: the events `$2` (a JSON array, in order), received at `$1`, and one pending
 /// delivery for every handler enabled for each, in one statement; answers
 /// each event's id and number of deliveries, in the order given (ids are
-/// drawn in that order). `$5`: [`crate::db::claims::PARKED`].
+/// drawn in that order). `$5`: [`crate::db::deliveries::PARKED`].
 static INGEST_POSTGRES: LazyLock<String> = LazyLock::new(|| {
     INGEST_POSTGRES_TEXT
         .replace("{first_due}", &FIRST_DUE.replace("{parked}", "$5").replace("{at}", "$1"))

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, header};
 
 use super::outcome::{AttemptResult, Capture, Outcome};
-use crate::{db::deliveries::Claimed, domain::signing::sign};
+use crate::{db::claims::Claimed, domain::signing::sign};
 
 pub const USER_AGENT: &str = concat!("provisiond/", env!("CARGO_PKG_VERSION"));
 

@@ -18,7 +18,8 @@ use super::{
 use crate::{
     db::{
         DbConnection, DbError,
-        deliveries::{Claimed, Delivery, Finish},
+        claims::Claimed,
+        deliveries::{Delivery, Finish},
         logs::{NewExecutionLog, count_attempts, hour_of},
         now,
     },

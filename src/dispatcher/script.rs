@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use super::outcome::{AttemptResult, Capture, Outcome};
-use crate::{db::deliveries::Claimed, domain::target::resolve_script};
+use crate::{db::claims::Claimed, domain::target::resolve_script};
 
 /// Variables passed through from the server's environment; nothing else is
 /// (the server's own settings, such as its API token, stay private).

@@ -16,7 +16,8 @@ use super::{
 use crate::{
     db::{
         Backend,
-        deliveries::{ClaimLimits, Claimed, Delivery},
+        claims::{ClaimLimits, Claimed},
+        deliveries::Delivery,
         now,
     },
     diagnostics::cause_chain,

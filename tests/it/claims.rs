@@ -77,14 +77,20 @@ async fn a_handler_with_a_backlog_gets_its_limit_at_once_and_holds_up_no_other(d
 }
 
 /// The API's view of the deliveries of event `id`, in the chain's order:
-/// `(state, next_attempt_at)`.
+/// `(state, next_attempt_at)`; one with no `next_attempt_at` while pending
+/// says what it waits for.
 async fn chain_of(app: &TestApp, id: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
     let event = app.api_json(&format!("/api/v1/events/{id}")).await;
     event["deliveries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["state"].as_str().unwrap().to_owned(), d["next_attempt_at"].clone()))
+        .map(|d| {
+            let state = d["state"].as_str().unwrap().to_owned();
+            let waits = state == "pending" && d["next_attempt_at"].is_null();
+            assert_eq!(d["waiting_for"].as_str().is_some(), waits, "{d}");
+            (state, d["next_attempt_at"].clone())
+        })
         .collect()
 }
 
