@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod handlers;
+pub mod help;
 pub mod logs;
 pub mod session;
 pub mod timeline;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(logs::show_log)
         .service(logs::retry_delivery)
         .service(timeline::show_timeline)
+        .service(help::handlers_guide)
         .service(handlers::list_handlers)
         .service(handlers::new_handler_form)
         .service(handlers::create_handler)

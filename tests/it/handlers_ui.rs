@@ -16,6 +16,7 @@ on_both_backends!(
     a_post_without_the_csrf_token_is_refused_and_changes_nothing,
     script_targets_must_be_executables_inside_the_scripts_directory,
     a_backlog_past_ten_thousand_is_shown_as_10_000_plus,
+    the_integrator_guide_is_linked_from_the_pages,
 );
 
 fn handler_fields<'a>(csrf: &'a str, name: &'a str, target: &'a str, priority: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -387,4 +388,20 @@ async fn a_backlog_past_ten_thousand_is_shown_as_10_000_plus(db: TestDb) {
     assert!(page.contains("10,000+ pending"), "the busy handler's waiting deliveries");
     assert!(page.contains(">3 failing<"), "exact under the cap");
     assert!(page.contains(">7 pending<"), "exact under the cap");
+}
+
+async fn the_integrator_guide_is_linked_from_the_pages(db: TestDb) {
+    let (app, csrf) = TestApp::signed_in(db).await;
+    let list = app.get_page("/provisioning").await;
+    assert!(list.contains(r#"href="/provisioning/help/handlers""#), "in the navigation");
+    create(&app, &handler_fields(&csrf, "CRM", "127.0.0.1:5000/api", "1")).await;
+    let id = listed_ids(&app.get_page("/provisioning").await)[0];
+    let form = app.get_page(&format!("/provisioning/{id}/edit")).await;
+    assert!(form.contains(r#"href="/provisioning/help/handlers#verifying-the-signature""#), "beside the secret");
+    let guide = app.get_page("/provisioning/help/handlers").await;
+    assert!(guide.contains(r#"<h2 id="verifying-the-signature">"#), "the anchor the form links to");
+    assert!(guide.contains("webhook-id") && guide.contains("standardwebhooks"), "the guide itself");
+    app.post_form("/logout", &[("csrf_token", &csrf)]).await;
+    let res = app.get("/provisioning/help/handlers").await;
+    assert!(res.url().path().starts_with("/login") || res.status() == reqwest::StatusCode::SEE_OTHER, "signed in only");
 }
