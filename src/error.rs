@@ -210,6 +210,11 @@ impl ResponseError for ApiError {
             ApiError::ShuttingDown => {
                 response.insert_header((header::RETRY_AFTER, "1")).insert_header((header::CONNECTION, "close"));
             }
+            // The rest of the body is not read: the connection cannot carry
+            // another request, and a client must not reuse it.
+            ApiError::TooLarge(_) => {
+                response.insert_header((header::CONNECTION, "close"));
+            }
             _ => {}
         }
         response.json(body)

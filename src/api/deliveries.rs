@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::{auth::ApiClient, events::delivery_json, parse_id};
+use super::{auth::ApiClient, parse_id, shapes::DeliveryOut};
 use crate::{error::ApiResult, service::AppState};
 
 /// `POST /api/v1/deliveries/{id}/retry`: a succeeded, failed or cancelled
@@ -14,5 +14,5 @@ pub async fn retry_delivery(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let delivery = state.retry_delivery(parse_id(&id)?).await?;
-    Ok(HttpResponse::Accepted().json(delivery_json(delivery)))
+    Ok(HttpResponse::Accepted().json(DeliveryOut::from(delivery)))
 }

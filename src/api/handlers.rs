@@ -1,11 +1,14 @@
 //! `/api/v1/handlers`: the same rules as the form, answered in JSON.
 
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{auth::ApiClient, parse_id, read_json_object};
+use super::{
+    auth::ApiClient,
+    parse_id, read_json_object,
+    shapes::{HandlerList, HandlerOut, LogList, LogOut},
+};
 use crate::{
     db::{
         handlers::{Handler, HandlerFilter},
@@ -15,48 +18,6 @@ use crate::{
     error::{ApiError, ApiResult},
     service::{AppState, Missing, Refusal},
 };
-
-/// A handler as the API shows it (DESIGN §3.2, `secret` included).
-#[derive(Debug, Serialize)]
-pub struct HandlerOut {
-    pub id: i64,
-    pub name: String,
-    pub events_id: String,
-    #[serde(rename = "type")]
-    pub handler_type: HandlerType,
-    pub target: String,
-    pub status: HandlerStatus,
-    pub priority: i32,
-    pub timeout_ms: i32,
-    /// Its ordering group (DESIGN §4.4); `null`: its target is.
-    pub ordering_group: Option<String>,
-    pub secret: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-fn utc(t: NaiveDateTime) -> DateTime<Utc> {
-    t.and_utc()
-}
-
-impl From<Handler> for HandlerOut {
-    fn from(h: Handler) -> Self {
-        Self {
-            id: h.id,
-            name: h.name,
-            events_id: h.events_id,
-            handler_type: h.handler_type,
-            target: h.target,
-            status: h.status,
-            priority: h.priority,
-            timeout_ms: h.timeout_ms,
-            ordering_group: h.ordering_group,
-            secret: h.secret,
-            created_at: utc(h.created_at),
-            updated_at: utc(h.updated_at),
-        }
-    }
-}
 
 /// Fields the API reads; the others of a handler's JSON are read-only and ignored.
 const WRITABLE: &[&str] =
@@ -146,8 +107,7 @@ pub async fn list_handlers(
     }
     let filter = HandlerFilter { events_id, handler_type, status };
     let (rows, total) = state.db.run(move |conn| Handler::list(conn, &filter, offset, limit)).await?;
-    let handlers: Vec<HandlerOut> = rows.into_iter().map(HandlerOut::from).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "handlers": handlers, "total": total })))
+    Ok(HttpResponse::Ok().json(HandlerList { handlers: rows.into_iter().map(HandlerOut::from).collect(), total }))
 }
 
 /// `POST /api/v1/handlers` → 201 with the handler.
@@ -224,7 +184,7 @@ pub async fn list_handler_logs(
         })
         .await
         .map_err(not_found(id))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "logs": logs, "more": more })))
+    Ok(HttpResponse::Ok().json(LogList { logs: logs.into_iter().map(LogOut::from).collect(), more }))
 }
 
 fn not_found(id: i64) -> impl Fn(crate::db::DbError) -> ApiError {

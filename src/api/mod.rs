@@ -4,6 +4,7 @@ pub mod auth;
 pub mod deliveries;
 pub mod events;
 pub mod handlers;
+pub mod shapes;
 
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;

@@ -94,7 +94,11 @@ async fn the_handler_gets_the_posted_envelope_signed(db: TestDb) {
     );
     assert_eq!(log["response_body"], r#"{"answered":200}"#);
     assert_eq!(log["request_body"], posted);
-    assert!(log["request_headers"].as_str().unwrap().contains("webhook-signature"));
+    // The log holds the headers as sent, as a JSON object.
+    let logged = log["request_headers"].as_object().expect("the headers are an object");
+    for name in ["content-type", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"] {
+        assert_eq!(logged[name], got.headers[name].as_str(), "{name} as sent");
+    }
 
     // Without dt, it is filled in; everything else arrives value for value.
     let (status, _) =

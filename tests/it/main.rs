@@ -15,6 +15,7 @@ mod handlers_ui;
 mod hostile;
 mod ingest;
 mod logs_ui;
+mod openapi;
 mod ordering;
 mod scripts;
 mod startup;

@@ -1,0 +1,192 @@
+//! Every answer of the API as a type: what `openapi.json` documents, and
+//! what `tests/it/openapi.rs` holds the answers to. Times are RFC 3339 in UTC
+//! (`…Z`); stored text that is JSON is JSON here, not a string inside it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+
+use crate::{
+    db::{deliveries::Delivery, events::Event, handlers::Handler, logs::ExecutionLog},
+    domain::{DeliveryState, HandlerStatus, HandlerType, Outcome},
+};
+
+fn utc(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+/// A handler (DESIGN §3.2, `secret` included).
+#[derive(Debug, Serialize)]
+pub struct HandlerOut {
+    pub id: i64,
+    pub name: String,
+    pub events_id: String,
+    #[serde(rename = "type")]
+    pub handler_type: HandlerType,
+    pub target: String,
+    pub status: HandlerStatus,
+    pub priority: i32,
+    pub timeout_ms: i32,
+    /// Its ordering group (DESIGN §4.4); `null`: its target is.
+    pub ordering_group: Option<String>,
+    pub secret: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Handler> for HandlerOut {
+    fn from(h: Handler) -> Self {
+        Self {
+            id: h.id,
+            name: h.name,
+            events_id: h.events_id,
+            handler_type: h.handler_type,
+            target: h.target,
+            status: h.status,
+            priority: h.priority,
+            timeout_ms: h.timeout_ms,
+            ordering_group: h.ordering_group,
+            secret: h.secret,
+            created_at: utc(h.created_at),
+            updated_at: utc(h.updated_at),
+        }
+    }
+}
+
+/// `GET /api/v1/handlers`.
+#[derive(Debug, Serialize)]
+pub struct HandlerList {
+    pub handlers: Vec<HandlerOut>,
+    /// How many match the filter, on every page.
+    pub total: i64,
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Serialize)]
+pub struct LogOut {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub handler_id: i64,
+    pub event_id: i64,
+    pub events_id: String,
+    pub entity: String,
+    pub object_id: String,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub outcome: Outcome,
+    pub status_code: Option<i32>,
+    pub request_body: String,
+    /// What was sent: the request's headers, or a script's environment.
+    pub request_headers: BTreeMap<String, String>,
+    pub response_body: String,
+    pub error: Option<String>,
+    /// When the retry this attempt led to was due; `null` for none.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl From<ExecutionLog> for LogOut {
+    fn from(l: ExecutionLog) -> Self {
+        // Written by the recorder as a JSON object of strings; a row that is
+        // not one (written by hand) shows none rather than failing the list.
+        let request_headers = serde_json::from_str(&l.request_headers).unwrap_or_default();
+        Self {
+            id: l.id,
+            delivery_id: l.delivery_id,
+            handler_id: l.handler_id,
+            event_id: l.event_id,
+            events_id: l.events_id,
+            entity: l.entity,
+            object_id: l.object_id,
+            attempt: l.attempt,
+            started_at: utc(l.started_at),
+            duration_ms: l.duration_ms,
+            outcome: l.outcome,
+            status_code: l.status_code,
+            request_body: l.request_body,
+            request_headers,
+            response_body: l.response_body,
+            error: l.error,
+            next_attempt_at: l.next_attempt_at.map(utc),
+        }
+    }
+}
+
+/// `GET /api/v1/handlers/{id}/logs`: newest first.
+#[derive(Debug, Serialize)]
+pub struct LogList {
+    pub logs: Vec<LogOut>,
+    /// Whether older attempts follow (the next `offset`).
+    pub more: bool,
+}
+
+/// A delivery and where it stands.
+#[derive(Debug, Serialize)]
+pub struct DeliveryOut {
+    pub id: i64,
+    pub handler_id: i64,
+    pub webhook_id: String,
+    pub state: DeliveryState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// `null` when finished, in flight, or waiting for its chain (see `waiting_for`).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<&'static str>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Why a pending delivery has no `next_attempt_at` (DESIGN §4.3).
+const WAITING_FOR_CHAIN: &str = "the first attempts of the handlers before it in its event's chain";
+
+impl From<Delivery> for DeliveryOut {
+    fn from(d: Delivery) -> Self {
+        Self {
+            next_attempt_at: d.due_at().map(utc),
+            waiting_for: d.parked().then_some(WAITING_FOR_CHAIN),
+            id: d.id,
+            handler_id: d.handler_id,
+            webhook_id: d.webhook_id,
+            state: d.state,
+            attempts: d.attempts,
+            max_attempts: d.max_attempts,
+            updated_at: utc(d.updated_at),
+        }
+    }
+}
+
+/// `POST /api/v1/events` → 202.
+#[derive(Debug, Serialize)]
+pub struct IngestedOut {
+    pub id: i64,
+    /// Deliveries created: one for every handler enabled for the event.
+    pub deliveries: i64,
+}
+
+/// `GET /api/v1/events/{id}`: the event as stored, with its deliveries.
+#[derive(Debug, Serialize)]
+pub struct EventOut {
+    pub id: i64,
+    pub events_id: String,
+    /// As posted: a number or a string.
+    pub object_id: serde_json::Value,
+    pub received_at: DateTime<Utc>,
+    /// The envelope handlers receive.
+    pub payload: serde_json::Value,
+    pub deliveries: Vec<DeliveryOut>,
+}
+
+impl EventOut {
+    pub fn new(event: Event, deliveries: Vec<Delivery>) -> Self {
+        let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+        Self {
+            id: event.id,
+            events_id: event.events_id,
+            object_id: payload["event"]["object_id"].clone(),
+            received_at: utc(event.received_at),
+            payload,
+            deliveries: deliveries.into_iter().map(DeliveryOut::from).collect(),
+        }
+    }
+}
