@@ -226,10 +226,7 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             match db.run(move |conn| Admin::create(conn, &user, &hash)).await {
                 Ok(_) => {}
                 // Another process sharing the database created it at the same moment.
-                Err(DbError::Query(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _,
-                ))) => return Ok(()),
+                Err(e) if e.is_unique_violation() => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
             if generated {

@@ -7,13 +7,11 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use diesel::{
-    QueryResult, RunQueryDsl,
-    sql_types::{BigInt, Timestamp},
-};
 
 use crate::{
-    db::{Db, DbConnection, events::Event, logs::ExecutionLog, now, sessions::Session},
+    db::{
+        Db, DbConnection, QueryResult, deliveries::Delivery, events::Event, logs::ExecutionLog, now, sessions::Session,
+    },
     diagnostics::cause_chain,
 };
 
@@ -51,8 +49,8 @@ pub async fn prune(db: &Db, retention: Duration) {
     let before = now() - TimeDelta::from_std(retention).unwrap_or(TimeDelta::days(30));
     let steps: [(&str, PruneStep); 3] = [
         ("execution logs", |c, t| ExecutionLog::prune(c, t, BATCH)),
-        ("finished deliveries", prune_deliveries),
-        ("events", prune_events),
+        ("finished deliveries", |c, t| Delivery::prune_finished(c, t, BATCH)),
+        ("events", |c, t| Event::prune_undelivered(c, t, BATCH)),
     ];
     for (what, step) in steps {
         let mut removed = 0;
@@ -73,28 +71,4 @@ pub async fn prune(db: &Db, retention: Duration) {
             tracing::info!(removed, "pruned {what} older than the retention");
         }
     }
-}
-
-fn prune_deliveries(conn: &mut DbConnection, before: chrono::NaiveDateTime) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM deliveries WHERE id IN
-           (SELECT id FROM deliveries
-            WHERE state IN ('succeeded', 'failed', 'cancelled') AND updated_at < $1
-            ORDER BY updated_at LIMIT $2)",
-    )
-    .bind::<Timestamp, _>(before)
-    .bind::<BigInt, _>(BATCH)
-    .execute(conn)
-}
-
-fn prune_events(conn: &mut DbConnection, before: chrono::NaiveDateTime) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM events WHERE id IN
-           (SELECT e.id FROM events e
-            WHERE e.received_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
-            ORDER BY e.received_at LIMIT $2)",
-    )
-    .bind::<Timestamp, _>(before)
-    .bind::<BigInt, _>(BATCH)
-    .execute(conn)
 }

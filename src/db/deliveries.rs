@@ -176,6 +176,11 @@ impl Delivery {
         deliveries::table.find(id).first(conn)
     }
 
+    /// [`Delivery::find`], `None` when there is none (it was deleted).
+    pub fn find_optional(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Delivery>> {
+        deliveries::table.find(id).first(conn).optional()
+    }
+
     /// Extends the leases of the deliveries `ids` that `owner` is attempting.
     pub fn renew_leases(
         conn: &mut DbConnection,
@@ -319,6 +324,26 @@ impl Delivery {
                 .execute(conn)?;
             Self::find(conn, id).map(Some)
         })
+    }
+
+    /// Has PostgreSQL take the table's statistics again (its planner's
+    /// picture of the backlog; see the dispatcher's slow-claim check).
+    pub fn refresh_statistics(conn: &mut DbConnection) -> QueryResult<()> {
+        diesel::sql_query("ANALYZE deliveries").execute(conn).map(drop)
+    }
+
+    /// Removes at most `batch` deliveries that finished before `before`
+    /// (retention).
+    pub fn prune_finished(conn: &mut DbConnection, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
+        diesel::sql_query(
+            "DELETE FROM deliveries WHERE id IN
+               (SELECT id FROM deliveries
+                WHERE state IN ('succeeded', 'failed', 'cancelled') AND updated_at < $1
+                ORDER BY updated_at LIMIT $2)",
+        )
+        .bind::<Timestamp, _>(before)
+        .bind::<BigInt, _>(batch)
+        .execute(conn)
     }
 
     /// Cancels a handler's pending deliveries, each logged as `cancelled`; the

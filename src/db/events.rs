@@ -304,6 +304,21 @@ impl Event {
         }
     }
 
+    /// Removes at most `batch` events received before `before` that are
+    /// left with no delivery (retention; an event with an unfinished
+    /// delivery stays with it).
+    pub fn prune_undelivered(conn: &mut DbConnection, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
+        diesel::sql_query(
+            "DELETE FROM events WHERE id IN
+               (SELECT e.id FROM events e
+                WHERE e.received_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                ORDER BY e.received_at LIMIT $2)",
+        )
+        .bind::<Timestamp, _>(before)
+        .bind::<BigInt, _>(batch)
+        .execute(conn)
+    }
+
     /// Removes idempotency keys older than 24 h.
     pub fn prune_idempotency_keys(conn: &mut DbConnection) -> QueryResult<usize> {
         diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.le(now() - IDEMPOTENCY_TTL)))

@@ -120,6 +120,11 @@ impl Handler {
         handlers::table.find(id).first(conn)
     }
 
+    /// [`Handler::find`], `None` when there is none (it was deleted).
+    pub fn find_optional(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Handler>> {
+        handlers::table.find(id).first(conn).optional()
+    }
+
     /// The names of the given handlers (deleted ones are missing).
     pub fn names(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<std::collections::HashMap<i64, String>> {
         Ok(handlers::table

@@ -12,7 +12,10 @@ pub mod events;
 pub mod handlers;
 pub mod logs;
 pub mod prepared;
+pub mod record;
 pub mod schema;
+pub mod scratch;
+pub mod seed;
 pub mod sessions;
 pub mod settings;
 mod sqlite_lock;
@@ -28,7 +31,9 @@ use std::{
 };
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
-use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection, connection::SimpleConnection};
+/// What every statement answers: a row (or rows) or the database's error.
+pub use diesel::QueryResult;
+use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection, connection::SimpleConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -97,6 +102,15 @@ impl DbError {
     /// True when the query found no row.
     pub fn is_not_found(&self) -> bool {
         matches!(self, DbError::Query(diesel::result::Error::NotFound))
+    }
+
+    /// True when a unique constraint refused the row (another writer stored
+    /// the same key first).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+        )
     }
 
     /// True when the database, not the request, is the problem and the same

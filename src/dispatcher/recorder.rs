@@ -2,13 +2,11 @@
 //! attempts to one transaction (group commit), then wakes the worker.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
 use chrono::{NaiveDateTime, TimeDelta};
-use diesel::prelude::*;
 use tokio::sync::mpsc;
 
 use super::{
@@ -17,14 +15,15 @@ use super::{
 };
 use crate::{
     db::{
-        DbConnection, DbError,
+        DbError,
         claims::Claimed,
-        deliveries::{Delivery, Finish},
-        logs::{NewExecutionLog, count_attempts, hour_of},
+        deliveries::Finish,
+        logs::NewExecutionLog,
         now,
+        record::{Settled, record_attempts},
     },
     diagnostics::cause_chain,
-    domain::{DeliveryState, RetrySchedule, after_attempt},
+    domain::{RetrySchedule, after_attempt},
 };
 
 /// The most attempts written in one transaction.
@@ -80,7 +79,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
 }
 
 /// Writes a batch; whether it made new work for the worker (or may have):
-/// see [`write_rows`]. Nothing is ever dropped:
+/// see [`record_attempts`]. Nothing is ever dropped:
 /// - while the database is away (restarting, full), the batch is tried again
 ///   until it answers; the deliveries' leases are not renewed meanwhile (see
 ///   `InFlight`), so a wait longer than the lease means they are attempted
@@ -127,7 +126,7 @@ async fn write_batch(shared: &Arc<Shared>, todo: Arc<Vec<Done>>) -> Result<bool,
     shared
         .db
         .run_write(move |conn| {
-            crate::db::bookkeeping_transaction(conn, |conn| write_rows(conn, &owner, &schedule, &todo))
+            record_attempts(conn, &owner, &todo, |d| d.delivery.id, |d, enabled| settle(d, &schedule, enabled))
         })
         .await
 }
@@ -149,49 +148,8 @@ impl Done {
     }
 }
 
-/// The log rows and new states of a batch. A delivery deleted meanwhile (its
-/// handler was deleted) is skipped: nothing is left to record it against.
-/// Whether the worker has new work to look for at once or later: a retry
-/// scheduled, or the next handler of a chain made due.
-fn write_rows(conn: &mut DbConnection, owner: &str, schedule: &RetrySchedule, todo: &[Done]) -> QueryResult<bool> {
-    let delivery_ids: Vec<i64> = todo.iter().map(|d| d.delivery.id).collect();
-    let present: HashMap<i64, bool> = Delivery::still_present(conn, &delivery_ids)?.into_iter().collect();
-    let mut logs = Vec::with_capacity(todo.len());
-    let mut ended: HashMap<(DeliveryState, i32), Vec<i64>> = HashMap::new();
-    let mut retries = false;
-    for done in todo {
-        let Some(&handler_enabled) = present.get(&done.delivery.id) else { continue };
-        let (finish, log) = settle(done, schedule, handler_enabled);
-        logs.push(log);
-        if finish.next_attempt_at.is_some() {
-            retries = true;
-            Delivery::finish(conn, owner, done.delivery.id, &finish)?;
-        } else {
-            ended.entry((finish.state, done.attempt)).or_default().push(done.delivery.id);
-        }
-    }
-    let mut hourly: HashMap<(i64, NaiveDateTime), (i64, i64)> = HashMap::new();
-    for log in logs.iter().filter(|l| l.outcome != Outcome::Cancelled.as_str()) {
-        let counts = hourly.entry((log.handler_id, hour_of(log.started_at))).or_default();
-        counts.0 += 1;
-        counts.1 += i64::from(log.outcome == Outcome::Success.as_str());
-    }
-    NewExecutionLog::insert_all(conn, &logs)?;
-    for ((handler_id, hour), (attempts, successes)) in hourly {
-        count_attempts(conn, handler_id, hour, attempts, successes)?;
-    }
-    for ((state, attempt), ids) in ended {
-        Delivery::end_all(conn, owner, &ids, attempt, state)?;
-    }
-    // A first attempt ended: the next handler of its event's chain may go.
-    let first_attempts: Vec<i64> =
-        todo.iter().filter(|d| !d.delivery.first_attempt_done).map(|d| d.delivery.event_id).collect();
-    let unparked = Delivery::unpark(conn, &first_attempts)?;
-    Ok(retries || unparked > 0)
-}
-
 /// The delivery's next state and the log row of one attempt.
-fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> (Finish, NewExecutionLog) {
+fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> Settled {
     let d = &done.delivery;
     let r = &done.result;
     let after = after_attempt(r.outcome, done.attempt, d.max_attempts, handler_enabled, schedule);
@@ -221,5 +179,11 @@ fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> (Fini
         },
         next_attempt_at,
     };
-    (Finish { state: after.state, attempts: done.attempt, next_attempt_at }, log)
+    Settled {
+        delivery_id: d.id,
+        event_id: d.event_id,
+        first_to_end: !d.first_attempt_done,
+        finish: Finish { state: after.state, attempts: done.attempt, next_attempt_at },
+        log,
+    }
 }

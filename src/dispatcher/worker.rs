@@ -295,10 +295,7 @@ fn refresh_statistics_if_slow(shared: &Arc<Shared>, took: Duration, claimed: usi
     );
     let shared = shared.clone();
     tokio::spawn(async move {
-        let result = shared
-            .db
-            .run(|conn| diesel::RunQueryDsl::execute(diesel::sql_query("ANALYZE deliveries"), conn).map(drop))
-            .await;
+        let result = shared.db.run(crate::db::deliveries::Delivery::refresh_statistics).await;
         if let Err(e) = result {
             tracing::warn!(error = %cause_chain(&e), "cannot analyze deliveries");
         }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use actix_web::{HttpResponse, get, http::StatusCode, post, web};
 use askama::Template;
 use chrono::{NaiveDate, NaiveDateTime};
-use diesel::OptionalExtension;
 use serde::Deserialize;
 
 use super::{
@@ -17,7 +16,7 @@ use super::{
 use crate::{
     catalogue,
     db::{
-        DbConnection,
+        DbConnection, QueryResult,
         deliveries::Delivery,
         handlers::Handler,
         logs::{Cursor, ExecutionLog, LogFilter},
@@ -160,7 +159,7 @@ impl LogRow {
 pub(super) fn handler_names(
     conn: &mut DbConnection,
     ids: impl Iterator<Item = i64>,
-) -> diesel::QueryResult<HashMap<i64, String>> {
+) -> QueryResult<HashMap<i64, String>> {
     let mut ids: Vec<i64> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
@@ -309,9 +308,9 @@ pub async fn show_log(
         .db
         .run(move |conn| {
             let log = ExecutionLog::find(conn, log_id)?;
-            let delivery = Delivery::find(conn, log.delivery_id).optional()?;
+            let delivery = Delivery::find_optional(conn, log.delivery_id)?;
             let others = ExecutionLog::for_delivery(conn, log.delivery_id)?;
-            let handler = Handler::find(conn, log.handler_id).optional()?;
+            let handler = Handler::find_optional(conn, log.handler_id)?;
             Ok((log, delivery, others, handler))
         })
         .await?;

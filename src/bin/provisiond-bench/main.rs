@@ -434,19 +434,15 @@ fn fresh_database(url: &str, dir: &std::path::Path) -> (String, Box<dyn FnOnce()
             Box::new(move || drop(std::fs::remove_dir_all(owned))),
         );
     }
-    use diesel::{Connection, RunQueryDsl};
     let name = format!("provisiond_bench_{}", std::process::id());
-    let mut conn = diesel::PgConnection::establish(url).expect("PostgreSQL answers");
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
+    provisiond::db::scratch::create_database(url, &name).expect("PostgreSQL answers");
     let mut parsed = url::Url::parse(url).unwrap();
     parsed.set_path(&name);
     let (admin, owned) = (url.to_owned(), dir.to_path_buf());
     (
         parsed.to_string(),
         Box::new(move || {
-            if let Ok(mut conn) = diesel::PgConnection::establish(&admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
-            }
+            let _ = provisiond::db::scratch::drop_database(&admin, &name);
             let _ = std::fs::remove_dir_all(owned);
         }),
     )
