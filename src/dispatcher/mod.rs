@@ -9,26 +9,25 @@
 //! that dies leaves nothing stuck.
 
 pub mod http;
+mod metrics;
 pub mod outcome;
 pub mod recorder;
 pub mod script;
+mod wakeup;
 pub mod worker;
 
 use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::domain::RetrySchedule;
 use crate::{config::Settings, db::Db};
-use outcome::Outcome;
+pub use metrics::{DatabaseFigures, Metrics};
 
 /// The dispatcher's settings, taken from [`Settings`].
 #[derive(Debug, Clone)]
@@ -53,30 +52,6 @@ impl From<&Settings> for DispatchSettings {
             poll_interval: s.poll_interval,
             shutdown_grace: s.shutdown_grace,
         }
-    }
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub events_ingested: AtomicU64,
-    pub deliveries_created: AtomicU64,
-    pub attempts: [AtomicU64; 7],
-    /// Ingestion transactions (group commits) and claim and record
-    /// transactions: with the counts above, the average batch sizes.
-    pub ingest_commits: AtomicU64,
-    pub claims: AtomicU64,
-    pub claimed: AtomicU64,
-    /// Time spent in the claims' statements, in microseconds (on SQLite
-    /// without the wait for the writer).
-    pub claim_micros: AtomicU64,
-    pub record_commits: AtomicU64,
-}
-
-impl Metrics {
-    pub fn count_attempt(&self, outcome: Outcome) {
-        let i = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.attempts[i].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -133,16 +108,9 @@ pub(crate) struct Shared {
     /// This process's name on its leases.
     owner: String,
     http: reqwest::Client,
-    wake: Notify,
+    wakeup: wakeup::Wakeup,
     stop: watch::Sender<bool>,
     in_flight: Mutex<InFlight>,
-    /// Whether the worker's last look left due deliveries unclaimed (no
-    /// room, or waiting on their turn): then a recorded attempt may have let
-    /// them go, and the recorder wakes the worker; else it need not.
-    behind: AtomicBool,
-    /// Recorder transactions so far: the worker checks it did not miss one
-    /// while it looked.
-    recorded: AtomicU64,
     metrics: Arc<Metrics>,
     /// When the planner's statistics were last refreshed (PostgreSQL).
     last_analyze: Mutex<Option<std::time::Instant>>,
@@ -164,11 +132,9 @@ impl Dispatcher {
                 settings,
                 owner,
                 http: http::client()?,
-                wake: Notify::new(),
+                wakeup: wakeup::Wakeup::new(),
                 stop,
                 in_flight: Mutex::new(InFlight::default()),
-                behind: AtomicBool::new(true),
-                recorded: AtomicU64::new(0),
                 metrics: Arc::new(Metrics::default()),
                 last_analyze: Mutex::new(None),
             }),
@@ -177,7 +143,7 @@ impl Dispatcher {
 
     /// Something may be due now (an event was ingested, a delivery retried).
     pub fn wake(&self) {
-        self.shared.wake.notify_one();
+        self.shared.wakeup.wake();
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -193,6 +159,6 @@ impl Dispatcher {
     /// Stops claiming; `run` returns once the attempts in flight are settled.
     pub fn stop(&self) {
         self.shared.stop.send_replace(true);
-        self.shared.wake.notify_one();
+        self.shared.wakeup.wake();
     }
 }

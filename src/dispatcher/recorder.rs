@@ -71,10 +71,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
         // made due, or a retry scheduled, is new to it. Else nothing is new
         // to the worker: at a low rate, one claim an event instead of two
         // (the second found nothing).
-        shared.recorded.fetch_add(1, Ordering::SeqCst);
-        if news || shared.behind.load(Ordering::SeqCst) {
-            shared.wake.notify_one();
-        }
+        shared.wakeup.recorded(news);
     }
 }
 

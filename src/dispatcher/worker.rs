@@ -1,9 +1,6 @@
 //! The claim loop: claim what is due, start its attempts, sleep until woken.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use chrono::TimeDelta;
 use tokio::{sync::mpsc, task::JoinSet, time::Instant};
@@ -58,12 +55,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if Instant::now() >= renew_at {
             renew(&shared).await;
             if shared.db.backend() == Backend::Postgres && unpark_stragglers(&shared).await {
-                shared.wake.notify_one();
+                shared.wakeup.wake();
             }
             renew_at = Instant::now() + shared.settings.lease / 3;
         }
         if full {
-            shared.behind.store(true, Ordering::SeqCst);
+            shared.wakeup.left_work();
             woken = true;
             continue;
         }
@@ -80,7 +77,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let sleep_until = next_look.min(renew_at);
         woken = tokio::select! {
             biased;
-            _ = shared.wake.notified() => true,
+            _ = shared.wakeup.woken() => true,
             _ = tokio::time::sleep_until(sleep_until) => false,
             _ = stop.changed() => false,
         };
@@ -139,14 +136,13 @@ async fn hand_back(shared: &Arc<Shared>) {
 /// One look at due work, from its start: what the loop needs afterwards to
 /// tell whether something changed while it looked.
 struct Look {
-    /// Recorder transactions before it.
-    records_before: u64,
+    wakeup: super::wakeup::Look,
     started: chrono::NaiveDateTime,
 }
 
 impl Look {
     fn start(shared: &Shared) -> Self {
-        Self { records_before: shared.recorded.load(Ordering::SeqCst), started: now() }
+        Self { wakeup: shared.wakeup.look_started(), started: now() }
     }
 
     /// After the look, which left `next_due` as the next due time: says
@@ -159,8 +155,7 @@ impl Look {
         // found `behind` still false and not woken the loop: look again.
         let at = now();
         let behind = next_due.is_some_and(|due| due <= at);
-        shared.behind.store(behind, Ordering::SeqCst);
-        if behind && shared.recorded.load(Ordering::SeqCst) != self.records_before {
+        if shared.wakeup.look_ended(&self.wakeup, behind) {
             return None;
         }
         // A delivery that fell due while this look ran (a retry's delay

@@ -80,54 +80,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus metrics: counters of this process and the database's backlog.
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    use std::{fmt::Write, sync::atomic::Ordering::Relaxed};
-    let m = state.dispatcher().metrics();
-    let mut text = String::new();
-    let _ = writeln!(text, "# HELP provisiond_events_ingested_total Events accepted by this process.");
-    let _ = writeln!(text, "# TYPE provisiond_events_ingested_total counter");
-    let _ = writeln!(text, "provisiond_events_ingested_total {}", m.events_ingested.load(Relaxed));
-    let _ =
-        writeln!(text, "# HELP provisiond_deliveries_created_total Deliveries created by this process's ingestion.");
-    let _ = writeln!(text, "# TYPE provisiond_deliveries_created_total counter");
-    let _ = writeln!(text, "provisiond_deliveries_created_total {}", m.deliveries_created.load(Relaxed));
-    let _ = writeln!(text, "# HELP provisiond_attempts_total Delivery attempts recorded by this process, by outcome.");
-    let _ = writeln!(text, "# TYPE provisiond_attempts_total counter");
-    for (outcome, count) in crate::domain::Outcome::ALL.iter().zip(&m.attempts) {
-        let _ = writeln!(text, "provisiond_attempts_total{{outcome=\"{}\"}} {}", outcome.as_str(), count.load(Relaxed));
-    }
-    for (name, help, value) in [
-        (
-            "provisiond_ingest_commits_total",
-            "Ingestion batches (on SQLite one may share its commit with other writes).",
-            &m.ingest_commits,
-        ),
-        ("provisiond_claims_total", "Claim queries run by the dispatcher.", &m.claims),
-        ("provisiond_claimed_total", "Deliveries claimed.", &m.claimed),
-        (
-            "provisiond_record_commits_total",
-            "Batches of finished attempts recorded (on SQLite one may share its commit with other writes).",
-            &m.record_commits,
-        ),
-    ] {
-        let _ = writeln!(text, "# HELP {name} {help}");
-        let _ = writeln!(text, "# TYPE {name} counter");
-        let _ = writeln!(text, "{name} {}", value.load(Relaxed));
-    }
-    let claim_seconds = m.claim_micros.load(Relaxed) as f64 / 1e6;
-    let _ = writeln!(text, "# HELP provisiond_claim_seconds_total Time spent in the claims' statements.");
-    let _ = writeln!(text, "# TYPE provisiond_claim_seconds_total counter");
-    let _ = writeln!(text, "provisiond_claim_seconds_total {claim_seconds}");
-    if let Some(n) = state.db.write_commits() {
-        let _ = writeln!(text, "# HELP provisiond_sqlite_write_commits_total Transactions of the SQLite writer.");
-        let _ = writeln!(text, "# TYPE provisiond_sqlite_write_commits_total counter");
-        let _ = writeln!(text, "provisiond_sqlite_write_commits_total {n}");
-    }
-    if let Ok(n) = state.db.run(crate::db::deliveries::Delivery::count_unfinished).await {
-        let _ =
-            writeln!(text, "# HELP provisiond_deliveries_unfinished Deliveries pending or in flight (all processes).");
-        let _ = writeln!(text, "# TYPE provisiond_deliveries_unfinished gauge");
-        let _ = writeln!(text, "provisiond_deliveries_unfinished {n}");
-    }
+    let figures = crate::dispatcher::DatabaseFigures {
+        sqlite_write_commits: state.db.write_commits(),
+        unfinished_deliveries: state.db.run(crate::db::deliveries::Delivery::count_unfinished).await.ok(),
+    };
+    let text = state.dispatcher().metrics().prometheus(&figures);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }
 
