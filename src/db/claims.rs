@@ -385,3 +385,23 @@ fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime)
     }
     Ok(picked)
 }
+
+/// The claim's statements as they run, for the golden files (`db::golden`).
+#[cfg(test)]
+pub(super) fn statements() -> Vec<(&'static str, super::Backend, String)> {
+    use super::Backend::{Postgres, Sqlite};
+    let both = |name, sql: &Sql| {
+        [(name, Sqlite, sql.text(Sqlite).to_owned()), (name, Postgres, sql.text(Postgres).to_owned())]
+    };
+    let mut all = vec![
+        ("claim", Postgres, CLAIM_POSTGRES.clone()),
+        ("claim_rooms", Sqlite, ROOM_SQLITE.clone()),
+        ("claim_candidates", Sqlite, CANDIDATES_SQLITE.clone()),
+        ("claim_lease", Sqlite, LEASE_SQLITE.text(Sqlite).to_owned()),
+        ("claim_taken_over", Sqlite, TAKEN_OVER_SQLITE.text(Sqlite).to_owned()),
+        ("claim_load", Sqlite, LOAD_SQLITE.text(Sqlite).to_owned()),
+    ];
+    all.extend(both("unpark_events", &UNPARK_EVENTS));
+    all.extend(both("unpark_all", &UNPARK_ALL));
+    all
+}

@@ -428,3 +428,26 @@ pub struct Finish {
     pub attempts: i32,
     pub next_attempt_at: Option<NaiveDateTime>,
 }
+
+/// The deliveries' hot and lifecycle statements as they run, for the golden
+/// files (`db::golden`).
+#[cfg(test)]
+pub(super) fn statements() -> Vec<(&'static str, super::Backend, String)> {
+    use super::Backend::{Postgres, Sqlite};
+    let mut all = vec![
+        ("interrupted_by_death", Postgres, INTERRUPTED_BY_DEATH.clone()),
+        ("release_dead", Postgres, RELEASE_DEAD.clone()),
+    ];
+    for (name, sql) in [
+        ("end_all", &*END_ALL),
+        ("give_back", &*GIVE_BACK),
+        ("interrupted_at_stop", &*INTERRUPTED_AT_STOP),
+        ("interrupted_by_crash", &*INTERRUPTED_BY_CRASH),
+        ("renew", &*RENEW),
+        ("present", &*PRESENT),
+    ] {
+        all.push((name, Sqlite, sql.text(Sqlite).to_owned()));
+        all.push((name, Postgres, sql.text(Postgres).to_owned()));
+    }
+    all
+}

@@ -325,3 +325,10 @@ impl Event {
             .execute(conn)
     }
 }
+
+/// Ingestion's statements as they run, for the golden files (`db::golden`).
+#[cfg(test)]
+pub(super) fn statements() -> Vec<(&'static str, super::Backend, String)> {
+    use super::Backend::{Postgres, Sqlite};
+    vec![("ingest", Postgres, INGEST_POSTGRES.clone()), ("ingest_deliveries", Sqlite, CREATE_DELIVERIES_SQLITE.clone())]
+}

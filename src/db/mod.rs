@@ -9,6 +9,8 @@ pub mod admins;
 pub mod claims;
 pub mod deliveries;
 pub mod events;
+#[cfg(test)]
+mod golden;
 pub mod handlers;
 pub mod logs;
 pub mod prepared;

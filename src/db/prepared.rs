@@ -123,6 +123,14 @@ impl Sql {
         }
     }
 
+    /// Its text on `backend`.
+    pub fn text(&self, backend: Backend) -> &str {
+        match backend {
+            Backend::Postgres => &self.postgres,
+            Backend::Sqlite => &self.sqlite,
+        }
+    }
+
     /// The statement for the backend of `conn`.
     pub fn on(&'static self, conn: &DbConnection) -> Cached {
         match conn {
