@@ -11,8 +11,6 @@
 //! attempt. So a hung handler at the head of a chain leaves the handlers
 //! after it no backlog of due rows that every claim would step over.
 
-use std::sync::LazyLock;
-
 use chrono::NaiveDateTime;
 use diesel::{
     prelude::*,
@@ -21,9 +19,9 @@ use diesel::{
 
 use super::{
     DbConnection,
-    deliveries::{Delivery, INTERRUPTED, PARKED},
+    deliveries::{Delivery, PARKED},
     now,
-    prepared::{Sql, cached, id_list},
+    prepared::{ByBackend, cached, id_list},
 };
 use crate::domain::{HandlerStatus, HandlerType};
 
@@ -79,102 +77,29 @@ pub struct ClaimLimits {
     pub busy: String,
 }
 
-/// The handlers that may take deliveries now, each with its room: the
-/// per-handler limit `{per_handler}` less what it has in flight (`{busy}`,
-/// from the JSON map), at most the claim's `{limit}`; only those with
-/// something due (one probe of the due index, which is by handler). A
-/// handler at its limit is not looked at further, however long its backlog.
-/// Every status counts: a delivery of a handler disabled a moment ago is
-/// still claimed, and its attempt ends it.
-const ROOM: &str = "
-    SELECT h.id AS id, {least}({limit}, {per_handler} - {busy}) AS room
-    FROM handlers h
-    WHERE {per_handler} - {busy} > 0
-      AND (SELECT 1 FROM deliveries u
-           WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= {now}
-           ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1";
-
-/// Rule 3 for the delivery `c`: no handler before it in its event's chain
-/// (priority, then id) is still waiting for its first attempt to end.
-const CHAIN_CLEAR: &str = "NOT EXISTS (
-        SELECT 1 FROM deliveries q
-        WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
-          AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id)))";
-
-/// A handler's first `{room}` deliveries it may take, in due order (the due
-/// index's): due, not waiting on a delivery of an earlier event about the
-/// same object in the same ordering group, whichever its handler (rule 4;
-/// one probe of `deliveries_object`), and for a first attempt, not waiting on a
-/// handler earlier in the event's chain (rule 3; a parked delivery is not due,
-/// so this only confirms it). Each row looked at costs a few index probes, and
-/// only this handler's rows are looked at.
-static CANDIDATES: LazyLock<String> = LazyLock::new(|| CANDIDATES_TEXT.replace("{chain_clear}", CHAIN_CLEAR));
-const CANDIDATES_TEXT: &str = "
-    SELECT c.id, c.next_attempt_at, c.state = 'in_flight' AS lease_ran_out
-    FROM deliveries c
-    WHERE c.handler_id = {handler} AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= {now}
-      AND NOT EXISTS (
-        SELECT 1 FROM deliveries p
-        WHERE p.ordering_key = c.ordering_key AND p.entity = c.entity AND p.object_id = c.object_id
-          AND p.event_id < c.event_id AND p.state IN ('pending', 'in_flight'))
-      AND (c.first_attempt_done OR {chain_clear})
-    ORDER BY c.next_attempt_at, c.id
-    LIMIT {room}";
-
-/// Makes due at `$1` the parked deliveries whose turn has come ({events}:
-/// of some events, or of all): those of the next handler of a chain whose
-/// first attempt before it ended, was cancelled or deleted. On PostgreSQL a
-/// row another transaction holds is skipped, not waited for: it is being
-/// cancelled or deleted, or made due by another; waiting could deadlock with
-/// a cancellation that locks the rows in another order.
-static UNPARK: LazyLock<String> = LazyLock::new(|| UNPARK_TEXT.replace("{chain_clear}", CHAIN_CLEAR));
-const UNPARK_TEXT: &str = "
-    UPDATE deliveries SET next_attempt_at = $1
-    WHERE id IN (
-      SELECT c.id FROM deliveries c
-      WHERE {events} c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = {parked}
-        AND {chain_clear}
-      {skip_locked})";
-static UNPARK_EVENTS: LazyLock<Sql> =
-    LazyLock::new(|| Sql::new(&UNPARK.replace("{events}", "c.event_id IN JSON($2) AND").replace("{parked}", "$3")));
-static UNPARK_ALL: LazyLock<Sql> =
-    LazyLock::new(|| Sql::new(&UNPARK.replace("{events}", "").replace("{parked}", "$2")));
-
-/// Why a taken-over attempt has no result.
-const TAKEN_OVER: &str =
-    "'its lease ran out before a result was recorded (its process was killed or stopped answering); attempted again'";
-
-/// SQLite: the lease of the picked rows `$4` (a JSON array) to `$1` until
-/// `$2`, `$3` being now. The claim counts the attempt (so one cut off is
-/// still counted, and its repeat has the next number).
-static LEASE_SQLITE: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(
-        "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_owner = $1, lease_until = $2,
-             next_attempt_at = $2, updated_at = $3
-         WHERE id IN (
-           SELECT id FROM deliveries
-           WHERE id IN JSON($4) AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3)
-         RETURNING id",
-    )
-});
-
-/// SQLite: the picked rows `$1` (a JSON array) whose lease ran out, logged
-/// as interrupted before they are leased again.
-static TAKEN_OVER_SQLITE: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(&format!("{} WHERE d.id IN JSON($1) AND d.state = 'in_flight'", INTERRUPTED.replace("{why}", TAKEN_OVER)))
-});
-
-/// What an attempt needs of the claimed rows (SQLite: after the lease).
-const LOAD_COLUMNS: &str = "d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, {attempts},
-           d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
-           h.timeout_ms, h.status AS handler_status";
-static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(&format!(
-        "SELECT {} FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
-         WHERE d.id IN JSON($1) ORDER BY d.id",
-        LOAD_COLUMNS.replace("{attempts}", "d.attempts")
-    ))
-});
+// The claim's SQL, each backend's text written out in full. The two
+// backends' claims share their rules — the room of each handler, per-object
+// order (rule 4), the priority chain (rule 3) — spelled the same way in each;
+// PostgreSQL runs them as one statement (a lateral join), SQLite as the
+// statements of one transaction (it has no lateral join, nor a `LIMIT` that
+// reads the outer query). The texts as they run are also in
+// `tests/sql/claim*.sql`, held to these by a test.
+//
+// The rules, for a delivery `c` of a handler `h`:
+// - room: the per-handler limit less what the handler has in flight in this
+//   process (the JSON map `busy`), at most the claim's limit; a handler with
+//   no room, or nothing due (one probe of the due index, which is by
+//   handler), is not looked at further, however long its backlog. Every
+//   status counts: a delivery of a handler disabled a moment ago is still
+//   claimed, and its attempt ends it;
+// - rule 4: no delivery of an earlier event about the same object in the same
+//   ordering group is unfinished, whichever its handler (one probe of
+//   `deliveries_object`);
+// - rule 3, for a first attempt: no handler before it in its event's chain
+//   (priority, then id) is still waiting for its first attempt to end (a
+//   parked delivery is not due, so this only confirms it).
+// Candidates are taken in due order (the due index's); each costs a few
+// index probes, and only its handler's rows are looked at.
 
 /// PostgreSQL: one round trip, the lease and the load together, a statement
 /// in a transaction of its own. Each handler with room is joined laterally to
@@ -190,71 +115,184 @@ static LOAD_SQLITE: LazyLock<Sql> = LazyLock::new(|| {
 /// its `BEGIN` and `COMMIT` round trips. It is evaluated with the rows
 /// returned: a claim that takes nothing commits as usual, with next to nothing
 /// to flush.
-static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    let room = room_sql("LEAST", ["$4", "$5", "COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)", "$3"]);
-    let candidates = CANDIDATES.replace("{handler}", "r.id").replace("{now}", "$3").replace("{room}", "r.room");
-    let pick = format!(
-        "SELECT e.id FROM ({room}) AS r CROSS JOIN LATERAL ({candidates}) AS e ORDER BY e.next_attempt_at, e.id LIMIT $4"
-    );
-    let interrupted = INTERRUPTED
-        .replace("{why}", TAKEN_OVER)
-        .replace("FROM deliveries d", "FROM picked p JOIN deliveries d ON d.id = p.id");
-    format!(
-        "/* $1 owner, $2 the lease's end, $3 now, $4 limit, $5 per handler, $6 busy */
-         WITH picked AS MATERIALIZED (
-           SELECT id, state AS was FROM deliveries
-           WHERE id = ANY(ARRAY({pick})) AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
-           FOR UPDATE SKIP LOCKED
-         ), claimed AS (
-           UPDATE deliveries d SET state = 'in_flight', attempts = d.attempts + 1, lease_owner = $1, lease_until = $2,
-               next_attempt_at = $2, updated_at = $3
-           FROM picked p WHERE d.id = p.id
-           RETURNING d.id, d.attempts
-         ), interrupted AS ({interrupted} WHERE p.was = 'in_flight')
-         SELECT {columns}
-         FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
-         WHERE set_config('synchronous_commit', 'off', true) = 'off'
-         ORDER BY d.id",
-        columns = LOAD_COLUMNS.replace("{attempts}", "c.attempts AS attempts")
-    )
-});
+const CLAIM_POSTGRES: &str = "
+/* $1 owner, $2 the lease's end, $3 now, $4 limit, $5 per handler, $6 busy */
+WITH picked AS MATERIALIZED (
+  SELECT id, state AS was FROM deliveries
+  WHERE id = ANY(ARRAY(
+      SELECT e.id
+      FROM (
+        SELECT h.id AS id, LEAST($4, $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)) AS room
+        FROM handlers h
+        WHERE $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0) > 0
+          AND (SELECT 1 FROM deliveries u
+               WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= $3
+               ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1
+      ) AS r CROSS JOIN LATERAL (
+        SELECT c.id, c.next_attempt_at
+        FROM deliveries c
+        WHERE c.handler_id = r.id AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= $3
+          AND NOT EXISTS (
+            SELECT 1 FROM deliveries p
+            WHERE p.ordering_key = c.ordering_key AND p.entity = c.entity AND p.object_id = c.object_id
+              AND p.event_id < c.event_id AND p.state IN ('pending', 'in_flight'))
+          AND (c.first_attempt_done OR NOT EXISTS (
+            SELECT 1 FROM deliveries q
+            WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+              AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id))))
+        ORDER BY c.next_attempt_at, c.id
+        LIMIT r.room
+      ) AS e
+      ORDER BY e.next_attempt_at, e.id
+      LIMIT $4))
+    AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3
+  FOR UPDATE SKIP LOCKED
+), claimed AS (
+  UPDATE deliveries d SET state = 'in_flight', attempts = d.attempts + 1, lease_owner = $1, lease_until = $2,
+      next_attempt_at = $2, updated_at = $3
+  FROM picked p WHERE d.id = p.id
+  RETURNING d.id, d.attempts
+), interrupted AS (
+  INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+      started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+  SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
+      d.updated_at, 0, 'interrupted', NULL, '', '{}', '',
+      'its lease ran out before a result was recorded (its process was killed or stopped answering); attempted again', NULL
+  FROM picked p JOIN deliveries d ON d.id = p.id JOIN events e ON e.id = d.event_id
+  WHERE p.was = 'in_flight'
+)
+SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, c.attempts AS attempts,
+    d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
+    h.timeout_ms, h.status AS handler_status
+FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
+WHERE set_config('synchronous_commit', 'off', true) = 'off'
+ORDER BY d.id";
 
-/// [`ROOM`] with the backend's two-argument minimum and its `[limit,
-/// per_handler, busy, now]`.
-fn room_sql(least: &str, [limit, per_handler, busy, now]: [&str; 4]) -> String {
-    ROOM.replace("{least}", least)
-        .replace("{limit}", limit)
-        .replace("{per_handler}", per_handler)
-        .replace("{busy}", busy)
-        .replace("{now}", now)
-}
+/// SQLite, first: the handlers with room, with when their due work fell due
+/// first (a second probe), so that they can be looked at oldest first, and no
+/// further once the claim is full. (On PostgreSQL, the same column made the
+/// planner's estimates, and the claim, several times worse.) `?N` is
+/// parameter N wherever it first appears (`$4` here would be numbered 1,
+/// being first in the text; see `prepared`).
+const ROOMS_SQLITE: &str = "
+/* ?1 limit, ?2 per handler, ?3 busy, ?4 now */
+SELECT r.id, r.room,
+    (SELECT u.next_attempt_at FROM deliveries u
+     WHERE u.handler_id = r.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
+     ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) AS first_due
+FROM (
+  SELECT h.id AS id, MIN(?1, ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0)) AS room
+  FROM handlers h
+  WHERE ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0) > 0
+    AND (SELECT 1 FROM deliveries u
+         WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
+         ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1
+) AS r";
 
-/// SQLite has no lateral join (nor a `LIMIT` that reads a column of the outer
-/// query): the handlers with room, then each one's candidates, are separate
-/// statements in the claim's transaction, and the pick is made here.
-///
-/// The handlers come with when their due work fell due first (a second
-/// probe), so that they can be looked at oldest first, and no further once
-/// the claim is full. (On PostgreSQL, the same column in `ROOM` made the
-/// planner's estimates, and the claim, several times worse.)
-static ROOM_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    let room = room_sql(
-        "MIN",
-        ["$1", "$2", "COALESCE((SELECT value FROM json_each($3) WHERE key = CAST(h.id AS TEXT)), 0)", "$4"],
-    );
-    format!(
-        "SELECT r.id, r.room,
-                (SELECT u.next_attempt_at FROM deliveries u
-                 WHERE u.handler_id = r.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= $4
-                 ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) AS first_due
-         FROM ({room}) AS r"
-    )
-    // `?N` is parameter N wherever it first appears; `$4` here would be
-    // numbered 1, being first in the text (see `prepared`).
-    .replace('$', "?")
-});
-static CANDIDATES_SQLITE: LazyLock<String> =
-    LazyLock::new(|| CANDIDATES.replace("{handler}", "$1").replace("{now}", "$2").replace("{room}", "$3"));
+/// SQLite, then for each handler with room: its first candidates.
+const CANDIDATES_SQLITE: &str = "
+/* $1 handler, $2 now, $3 its room */
+SELECT c.id, c.next_attempt_at, c.state = 'in_flight' AS lease_ran_out
+FROM deliveries c
+WHERE c.handler_id = $1 AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= $2
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries p
+    WHERE p.ordering_key = c.ordering_key AND p.entity = c.entity AND p.object_id = c.object_id
+      AND p.event_id < c.event_id AND p.state IN ('pending', 'in_flight'))
+  AND (c.first_attempt_done OR NOT EXISTS (
+    SELECT 1 FROM deliveries q
+    WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+      AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id))))
+ORDER BY c.next_attempt_at, c.id
+LIMIT $3";
+
+/// SQLite: the picked rows whose lease ran out, logged as interrupted before
+/// they are leased again.
+const TAKEN_OVER_SQLITE: &str = "
+/* $1 the picked ids, a JSON array */
+INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+    started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
+    d.updated_at, 0, 'interrupted', NULL, '', '{}', '',
+    'its lease ran out before a result was recorded (its process was killed or stopped answering); attempted again', NULL
+FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.id IN (SELECT value FROM json_each($1)) AND d.state = 'in_flight'";
+
+/// SQLite: the lease of the picked rows. The claim counts the attempt (so one
+/// cut off is still counted, and its repeat has the next number).
+const LEASE_SQLITE: &str = "
+/* $1 owner, $2 the lease's end, $3 now, $4 the picked ids, a JSON array */
+UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_owner = $1, lease_until = $2,
+    next_attempt_at = $2, updated_at = $3
+WHERE id IN (
+  SELECT id FROM deliveries
+  WHERE id IN (SELECT value FROM json_each($4)) AND state IN ('pending', 'in_flight') AND next_attempt_at <= $3)
+RETURNING id";
+
+/// SQLite: what an attempt needs of the leased rows.
+const LOAD_SQLITE: &str = "
+/* $1 the leased ids, a JSON array */
+SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, d.attempts,
+    d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
+    h.timeout_ms, h.status AS handler_status
+FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
+WHERE d.id IN (SELECT value FROM json_each($1))
+ORDER BY d.id";
+
+/// Makes due the parked deliveries whose turn has come (of some events, or
+/// of all): those of the next handler of a chain whose first attempt before
+/// it ended, was cancelled or deleted (rule 3 above). On PostgreSQL a row
+/// another transaction holds is skipped, not waited for: it is being
+/// cancelled or deleted, or made due by another; waiting could deadlock with
+/// a cancellation that locks the rows in another order.
+const UNPARK_EVENTS: ByBackend = ByBackend {
+    sqlite: "
+/* $1 now, $2 the events, a JSON array, $3 PARKED */
+UPDATE deliveries SET next_attempt_at = $1
+WHERE id IN (
+  SELECT c.id FROM deliveries c
+  WHERE c.event_id IN (SELECT value FROM json_each($2))
+    AND c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = $3
+    AND NOT EXISTS (
+      SELECT 1 FROM deliveries q
+      WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+        AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id))))",
+    postgres: "
+/* $1 now, $2 the events, a JSON array, $3 PARKED */
+UPDATE deliveries SET next_attempt_at = $1
+WHERE id IN (
+  SELECT c.id FROM deliveries c
+  WHERE c.event_id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb)))
+    AND c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = $3
+    AND NOT EXISTS (
+      SELECT 1 FROM deliveries q
+      WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+        AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id)))
+  FOR UPDATE SKIP LOCKED)",
+};
+const UNPARK_ALL: ByBackend = ByBackend {
+    sqlite: "
+/* $1 now, $2 PARKED */
+UPDATE deliveries SET next_attempt_at = $1
+WHERE id IN (
+  SELECT c.id FROM deliveries c
+  WHERE c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = $2
+    AND NOT EXISTS (
+      SELECT 1 FROM deliveries q
+      WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+        AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id))))",
+    postgres: "
+/* $1 now, $2 PARKED */
+UPDATE deliveries SET next_attempt_at = $1
+WHERE id IN (
+  SELECT c.id FROM deliveries c
+  WHERE c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = $2
+    AND NOT EXISTS (
+      SELECT 1 FROM deliveries q
+      WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+        AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id)))
+  FOR UPDATE SKIP LOCKED)",
+};
 
 #[derive(QueryableByName)]
 struct Room {
@@ -295,7 +333,7 @@ impl Delivery {
     ) -> QueryResult<Vec<Claimed>> {
         let at = now();
         if let DbConnection::Postgres(_) = conn {
-            return cached(CLAIM_POSTGRES.as_str())
+            return cached(CLAIM_POSTGRES)
                 .bind::<Text, _>(owner)
                 .bind::<Timestamp, _>(lease_until)
                 .bind::<Timestamp, _>(at)
@@ -311,11 +349,10 @@ impl Delivery {
             }
             let taken_over: Vec<i64> = candidates.iter().filter(|c| c.lease_ran_out).map(|c| c.id).collect();
             if !taken_over.is_empty() {
-                TAKEN_OVER_SQLITE.on(conn).bind::<Text, _>(id_list(&taken_over)).execute(conn)?;
+                cached(TAKEN_OVER_SQLITE).bind::<Text, _>(id_list(&taken_over)).execute(conn)?;
             }
             let picked: Vec<i64> = candidates.iter().map(|c| c.id).collect();
-            LEASE_SQLITE
-                .on(conn)
+            cached(LEASE_SQLITE)
                 .bind::<Text, _>(owner)
                 .bind::<Timestamp, _>(lease_until)
                 .bind::<Timestamp, _>(at)
@@ -328,7 +365,7 @@ impl Delivery {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        LOAD_SQLITE.on(conn).bind::<Text, _>(id_list(&ids)).load(conn)
+        cached(LOAD_SQLITE).bind::<Text, _>(id_list(&ids)).load(conn)
     }
 
     /// Makes due now the parked deliveries of the events `event_ids` whose
@@ -356,9 +393,9 @@ impl Delivery {
 }
 
 /// SQLite: the first `limit` deliveries of all the handlers with
-/// room, in due order (see [`ROOM_SQLITE`]).
+/// room, in due order (see [`ROOMS_SQLITE`]).
 fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime) -> QueryResult<Vec<Candidate>> {
-    let mut rooms: Vec<Room> = cached(ROOM_SQLITE.as_str())
+    let mut rooms: Vec<Room> = cached(ROOMS_SQLITE)
         .bind::<BigInt, _>(limits.limit)
         .bind::<BigInt, _>(limits.per_handler)
         .bind::<Text, _>(&limits.busy)
@@ -374,7 +411,7 @@ fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime)
         if picked.len() >= limit && picked.last().is_none_or(|last| last.next_attempt_at < room.first_due) {
             break;
         }
-        let candidates: Vec<Candidate> = cached(CANDIDATES_SQLITE.as_str())
+        let candidates: Vec<Candidate> = cached(CANDIDATES_SQLITE)
             .bind::<BigInt, _>(room.id)
             .bind::<Timestamp, _>(at)
             .bind::<BigInt, _>(room.room)
@@ -390,18 +427,19 @@ fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime)
 #[cfg(test)]
 pub(super) fn statements() -> Vec<(&'static str, super::Backend, String)> {
     use super::Backend::{Postgres, Sqlite};
-    let both = |name, sql: &Sql| {
-        [(name, Sqlite, sql.text(Sqlite).to_owned()), (name, Postgres, sql.text(Postgres).to_owned())]
-    };
-    let mut all = vec![
-        ("claim", Postgres, CLAIM_POSTGRES.clone()),
-        ("claim_rooms", Sqlite, ROOM_SQLITE.clone()),
-        ("claim_candidates", Sqlite, CANDIDATES_SQLITE.clone()),
-        ("claim_lease", Sqlite, LEASE_SQLITE.text(Sqlite).to_owned()),
-        ("claim_taken_over", Sqlite, TAKEN_OVER_SQLITE.text(Sqlite).to_owned()),
-        ("claim_load", Sqlite, LOAD_SQLITE.text(Sqlite).to_owned()),
-    ];
-    all.extend(both("unpark_events", &UNPARK_EVENTS));
-    all.extend(both("unpark_all", &UNPARK_ALL));
+    let mut all: Vec<(&'static str, super::Backend, String)> = [
+        ("claim", Postgres, CLAIM_POSTGRES),
+        ("claim_rooms", Sqlite, ROOMS_SQLITE),
+        ("claim_candidates", Sqlite, CANDIDATES_SQLITE),
+        ("claim_lease", Sqlite, LEASE_SQLITE),
+        ("claim_taken_over", Sqlite, TAKEN_OVER_SQLITE),
+        ("claim_load", Sqlite, LOAD_SQLITE),
+    ]
+    .map(|(name, backend, sql)| (name, backend, sql.to_owned()))
+    .to_vec();
+    for (name, sql) in [("unpark_events", UNPARK_EVENTS), ("unpark_all", UNPARK_ALL)] {
+        all.push((name, Sqlite, sql.sqlite.to_owned()));
+        all.push((name, Postgres, sql.postgres.to_owned()));
+    }
     all
 }

@@ -57,7 +57,7 @@ pub const PARKED: NaiveDateTime = match NaiveDate::from_ymd_opt(9999, 12, 31) {
 /// The log row of the attempts of the deliveries `d` (joined to their event
 /// `e`) that started and ended without a result: numbered as they were
 /// counted at their claim, started when they were claimed, and `{why}`.
-pub(super) const INTERRUPTED: &str = "
+const INTERRUPTED: &str = "
     INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
         started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
     SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,

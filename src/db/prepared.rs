@@ -107,6 +107,23 @@ impl<Q, V, ST> Query for Bound<Q, V, ST> {
 
 impl<Q, V, ST, Conn> RunQueryDsl<Conn> for Bound<Q, V, ST> {}
 
+/// One statement's text for each backend, each written out in full.
+#[derive(Debug, Clone, Copy)]
+pub struct ByBackend {
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+impl ByBackend {
+    /// The statement for the backend of `conn`.
+    pub fn on(&self, conn: &DbConnection) -> Cached {
+        match conn {
+            DbConnection::Postgres(_) => cached(self.postgres),
+            DbConnection::Sqlite(_) => cached(self.sqlite),
+        }
+    }
+}
+
 /// One statement's text for each backend, from a template (see the module
 /// documentation): keep it in a `static LazyLock`.
 #[derive(Debug)]

@@ -1,3 +1,4 @@
+/* $1 owner, $2 the lease's end, $3 now, $4 the picked ids, a JSON array */
 UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_owner = $1, lease_until = $2,
     next_attempt_at = $2, updated_at = $3
 WHERE id IN (

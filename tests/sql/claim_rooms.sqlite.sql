@@ -1,11 +1,13 @@
+/* ?1 limit, ?2 per handler, ?3 busy, ?4 now */
 SELECT r.id, r.room,
-            (SELECT u.next_attempt_at FROM deliveries u
-             WHERE u.handler_id = r.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
-             ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) AS first_due
-     FROM (
-SELECT h.id AS id, MIN(?1, ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0)) AS room
-FROM handlers h
-WHERE ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0) > 0
-  AND (SELECT 1 FROM deliveries u
-       WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
-       ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1) AS r
+    (SELECT u.next_attempt_at FROM deliveries u
+     WHERE u.handler_id = r.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
+     ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) AS first_due
+FROM (
+  SELECT h.id AS id, MIN(?1, ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0)) AS room
+  FROM handlers h
+  WHERE ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0) > 0
+    AND (SELECT 1 FROM deliveries u
+         WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
+         ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1
+) AS r

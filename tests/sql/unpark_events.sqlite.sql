@@ -1,9 +1,10 @@
+/* $1 now, $2 the events, a JSON array, $3 PARKED */
 UPDATE deliveries SET next_attempt_at = $1
 WHERE id IN (
   SELECT c.id FROM deliveries c
-  WHERE c.event_id IN (SELECT value FROM json_each($2)) AND c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = $3
+  WHERE c.event_id IN (SELECT value FROM json_each($2))
+    AND c.state = 'pending' AND NOT c.first_attempt_done AND c.next_attempt_at = $3
     AND NOT EXISTS (
-    SELECT 1 FROM deliveries q
-    WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
-      AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id)))
-  )
+      SELECT 1 FROM deliveries q
+      WHERE q.event_id = c.event_id AND q.state IN ('pending', 'in_flight') AND NOT q.first_attempt_done
+        AND (q.priority < c.priority OR (q.priority = c.priority AND q.handler_id < c.handler_id))))
