@@ -54,16 +54,6 @@ pub const PARKED: NaiveDateTime = match NaiveDate::from_ymd_opt(9999, 12, 31) {
     None => panic!("9999-12-31 is a date"),
 };
 
-/// The log row of the attempts of the deliveries `d` (joined to their event
-/// `e`) that started and ended without a result: numbered as they were
-/// counted at their claim, started when they were claimed, and `{why}`.
-const INTERRUPTED: &str = "
-    INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
-        started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
-    SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
-        d.updated_at, 0, 'interrupted', NULL, '', '{}', '', {why}, NULL
-    FROM deliveries d JOIN events e ON e.id = d.event_id";
-
 /// Ends attempts for good: the deliveries `$3` (a JSON array of ids) leased
 /// by `$4` for their attempt `$5` (a result that comes after its lease was
 /// taken over, by another process or by this one again, ends nothing).
@@ -84,42 +74,58 @@ static GIVE_BACK: LazyLock<Sql> = LazyLock::new(|| {
     )
 });
 
-/// The attempts in flight of `{which}` logged as interrupted (`{why}`).
-fn interrupted(which: &str, why: &str) -> String {
-    format!("{} WHERE d.state = 'in_flight' {which}", INTERRUPTED.replace("{why}", why))
-}
-static INTERRUPTED_AT_STOP: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(&interrupted(
-        "AND d.lease_owner = $1",
-        "'still running at the end of the shutdown grace; attempted again'",
-    ))
-});
-/// PostgreSQL: the deliveries in flight under the lease of a process that
-/// has no connection open to the database (it died), locked; `{prefix}` is
-/// the parameter bound to [`crate::db::APPLICATION_NAME_PREFIX`].
-const OF_THE_DEAD: &str = "
-    SELECT id FROM deliveries d
-    WHERE d.state = 'in_flight' AND NOT EXISTS (
-      SELECT 1 FROM pg_stat_activity a WHERE a.application_name = {prefix} || d.lease_owner)
-    FOR UPDATE SKIP LOCKED";
-static INTERRUPTED_BY_DEATH: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{} AND d.id IN ({})",
-        interrupted("", "'its process ended before a result was recorded (killed?); attempted again'"),
-        OF_THE_DEAD.replace("{prefix}", "$1")
-    )
-});
-static RELEASE_DEAD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_until = NULL, next_attempt_at = $1,
-             updated_at = $1
-         WHERE id IN ({})",
-        OF_THE_DEAD.replace("{prefix}", "$2")
-    )
-});
-static INTERRUPTED_BY_CRASH: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(&interrupted("", "'its process ended before a result was recorded (killed?); attempted again'"))
-});
+// The attempts that started and ended without a result, logged as
+// `interrupted`: each numbered as it was counted at its claim, started when
+// it was claimed, with why it has no result.
+
+/// Those still in flight under the lease of `$1` at the end of a stop's grace.
+const INTERRUPTED_AT_STOP: &str = "
+/* $1 owner */
+INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+    started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
+    d.updated_at, 0, 'interrupted', NULL, '', '{}', '', 'still running at the end of the shutdown grace; attempted again', NULL
+FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.state = 'in_flight' AND d.lease_owner = $1";
+
+/// SQLite, at a start: all those in flight (one process per file, so they
+/// died with the last one).
+const INTERRUPTED_BY_CRASH: &str = "
+INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+    started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
+    d.updated_at, 0, 'interrupted', NULL, '', '{}', '',
+    'its process ended before a result was recorded (killed?); attempted again', NULL
+FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.state = 'in_flight'";
+
+/// PostgreSQL: those in flight under the lease of a process that has no
+/// connection open to the database (it died), locked; `$1` is
+/// [`crate::db::APPLICATION_NAME_PREFIX`].
+const INTERRUPTED_BY_DEATH: &str = "
+/* $1 the application name's prefix */
+INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+    started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts,
+    d.updated_at, 0, 'interrupted', NULL, '', '{}', '',
+    'its process ended before a result was recorded (killed?); attempted again', NULL
+FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.state = 'in_flight' AND d.id IN (
+  SELECT id FROM deliveries d
+  WHERE d.state = 'in_flight' AND NOT EXISTS (
+    SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $1 || d.lease_owner)
+  FOR UPDATE SKIP LOCKED)";
+
+/// PostgreSQL: the same deliveries, due again at once.
+const RELEASE_DEAD: &str = "
+/* $1 now, $2 the application name's prefix */
+UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_until = NULL, next_attempt_at = $1,
+    updated_at = $1
+WHERE id IN (
+  SELECT id FROM deliveries d
+  WHERE d.state = 'in_flight' AND NOT EXISTS (
+    SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $2 || d.lease_owner)
+  FOR UPDATE SKIP LOCKED)";
 
 /// Extends to `$1` the leases of the deliveries `$2` (a JSON array of ids) that `$3` holds.
 static RENEW: LazyLock<Sql> = LazyLock::new(|| {
@@ -211,7 +217,7 @@ impl Delivery {
     /// the grace): each attempt is logged as interrupted and is due again.
     pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
         crate::db::write_transaction(conn, |conn| {
-            INTERRUPTED_AT_STOP.on(conn).bind::<Text, _>(owner).execute(conn)?;
+            cached(INTERRUPTED_AT_STOP).bind::<Text, _>(owner).execute(conn)?;
             let at = now();
             diesel::update(
                 deliveries::table
@@ -228,7 +234,7 @@ impl Delivery {
     /// logged as interrupted and is due again.
     pub fn release_all(conn: &mut DbConnection) -> QueryResult<usize> {
         crate::db::write_transaction(conn, |conn| {
-            INTERRUPTED_BY_CRASH.on(conn).execute(conn)?;
+            cached(INTERRUPTED_BY_CRASH).execute(conn)?;
             let at = now();
             diesel::update(deliveries::table.filter(deliveries::state.eq(DeliveryState::InFlight.as_str())))
                 .set(back_to_pending!(at))
@@ -242,11 +248,8 @@ impl Delivery {
     pub fn release_dead(conn: &mut DbConnection) -> QueryResult<usize> {
         crate::db::write_transaction(conn, |conn| {
             let prefix = crate::db::APPLICATION_NAME_PREFIX;
-            super::prepared::cached(INTERRUPTED_BY_DEATH.as_str()).bind::<Text, _>(prefix).execute(conn)?;
-            super::prepared::cached(RELEASE_DEAD.as_str())
-                .bind::<Timestamp, _>(now())
-                .bind::<Text, _>(prefix)
-                .execute(conn)
+            cached(INTERRUPTED_BY_DEATH).bind::<Text, _>(prefix).execute(conn)?;
+            cached(RELEASE_DEAD).bind::<Timestamp, _>(now()).bind::<Text, _>(prefix).execute(conn)
         })
     }
 
@@ -434,18 +437,16 @@ pub struct Finish {
 #[cfg(test)]
 pub(super) fn statements() -> Vec<(&'static str, super::Backend, String)> {
     use super::Backend::{Postgres, Sqlite};
-    let mut all = vec![
-        ("interrupted_by_death", Postgres, INTERRUPTED_BY_DEATH.clone()),
-        ("release_dead", Postgres, RELEASE_DEAD.clone()),
+    let mut all: Vec<(&'static str, super::Backend, String)> = vec![
+        ("interrupted_by_death", Postgres, INTERRUPTED_BY_DEATH.into()),
+        ("release_dead", Postgres, RELEASE_DEAD.into()),
     ];
-    for (name, sql) in [
-        ("end_all", &*END_ALL),
-        ("give_back", &*GIVE_BACK),
-        ("interrupted_at_stop", &*INTERRUPTED_AT_STOP),
-        ("interrupted_by_crash", &*INTERRUPTED_BY_CRASH),
-        ("renew", &*RENEW),
-        ("present", &*PRESENT),
-    ] {
+    for (name, sql) in [("interrupted_at_stop", INTERRUPTED_AT_STOP), ("interrupted_by_crash", INTERRUPTED_BY_CRASH)] {
+        all.push((name, Sqlite, sql.into()));
+        all.push((name, Postgres, sql.into()));
+    }
+    for (name, sql) in [("end_all", &*END_ALL), ("give_back", &*GIVE_BACK), ("renew", &*RENEW), ("present", &*PRESENT)]
+    {
         all.push((name, Sqlite, sql.text(Sqlite).to_owned()));
         all.push((name, Postgres, sql.text(Postgres).to_owned()));
     }

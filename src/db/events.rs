@@ -1,7 +1,5 @@
 //! The `events` table and ingestion: an event and its deliveries in one transaction.
 
-use std::sync::LazyLock;
-
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::{
     prelude::*,
@@ -60,66 +58,61 @@ pub struct IdempotencyKey {
     pub body_sha256: String,
 }
 
-/// When a new delivery of handler `h` is due: at once (`{at}`) for the first
-/// handler of the event's chain, else parked (`{parked}`, see
-/// [`crate::db::deliveries::PARKED`]) until the first attempt of the one before it
-/// has ended. The deliveries of an event are the handlers enabled for it in
-/// the same statement, so this is the chain the claim's rule 3 sees.
-const FIRST_DUE: &str = "
-    CASE WHEN EXISTS (
-      SELECT 1 FROM handlers b
-      WHERE b.events_id = h.events_id AND b.status = 'enabled'
-        AND (b.priority < h.priority OR (b.priority = h.priority AND b.id < h.id)))
-    THEN {parked} ELSE {at} END";
+// Ingestion's SQL, each backend's text written out in full (also in
+// `tests/sql/ingest*.sql`). Both create one pending delivery for every
+// handler enabled for the event, in the same statement that reads the
+// handlers — so this is the chain the claim's rule 3 sees — with:
+// - when it is due: at once for the first handler of the event's chain, else
+//   parked ([`crate::db::deliveries::PARKED`]) until the first attempt of the
+//   one before it has ended;
+// - its ordering group for good (DESIGN §4.4): the handler's
+//   `ordering_group`, else its target.
 
-/// The ordering group (DESIGN §4.4) a new delivery of handler `h` is
-/// ordered in for good: the handler's `ordering_group`, else its target.
-const ORDERING_KEY: &str = "COALESCE(h.ordering_group, h.target)";
+/// SQLite: the deliveries of the events `$5` (a JSON array of ids), received
+/// at `$4`, the events being written just before in the same transaction.
+const CREATE_DELIVERIES_SQLITE: &str = "
+/* $1 the webhook-id prefix, $2 max attempts, $3 PARKED, $4 received at, $5 the events, a JSON array */
+INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                        max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
+SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE,
+       CASE WHEN EXISTS (
+         SELECT 1 FROM handlers b
+         WHERE b.events_id = h.events_id AND b.status = 'enabled'
+           AND (b.priority < h.priority OR (b.priority = h.priority AND b.id < h.id)))
+       THEN $3 ELSE $4 END,
+       $4, $4, COALESCE(h.ordering_group, h.target)
+FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
+WHERE e.id IN (SELECT value FROM json_each($5))
+RETURNING event_id";
 
-/// SQLite: one pending delivery for every handler enabled for the events `$5`
-/// (a JSON array of ids), received at `$4`.
-static CREATE_DELIVERIES_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    let first_due = FIRST_DUE.replace("{parked}", "$3").replace("{at}", "$4");
-    format!(
-        "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                                 max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
-         SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, FALSE,
-                {first_due}, $4, $4, {ordering_key}
-         FROM events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
-         WHERE e.id IN (SELECT value FROM json_each($5))
-         RETURNING event_id",
-        ordering_key = ORDERING_KEY
-    )
-});
-
-/// PostgreSQL: the events `$2` (a JSON array, in order), received at `$1`, and one pending
-/// delivery for every handler enabled for each, in one statement; answers
-/// each event's id and number of deliveries, in the order given (ids are
-/// drawn in that order). `$5`: [`crate::db::deliveries::PARKED`].
-static INGEST_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    INGEST_POSTGRES_TEXT
-        .replace("{first_due}", &FIRST_DUE.replace("{parked}", "$5").replace("{at}", "$1"))
-        .replace("{ordering_key}", ORDERING_KEY)
-});
-const INGEST_POSTGRES_TEXT: &str = "
-    WITH new_events AS (
-      INSERT INTO events (events_id, entity, object_id, payload, received_at)
-      SELECT x.e ->> 'events_id', x.e ->> 'entity', x.e ->> 'object_id', x.e ->> 'payload', $1
-      FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, n)
-      ORDER BY x.n
-      RETURNING id, events_id, entity, object_id
-    ), new_deliveries AS (
-      INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
-                              max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
-      SELECT e.id, h.id, $3 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $4, FALSE,
-             {first_due}, $1, $1, {ordering_key}
-      FROM new_events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
-      RETURNING event_id
-    )
-    SELECT e.id, COUNT(d.event_id) AS deliveries
-    FROM new_events e LEFT JOIN new_deliveries d ON d.event_id = e.id
-    GROUP BY e.id
-    ORDER BY e.id";
+/// PostgreSQL: the events `$2` (a JSON array, in order) and their deliveries
+/// in one statement; answers each event's id and number of deliveries, in the
+/// order given (ids are drawn in that order).
+const INGEST_POSTGRES: &str = "
+/* $1 received at, $2 the events, a JSON array, $3 the webhook-id prefix, $4 max attempts, $5 PARKED */
+WITH new_events AS (
+  INSERT INTO events (events_id, entity, object_id, payload, received_at)
+  SELECT x.e ->> 'events_id', x.e ->> 'entity', x.e ->> 'object_id', x.e ->> 'payload', $1
+  FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, n)
+  ORDER BY x.n
+  RETURNING id, events_id, entity, object_id
+), new_deliveries AS (
+  INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                          max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
+  SELECT e.id, h.id, $3 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $4, FALSE,
+         CASE WHEN EXISTS (
+           SELECT 1 FROM handlers b
+           WHERE b.events_id = h.events_id AND b.status = 'enabled'
+             AND (b.priority < h.priority OR (b.priority = h.priority AND b.id < h.id)))
+         THEN $5 ELSE $1 END,
+         $1, $1, COALESCE(h.ordering_group, h.target)
+  FROM new_events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
+  RETURNING event_id
+)
+SELECT e.id, COUNT(d.event_id) AS deliveries
+FROM new_events e LEFT JOIN new_deliveries d ON d.event_id = e.id
+GROUP BY e.id
+ORDER BY e.id";
 
 #[derive(QueryableByName)]
 struct IngestedRow {
@@ -223,7 +216,7 @@ impl Event {
                         })
                     })
                     .collect();
-                let rows: Vec<IngestedRow> = cached(INGEST_POSTGRES.as_str())
+                let rows: Vec<IngestedRow> = cached(INGEST_POSTGRES)
                     .bind::<Timestamp, _>(at)
                     .bind::<Text, _>(serde_json::Value::Array(events).to_string())
                     .bind::<Text, _>(&webhook_prefix)
@@ -257,7 +250,7 @@ impl Event {
                         .map(|r| r.id)
                     })
                     .collect::<QueryResult<_>>()?;
-                let created: Vec<EventIdRow> = cached(CREATE_DELIVERIES_SQLITE.as_str())
+                let created: Vec<EventIdRow> = cached(CREATE_DELIVERIES_SQLITE)
                     .bind::<Text, _>(&webhook_prefix)
                     .bind::<Integer, _>(max_attempts)
                     .bind::<Timestamp, _>(PARKED)
@@ -330,5 +323,5 @@ impl Event {
 #[cfg(test)]
 pub(super) fn statements() -> Vec<(&'static str, super::Backend, String)> {
     use super::Backend::{Postgres, Sqlite};
-    vec![("ingest", Postgres, INGEST_POSTGRES.clone()), ("ingest_deliveries", Sqlite, CREATE_DELIVERIES_SQLITE.clone())]
+    vec![("ingest", Postgres, INGEST_POSTGRES.into()), ("ingest_deliveries", Sqlite, CREATE_DELIVERIES_SQLITE.into())]
 }

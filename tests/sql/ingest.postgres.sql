@@ -1,3 +1,4 @@
+/* $1 received at, $2 the events, a JSON array, $3 the webhook-id prefix, $4 max attempts, $5 PARKED */
 WITH new_events AS (
   INSERT INTO events (events_id, entity, object_id, payload, received_at)
   SELECT x.e ->> 'events_id', x.e ->> 'entity', x.e ->> 'object_id', x.e ->> 'payload', $1
@@ -8,11 +9,12 @@ WITH new_events AS (
   INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
                           max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
   SELECT e.id, h.id, $3 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $4, FALSE,
-CASE WHEN EXISTS (
-  SELECT 1 FROM handlers b
-  WHERE b.events_id = h.events_id AND b.status = 'enabled'
-    AND (b.priority < h.priority OR (b.priority = h.priority AND b.id < h.id)))
-THEN $5 ELSE $1 END, $1, $1, COALESCE(h.ordering_group, h.target)
+         CASE WHEN EXISTS (
+           SELECT 1 FROM handlers b
+           WHERE b.events_id = h.events_id AND b.status = 'enabled'
+             AND (b.priority < h.priority OR (b.priority = h.priority AND b.id < h.id)))
+         THEN $5 ELSE $1 END,
+         $1, $1, COALESCE(h.ordering_group, h.target)
   FROM new_events e JOIN handlers h ON h.events_id = e.events_id AND h.status = 'enabled'
   RETURNING event_id
 )
