@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, header};
 
-use super::outcome::{AttemptResult, Capture, Outcome};
+use super::outcome::{Answer, AttemptResult, Capture, Outcome};
 use crate::{db::claims::Claimed, domain::signing::sign};
 
 pub const USER_AGENT: &str = concat!("provisiond/", env!("CARGO_PKG_VERSION"));
@@ -15,7 +15,6 @@ pub const USER_AGENT: &str = concat!("provisiond/", env!("CARGO_PKG_VERSION"));
 pub fn client() -> Result<Client, reqwest::Error> {
     let builder = || {
         Client::builder()
-            .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
@@ -36,77 +35,73 @@ pub fn client() -> Result<Client, reqwest::Error> {
     })
 }
 
+/// One attempt: the request is prepared once, and what is logged as sent is
+/// read from it.
 pub async fn call(client: &Client, delivery: &Claimed) -> AttemptResult {
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature = sign(&delivery.secret, &delivery.webhook_id, timestamp, delivery.payload.as_bytes());
-    let headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("user-agent".to_owned(), USER_AGENT.to_owned()),
-        ("webhook-id".to_owned(), delivery.webhook_id.clone()),
-        ("webhook-timestamp".to_owned(), timestamp.to_string()),
-        ("webhook-signature".to_owned(), signature.clone()),
-    ];
     let timeout = Duration::from_millis(u64::try_from(delivery.timeout_ms).unwrap_or(10_000));
     let started = Instant::now();
-    let request = client
+    let request = match prepare(client, delivery, timeout) {
+        Ok(request) => request,
+        Err(e) => {
+            let answer = Answer::failure(Outcome::ConnectionError, None, String::new(), describe(&e));
+            return answer.sent(Vec::new(), started.elapsed());
+        }
+    };
+    let sent: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let answer = send(client, request, timeout).await;
+    answer.sent(sent, started.elapsed())
+}
+
+/// The signed POST of DESIGN §4.5, with every header set on the request
+/// itself (none added by the client later), so it is what the log shows.
+fn prepare(client: &Client, delivery: &Claimed, timeout: Duration) -> Result<reqwest::Request, reqwest::Error> {
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = sign(&delivery.secret, &delivery.webhook_id, timestamp, delivery.payload.as_bytes());
+    client
         .post(&delivery.target)
         .timeout(timeout)
         .header(header::CONTENT_TYPE, "application/json")
+        .header(header::USER_AGENT, USER_AGENT)
         .header("webhook-id", &delivery.webhook_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
-        .body(delivery.payload.clone());
-    let result = match request.send().await {
-        Ok(mut response) => {
-            let status = response.status();
-            let mut body = Capture::default();
-            let mut read_error = None;
-            loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        body.push(&chunk);
-                        if body.is_full() {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        read_error = Some(e);
-                        break;
-                    }
-                }
-            }
-            match read_error {
-                Some(e) if e.is_timeout() => failure(Outcome::Timeout, Some(status.as_u16()), body, timed_out(timeout)),
-                Some(e) => failure(Outcome::ConnectionError, Some(status.as_u16()), body, describe(&e)),
-                None if status.is_success() => AttemptResult {
-                    outcome: Outcome::Success,
-                    status_code: Some(i32::from(status.as_u16())),
-                    response: body.into_text(),
-                    error: None,
-                    request_headers: Vec::new(),
-                    duration: Duration::ZERO,
-                },
-                None => {
-                    let reason = format!("HTTP {status}: the handler answered with a non-2xx status");
-                    failure(Outcome::HttpError, Some(status.as_u16()), body, reason)
-                }
-            }
-        }
-        Err(e) if e.is_timeout() => failure(Outcome::Timeout, None, Capture::default(), timed_out(timeout)),
-        Err(e) => failure(Outcome::ConnectionError, None, Capture::default(), describe(&e)),
-    };
-    AttemptResult { request_headers: headers, duration: started.elapsed(), ..result }
+        .body(delivery.payload.clone())
+        .build()
 }
 
-fn failure(outcome: Outcome, status: Option<u16>, body: Capture, error: String) -> AttemptResult {
-    AttemptResult {
-        outcome,
-        status_code: status.map(i32::from),
-        response: body.into_text(),
-        error: Some(error),
-        request_headers: Vec::new(),
-        duration: Duration::ZERO,
+async fn send(client: &Client, request: reqwest::Request, timeout: Duration) -> Answer {
+    let mut response = match client.execute(request).await {
+        Ok(response) => response,
+        Err(e) if e.is_timeout() => return Answer::failure(Outcome::Timeout, None, String::new(), timed_out(timeout)),
+        Err(e) => return Answer::failure(Outcome::ConnectionError, None, String::new(), describe(&e)),
+    };
+    let status = response.status();
+    let code = Some(i32::from(status.as_u16()));
+    let mut body = Capture::default();
+    let read_error = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.push(&chunk);
+                if body.is_full() {
+                    break None;
+                }
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    match read_error {
+        Some(e) if e.is_timeout() => Answer::failure(Outcome::Timeout, code, body.into_text(), timed_out(timeout)),
+        Some(e) => Answer::failure(Outcome::ConnectionError, code, body.into_text(), describe(&e)),
+        None if status.is_success() => Answer::success(i32::from(status.as_u16()), body.into_text()),
+        None => {
+            let reason = format!("HTTP {status}: the handler answered with a non-2xx status");
+            Answer::failure(Outcome::HttpError, code, body.into_text(), reason)
+        }
     }
 }
 

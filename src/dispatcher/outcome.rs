@@ -21,6 +21,32 @@ pub struct AttemptResult {
     pub duration: Duration,
 }
 
+/// What the handler answered, or why there was no answer: the part of an
+/// attempt its call decides. [`Answer::sent`] makes the attempt complete.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub outcome: Outcome,
+    pub status_code: Option<i32>,
+    pub response: String,
+    pub error: Option<String>,
+}
+
+impl Answer {
+    pub fn success(status_code: i32, response: String) -> Self {
+        Self { outcome: Outcome::Success, status_code: Some(status_code), response, error: None }
+    }
+
+    pub fn failure(outcome: Outcome, status_code: Option<i32>, response: String, error: String) -> Self {
+        Self { outcome, status_code, response, error: Some(error) }
+    }
+
+    /// The attempt: this answer to what was sent (`request_headers`), after `duration`.
+    pub fn sent(self, request_headers: Vec<(String, String)>, duration: Duration) -> AttemptResult {
+        let Answer { outcome, status_code, response, error } = self;
+        AttemptResult { outcome, status_code, response, error, request_headers, duration }
+    }
+}
+
 impl AttemptResult {
     pub fn cancelled(reason: &str) -> Self {
         Self {

@@ -14,7 +14,7 @@ use tokio::{
     process::Command,
 };
 
-use super::outcome::{AttemptResult, Capture, Outcome};
+use super::outcome::{Answer, AttemptResult, Capture, Outcome};
 use crate::{db::claims::Claimed, domain::target::resolve_script};
 
 /// Variables passed through from the server's environment; nothing else is
@@ -29,14 +29,14 @@ pub async fn run(scripts_dir: &Path, delivery: &Claimed, attempt: i32) -> Attemp
         ("PROVISIOND_DELIVERY_ID".to_owned(), delivery.id.to_string()),
         ("PROVISIOND_ATTEMPT".to_owned(), attempt.to_string()),
     ];
-    let result = match resolve_script(scripts_dir, Path::new(&delivery.target)) {
+    let answer = match resolve_script(scripts_dir, Path::new(&delivery.target)) {
         Ok(file) => execute(&file, scripts_dir, delivery, &env).await,
         Err(reason) => script_failure(None, String::new(), reason),
     };
-    AttemptResult { request_headers: env, duration: started.elapsed(), ..result }
+    answer.sent(env, started.elapsed())
 }
 
-async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, String)]) -> AttemptResult {
+async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, String)]) -> Answer {
     let mut command = Command::new(file);
     command
         .current_dir(dir)
@@ -74,14 +74,7 @@ async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, St
         Ok((out, err, Ok(status))) => {
             let output = combine(out, err);
             match (status.code(), status.signal()) {
-                (Some(0), _) => AttemptResult {
-                    outcome: Outcome::Success,
-                    status_code: Some(0),
-                    response: output,
-                    error: None,
-                    request_headers: Vec::new(),
-                    duration: Duration::ZERO,
-                },
+                (Some(0), _) => Answer::success(0, output),
                 (Some(code), _) => script_failure(Some(code), output, format!("the script exited with status {code}")),
                 (None, Some(signal)) => {
                     script_failure(None, output, format!("the script was killed by signal {signal}"))
@@ -93,17 +86,11 @@ async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, St
         Err(_) => {
             kill_group(pid);
             let _ = child.wait().await;
-            AttemptResult {
-                outcome: Outcome::Timeout,
-                status_code: None,
-                response: String::new(),
-                error: Some(format!(
-                    "the script did not finish within the handler's timeout of {} ms; its process group was killed",
-                    timeout.as_millis()
-                )),
-                request_headers: Vec::new(),
-                duration: Duration::ZERO,
-            }
+            let why = format!(
+                "the script did not finish within the handler's timeout of {} ms; its process group was killed",
+                timeout.as_millis()
+            );
+            Answer::failure(Outcome::Timeout, None, String::new(), why)
         }
     }
 }
@@ -151,13 +138,6 @@ fn combine(out: Capture, err: Capture) -> String {
     capture.into_text()
 }
 
-fn script_failure(code: Option<i32>, output: String, error: String) -> AttemptResult {
-    AttemptResult {
-        outcome: Outcome::ScriptError,
-        status_code: code,
-        response: output,
-        error: Some(error),
-        request_headers: Vec::new(),
-        duration: Duration::ZERO,
-    }
+fn script_failure(code: Option<i32>, output: String, error: String) -> Answer {
+    Answer::failure(Outcome::ScriptError, code, output, error)
 }
