@@ -1,19 +1,19 @@
 //! provisiond: a self-hosted Provisioning API server. Billing events come in over
 //! `/api/v1`; administrators choose in the browser which handlers receive them.
 
-pub mod api;
+pub(crate) mod api;
 pub mod app;
-pub mod catalogue;
+pub(crate) mod catalogue;
 pub mod config;
 pub mod db;
 pub mod diagnostics;
-pub mod dispatcher;
+pub(crate) mod dispatcher;
 pub mod domain;
-pub mod error;
-pub mod maintenance;
-pub mod security;
-pub mod service;
-pub mod web;
+pub(crate) mod error;
+pub(crate) mod maintenance;
+pub(crate) mod security;
+pub(crate) mod service;
+pub(crate) mod web;
 
 /// mimalloc for every binary of the crate: under load the server allocates a
 /// little for each request, attempt and row, from many threads; glibc's

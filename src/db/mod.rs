@@ -5,21 +5,21 @@
 //! connection; [`Db::run`] is the only door to diesel (it runs on the blocking pool,
 //! never on an async worker thread).
 
-pub mod admins;
-pub mod claims;
-pub mod deliveries;
-pub mod events;
+pub(crate) mod admins;
+pub(crate) mod claims;
+pub(crate) mod deliveries;
+pub(crate) mod events;
 #[cfg(test)]
 mod golden;
-pub mod handlers;
-pub mod logs;
-pub mod prepared;
-pub mod record;
-pub mod schema;
+pub(crate) mod handlers;
+pub(crate) mod logs;
+mod prepared;
+pub(crate) mod record;
+mod schema;
 pub mod scratch;
 pub mod seed;
-pub mod sessions;
-pub mod settings;
+pub(crate) mod sessions;
+pub(crate) mod settings;
 mod sqlite_lock;
 mod text;
 mod writer;

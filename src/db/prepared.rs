@@ -141,6 +141,7 @@ impl Sql {
     }
 
     /// Its text on `backend`.
+    #[cfg(test)]
     pub fn text(&self, backend: Backend) -> &str {
         match backend {
             Backend::Postgres => &self.postgres,

@@ -10,9 +10,11 @@ use super::{DbConnection, now, schema::sessions};
 #[diesel(table_name = sessions)]
 pub struct Session {
     pub token_hash: String,
+    #[allow(dead_code, reason = "a column of the row; sessions are found by their token")]
     pub admin_id: i64,
     pub csrf_token: String,
     pub flash: Option<String>,
+    #[allow(dead_code, reason = "a column of the row; the idle expiry is what is checked")]
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
 }

@@ -10,20 +10,6 @@ pub fn get(conn: &mut DbConnection, name: &str) -> QueryResult<Option<String>> {
     settings::table.find(name).select(settings::value).first(conn).optional()
 }
 
-pub fn put(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<()> {
-    crate::db::write_transaction(conn, |conn| {
-        let updated = diesel::update(settings::table.find(name))
-            .set((settings::value.eq(value), settings::updated_at.eq(now())))
-            .execute(conn)?;
-        if updated == 0 {
-            diesel::insert_into(settings::table)
-                .values((settings::name.eq(name), settings::value.eq(value), settings::updated_at.eq(now())))
-                .execute(conn)?;
-        }
-        Ok(())
-    })
-}
-
 /// Stores `value` unless the setting exists; returns what is stored. Two
 /// processes starting at once agree on one value.
 pub fn insert_if_absent(conn: &mut DbConnection, name: &str, value: &str) -> QueryResult<String> {

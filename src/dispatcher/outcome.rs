@@ -79,10 +79,6 @@ impl Capture {
         self.bytes.len() >= MAX_CAPTURE
     }
 
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
