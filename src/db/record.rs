@@ -45,13 +45,15 @@ pub fn record_attempts<T>(
             .iter()
             .filter_map(|item| present.get(&delivery_of(item)).map(|&enabled| settle(item, enabled)))
             .collect();
-        write_settled(conn, owner, &settled)
+        write_settled(conn, owner, settled)
     })
 }
 
-fn write_settled(conn: &mut DbConnection, owner: &str, settled: &[Settled]) -> QueryResult<bool> {
+fn write_settled(conn: &mut DbConnection, owner: &str, settled: Vec<Settled>) -> QueryResult<bool> {
     let mut ended: HashMap<(DeliveryState, i32), Vec<i64>> = HashMap::new();
     let mut retries = false;
+    let mut logs = Vec::with_capacity(settled.len());
+    let mut first_attempts = Vec::new();
     for s in settled {
         if s.finish.next_attempt_at.is_some() {
             retries = true;
@@ -59,8 +61,11 @@ fn write_settled(conn: &mut DbConnection, owner: &str, settled: &[Settled]) -> Q
         } else {
             ended.entry((s.finish.state, s.finish.attempts)).or_default().push(s.delivery_id);
         }
+        if s.first_to_end {
+            first_attempts.push(s.event_id);
+        }
+        logs.push(s.log);
     }
-    let logs: Vec<NewExecutionLog> = settled.iter().map(|s| s.log.clone()).collect();
     NewExecutionLog::insert_all(conn, &logs)?;
     for ((handler_id, hour), (attempts, successes)) in hourly_counts(&logs) {
         count_attempts(conn, handler_id, hour, attempts, successes)?;
@@ -69,7 +74,6 @@ fn write_settled(conn: &mut DbConnection, owner: &str, settled: &[Settled]) -> Q
         Delivery::end_all(conn, owner, &ids, attempt, state)?;
     }
     // A first attempt ended: the next handler of its event's chain may go.
-    let first_attempts: Vec<i64> = settled.iter().filter(|s| s.first_to_end).map(|s| s.event_id).collect();
     let unparked = Delivery::unpark(conn, &first_attempts)?;
     Ok(retries || unparked > 0)
 }
