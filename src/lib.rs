@@ -17,7 +17,8 @@ pub(crate) mod web;
 
 /// mimalloc for every binary of the crate: under load the server allocates a
 /// little for each request, attempt and row, from many threads; glibc's
-/// allocator spent about a tenth of the server's CPU on it.
+/// allocator spent a large share of the server's CPU on it (the profile:
+/// docs/performance-history.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -12,10 +12,12 @@
 //!
 //! Ingestion goes first: a client waits on it for its acknowledgement. While
 //! ingestion jobs are queued, a transaction takes only those, and the other
-//! jobs (claims, recorded attempts, administration) wait, at most
+//! jobs (claims, recorded attempts, cancellations) wait, at most
 //! [`OTHERS_WAIT_AT_MOST`], so that a steady stream of events cannot stall
-//! delivery. Measured with the benchmark under load (6 pairs of runs): 5–17 %
-//! more events acknowledged and delivered a second than in arrival order.
+//! delivery; under load this acknowledges and delivers more events a second
+//! than arrival order does (the figures: docs/performance-history.md).
+//! Administrative changes (handlers, retries by hand) run on pooled
+//! connections.
 
 use std::{
     collections::VecDeque,
@@ -280,9 +282,9 @@ const WAL_PAGES_AT_MOST: u32 = 16_000;
 /// How often, at most, the checkpointer copies the WAL back while writes go on.
 /// Often, so that each copy is small: once one has copied everything, the
 /// writer's next commit starts the WAL over and SQLite syncs it then, on the
-/// writer's thread, flushing what the last copy left; measured at 1,000
-/// events/s, paced p99 post→arrival 5–8 ms at 10 ms, 8–14 ms at 25 ms, 17–25
-/// ms at 100 ms, 150–190 ms at 2 s, with the same throughput under load.
+/// writer's thread, flushing what the last copy left — the longer the period,
+/// the longer that sync holds up a commit (paced p99 grows with it; the
+/// figures: docs/performance-history.md), at the same throughput under load.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Copies the WAL back into the database file on a thread and connection of
