@@ -431,30 +431,37 @@ mod tests {
                 Ok(())
             }
         };
-        // Holds the writer while the others queue up behind it.
-        let busy = tokio::spawn({
-            let (db, order) = (db.clone(), order.clone());
-            async move {
-                db.run_write(move |_| {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    order.lock().unwrap().push("busy");
-                    Ok(())
-                })
-                .await
+        // Holds the writer (it says when it has it) until released, while
+        // the others queue up behind it: a write is queued at its first poll.
+        let (has_writer, holds) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let busy = db.run_write({
+            let order = order.clone();
+            move |_| {
+                has_writer.send(()).unwrap();
+                released.recv().unwrap();
+                order.lock().unwrap().push("busy");
+                Ok(())
             }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let claim = tokio::spawn({
-            let (db, f) = (db.clone(), ran(&order, "claim"));
-            async move { db.run_write(f).await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let event = db.run_ingestion(ran(&order, "event"));
+        let mut busy = std::pin::pin!(busy);
+        assert!(poll_once(busy.as_mut()).is_pending());
+        tokio::task::spawn_blocking(move || holds.recv().unwrap()).await.unwrap();
+        let mut claim = std::pin::pin!(db.run_write(ran(&order, "claim")));
+        assert!(poll_once(claim.as_mut()).is_pending(), "queued");
+        let mut event = std::pin::pin!(db.run_ingestion(ran(&order, "event")));
+        assert!(poll_once(event.as_mut()).is_pending(), "queued after the claim");
+        release.send(()).unwrap();
         let (busy, claim, event) = tokio::join!(busy, claim, event);
-        busy.unwrap().unwrap();
-        claim.unwrap().unwrap();
+        busy.unwrap();
+        claim.unwrap();
         event.unwrap();
         assert_eq!(*order.lock().unwrap(), ["busy", "event", "claim"]);
+    }
+
+    /// Polls a future once (it then has done what it does before its first wait).
+    fn poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
     }
 
     /// A job that does nothing, queued `waited` ago; `None`: never overdue,

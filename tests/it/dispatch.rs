@@ -216,7 +216,8 @@ async fn a_delivery_fails_for_good_when_retries_run_out(db: TestDb) {
         .api_until(&format!("/api/v1/events/{}", answer["id"]), "failed", |e| e["deliveries"][0]["state"] == "failed")
         .await;
     assert_eq!(event["deliveries"][0]["attempts"], 3, "a schedule of 2 delays gives 3 attempts");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Nothing is left unfinished, so nothing more can be attempted.
+    app.settled().await;
     assert_eq!(sink.received_on("/down").len(), 3, "no attempt after the last");
     let logs = app.api_json(&format!("/api/v1/handlers/{}/logs", handler["id"])).await;
     assert_eq!(logs["logs"].as_array().unwrap().len(), 3);

@@ -213,6 +213,12 @@ impl TestApp {
         }
     }
 
+    /// Waits until no delivery is pending or in flight (all processes): from
+    /// then on nothing more is attempted, which a count taken after proves.
+    pub async fn settled(&self) {
+        settled(&self.address).await;
+    }
+
     /// Runs SQL on the server's database over a connection of the test's
     /// own (for set-ups no API makes: a backlog of a million rows).
     pub fn raw_sql(&self, sql: &str) -> usize {
@@ -305,4 +311,18 @@ pub fn listed_ids(page: &str) -> Vec<i64> {
 pub fn flash_of(page: &str) -> Option<String> {
     let re = regex::Regex::new(r#"<p class="flash" role="status">([^<]*)</p>"#).unwrap();
     re.captures(page).map(|c| c[1].to_owned())
+}
+
+/// Waits (10 s at most) until the server at `address` says, in `/metrics`,
+/// that no delivery is pending or in flight.
+pub async fn settled(address: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(format!("{address}/metrics")).await.unwrap().text().await.unwrap();
+        if text.lines().any(|l| l == "provisiond_deliveries_unfinished 0") {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "deliveries still unfinished");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }
