@@ -37,8 +37,7 @@ pub fn client() -> Result<Client, reqwest::Error> {
 
 /// One attempt: the request is prepared once, and what is logged as sent is
 /// read from it.
-pub async fn call(client: &Client, delivery: &Claimed) -> AttemptResult {
-    let timeout = Duration::from_millis(u64::try_from(delivery.timeout_ms).unwrap_or(10_000));
+pub async fn call(client: &Client, delivery: &Claimed, timeout: Duration) -> AttemptResult {
     let started = Instant::now();
     let request = match prepare(client, delivery, timeout) {
         Ok(request) => request,

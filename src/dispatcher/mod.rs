@@ -8,6 +8,7 @@
 //! of an object. Claims are leases renewed while attempts run, so a process
 //! that dies leaves nothing stuck.
 
+mod attempt;
 pub mod http;
 mod metrics;
 pub mod outcome;

@@ -21,7 +21,7 @@ use crate::{db::claims::Claimed, domain::target::resolve_script};
 /// (the server's own settings, such as its API token, stay private).
 const PASSED_THROUGH: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
-pub async fn run(scripts_dir: &Path, delivery: &Claimed, attempt: i32) -> AttemptResult {
+pub async fn run(scripts_dir: &Path, delivery: &Claimed, attempt: i32, timeout: Duration) -> AttemptResult {
     let started = Instant::now();
     let env = vec![
         ("PROVISIOND_EVENTS_ID".to_owned(), delivery.events_id.clone()),
@@ -30,13 +30,13 @@ pub async fn run(scripts_dir: &Path, delivery: &Claimed, attempt: i32) -> Attemp
         ("PROVISIOND_ATTEMPT".to_owned(), attempt.to_string()),
     ];
     let answer = match resolve_script(scripts_dir, Path::new(&delivery.target)) {
-        Ok(file) => execute(&file, scripts_dir, delivery, &env).await,
+        Ok(file) => execute(&file, scripts_dir, delivery, &env, timeout).await,
         Err(reason) => script_failure(None, String::new(), reason),
     };
     answer.sent(env, started.elapsed())
 }
 
-async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, String)]) -> Answer {
+async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, String)], timeout: Duration) -> Answer {
     let mut command = Command::new(file);
     command
         .current_dir(dir)
@@ -65,7 +65,6 @@ async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, St
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let timeout = Duration::from_millis(u64::try_from(delivery.timeout_ms).unwrap_or(10_000));
     let work = async {
         let (_, out, err, status) = tokio::join!(writer, drain(stdout), drain(stderr), child.wait());
         (out, err, status)

@@ -7,6 +7,7 @@ use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 
 use super::{
     Shared,
+    attempt::{Attempt, Call},
     outcome::AttemptResult,
     recorder::{self, Done},
 };
@@ -18,7 +19,6 @@ use crate::{
         now,
     },
     diagnostics::cause_chain,
-    domain::{HandlerStatus, HandlerType},
 };
 
 /// The most deliveries claimed in one query.
@@ -307,15 +307,12 @@ fn should_refresh(took: Duration, claimed: usize, last: Option<std::time::Instan
 
 /// One attempt, then off to the recorder.
 async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSender<Done>) {
-    // Counted at the claim: an attempt cut off is still counted.
-    let attempt = delivery.attempts;
+    let Attempt { call, number: attempt, timeout } = Attempt::of(&delivery);
     let started_at = now();
-    let result = match (delivery.handler_status, delivery.handler_type) {
-        (HandlerStatus::Enabled, HandlerType::Script) => {
-            super::script::run(&shared.settings.scripts_dir, &delivery, attempt).await
-        }
-        (HandlerStatus::Enabled, HandlerType::Http) => super::http::call(&shared.http, &delivery).await,
-        (status, _) => AttemptResult::cancelled(&format!("cancelled: the handler is {status}")),
+    let result = match call {
+        Call::Script => super::script::run(&shared.settings.scripts_dir, &delivery, attempt, timeout).await,
+        Call::Http => super::http::call(&shared.http, &delivery, timeout).await,
+        Call::Cancel(reason) => AttemptResult::cancelled(&reason),
     };
     tracing::debug!(delivery = delivery.id, attempt, outcome = result.outcome.as_str(), "attempt ended");
     shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).ended(delivery.handler_id, delivery.id);
