@@ -37,18 +37,7 @@ pub async fn run(scripts_dir: &Path, delivery: &Claimed, attempt: i32, timeout: 
 }
 
 async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, String)], timeout: Duration) -> Answer {
-    let mut command = Command::new(file);
-    command
-        .current_dir(dir)
-        .env_clear()
-        .envs(PASSED_THROUGH.iter().filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))))
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
+    let mut child = match command(file, dir, env).spawn() {
         Ok(child) => child,
         Err(e) => return script_failure(None, String::new(), format!("cannot start {}: {e}", delivery.target)),
     };
@@ -70,17 +59,7 @@ async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, St
         (out, err, status)
     };
     match tokio::time::timeout(timeout, work).await {
-        Ok((out, err, Ok(status))) => {
-            let output = combine(out, err);
-            match (status.code(), status.signal()) {
-                (Some(0), _) => Answer::success(0, output),
-                (Some(code), _) => script_failure(Some(code), output, format!("the script exited with status {code}")),
-                (None, Some(signal)) => {
-                    script_failure(None, output, format!("the script was killed by signal {signal}"))
-                }
-                (None, None) => script_failure(None, output, "the script ended without a status".into()),
-            }
-        }
+        Ok((out, err, Ok(status))) => exited(status, combine(out, err)),
         Ok((_, _, Err(e))) => script_failure(None, String::new(), format!("cannot wait for the script: {e}")),
         Err(_) => {
             kill_group(pid);
@@ -91,6 +70,34 @@ async fn execute(file: &Path, dir: &Path, delivery: &Claimed, env: &[(String, St
             );
             Answer::failure(Outcome::Timeout, None, String::new(), why)
         }
+    }
+}
+
+/// The script run directly (no shell) in the scripts directory, with only
+/// the variables of DESIGN §4.6 and those passed through, in a process group
+/// of its own (killed whole at a timeout).
+fn command(file: &Path, dir: &Path, env: &[(String, String)]) -> Command {
+    let mut command = Command::new(file);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .envs(PASSED_THROUGH.iter().filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    command
+}
+
+/// The answer of a script that exited: success only with status 0.
+fn exited(status: std::process::ExitStatus, output: String) -> Answer {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Answer::success(0, output),
+        (Some(code), _) => script_failure(Some(code), output, format!("the script exited with status {code}")),
+        (None, Some(signal)) => script_failure(None, output, format!("the script was killed by signal {signal}")),
+        (None, None) => script_failure(None, output, "the script ended without a status".into()),
     }
 }
 

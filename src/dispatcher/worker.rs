@@ -38,13 +38,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut woken = true;
     while !*stop.borrow() {
         let look = Look::start(&shared);
-        let (claimed, looked) = if woken {
-            (claim(&shared).await, None)
-        } else {
-            let due = next_due(&shared).await;
-            let claimed = if due.is_some_and(|t| t <= now()) { claim(&shared).await } else { Vec::new() };
-            (claimed, Some(due))
-        };
+        let (claimed, looked) = look_and_claim(&shared, woken).await;
         let full = claimed.len() >= CLAIM_BATCH.min(shared.settings.handler_concurrency.max(16));
         let claimed_any = !claimed.is_empty();
         for delivery in claimed {
@@ -52,13 +46,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             attempts.spawn(async move { attempt(&shared, delivery, tx).await });
         }
         while attempts.try_join_next().is_some() {}
-        if Instant::now() >= renew_at {
-            renew(&shared).await;
-            if shared.db.backend() == Backend::Postgres && unpark_stragglers(&shared).await {
-                shared.wakeup.wake();
-            }
-            renew_at = Instant::now() + shared.settings.lease / 3;
-        }
+        renew_if_due(&shared, &mut renew_at).await;
         if full {
             shared.wakeup.left_work();
             woken = true;
@@ -74,11 +62,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             woken = true;
             continue;
         };
-        let sleep_until = next_look.min(renew_at);
         woken = tokio::select! {
             biased;
             _ = shared.wakeup.woken() => true,
-            _ = tokio::time::sleep_until(sleep_until) => false,
+            _ = tokio::time::sleep_until(next_look.min(renew_at)) => false,
             _ = stop.changed() => false,
         };
     }
@@ -87,6 +74,30 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let _ = recorder.await;
     hand_back(&shared).await;
     tracing::info!("dispatcher stopped");
+}
+
+/// Woken, claims at once; else claims only if the next due delivery is due
+/// (and says when that is, so the loop need not look again).
+async fn look_and_claim(shared: &Arc<Shared>, woken: bool) -> (Vec<Claimed>, Option<Option<chrono::NaiveDateTime>>) {
+    if woken {
+        return (claim(shared).await, None);
+    }
+    let due = next_due(shared).await;
+    let claimed = if due.is_some_and(|t| t <= now()) { claim(shared).await } else { Vec::new() };
+    (claimed, Some(due))
+}
+
+/// Every third of a lease: the running attempts' leases renewed, and on
+/// PostgreSQL the parked deliveries another process may have left due.
+async fn renew_if_due(shared: &Arc<Shared>, renew_at: &mut Instant) {
+    if Instant::now() < *renew_at {
+        return;
+    }
+    renew(shared).await;
+    if shared.db.backend() == Backend::Postgres && unpark_stragglers(shared).await {
+        shared.wakeup.wake();
+    }
+    *renew_at = Instant::now() + shared.settings.lease / 3;
 }
 
 /// At a start, the attempts a dead process left in flight are due again at
