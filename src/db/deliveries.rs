@@ -5,7 +5,6 @@
 //! again like any pending one.
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use std::sync::LazyLock;
 
 use diesel::{
     prelude::*,
@@ -17,7 +16,7 @@ use crate::domain::DeliveryState;
 
 use super::{
     DbConnection, now,
-    prepared::{Sql, cached, id_list},
+    prepared::{ByBackend, cached, id_list},
     schema::deliveries,
 };
 
@@ -57,22 +56,30 @@ pub const PARKED: NaiveDateTime = match NaiveDate::from_ymd_opt(9999, 12, 31) {
 /// Ends attempts for good: the deliveries `$3` (a JSON array of ids) leased
 /// by `$4` for their attempt `$5` (a result that comes after its lease was
 /// taken over, by another process or by this one again, ends nothing).
-static END_ALL: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(
-        "UPDATE deliveries SET state = $1, first_attempt_done = TRUE, next_attempt_at = $2,
-             lease_owner = NULL, lease_until = NULL, updated_at = $2
-         WHERE id IN JSON($3) AND lease_owner = $4 AND state = 'in_flight' AND attempts = $5",
-    )
-});
+const END_ALL: ByBackend = ByBackend {
+    sqlite: "
+UPDATE deliveries SET state = $1, first_attempt_done = TRUE, next_attempt_at = $2,
+    lease_owner = NULL, lease_until = NULL, updated_at = $2
+WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $4 AND state = 'in_flight' AND attempts = $5",
+    postgres: "
+UPDATE deliveries SET state = $1, first_attempt_done = TRUE, next_attempt_at = $2,
+    lease_owner = NULL, lease_until = NULL, updated_at = $2
+WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($3::jsonb)))
+  AND lease_owner = $4 AND state = 'in_flight' AND attempts = $5",
+};
 
 /// Hands attempts that never started back: pending, due now, uncounted.
-static GIVE_BACK: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(
-        "UPDATE deliveries SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL,
-             next_attempt_at = $1, updated_at = $1
-         WHERE id IN JSON($2) AND lease_owner = $3 AND state = 'in_flight'",
-    )
-});
+const GIVE_BACK: ByBackend = ByBackend {
+    sqlite: "
+UPDATE deliveries SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL,
+    next_attempt_at = $1, updated_at = $1
+WHERE id IN (SELECT value FROM json_each($2)) AND lease_owner = $3 AND state = 'in_flight'",
+    postgres: "
+UPDATE deliveries SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL,
+    next_attempt_at = $1, updated_at = $1
+WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb)))
+  AND lease_owner = $3 AND state = 'in_flight'",
+};
 
 // The attempts that started and ended without a result, logged as
 // `interrupted`: each numbered as it was counted at its claim, started when
@@ -128,21 +135,27 @@ WHERE id IN (
   FOR UPDATE SKIP LOCKED)";
 
 /// Extends to `$1` the leases of the deliveries `$2` (a JSON array of ids) that `$3` holds.
-static RENEW: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(
-        "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1
-         WHERE id IN JSON($2) AND lease_owner = $3 AND state = 'in_flight'",
-    )
-});
+const RENEW: ByBackend = ByBackend {
+    sqlite: "
+UPDATE deliveries SET lease_until = $1, next_attempt_at = $1
+WHERE id IN (SELECT value FROM json_each($2)) AND lease_owner = $3 AND state = 'in_flight'",
+    postgres: "
+UPDATE deliveries SET lease_until = $1, next_attempt_at = $1
+WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb)))
+  AND lease_owner = $3 AND state = 'in_flight'",
+};
 
 /// Which of the deliveries `$1` (a JSON array of ids) exist, with their handler's status.
-static PRESENT: LazyLock<Sql> = LazyLock::new(|| {
-    Sql::new(
-        "SELECT d.id, h.status = 'enabled' AS enabled
-         FROM deliveries d JOIN handlers h ON h.id = d.handler_id
-         WHERE d.id IN JSON($1)",
-    )
-});
+const PRESENT: ByBackend = ByBackend {
+    sqlite: "
+SELECT d.id, h.status = 'enabled' AS enabled
+FROM deliveries d JOIN handlers h ON h.id = d.handler_id
+WHERE d.id IN (SELECT value FROM json_each($1))",
+    postgres: "
+SELECT d.id, h.status = 'enabled' AS enabled
+FROM deliveries d JOIN handlers h ON h.id = d.handler_id
+WHERE d.id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)))",
+};
 
 /// The change that hands a claimed delivery back: pending, unleased, due at `$at`.
 macro_rules! back_to_pending {
@@ -445,10 +458,9 @@ pub(super) fn statements() -> Vec<(&'static str, super::Backend, String)> {
         all.push((name, Sqlite, sql.into()));
         all.push((name, Postgres, sql.into()));
     }
-    for (name, sql) in [("end_all", &*END_ALL), ("give_back", &*GIVE_BACK), ("renew", &*RENEW), ("present", &*PRESENT)]
-    {
-        all.push((name, Sqlite, sql.text(Sqlite).to_owned()));
-        all.push((name, Postgres, sql.text(Postgres).to_owned()));
+    for (name, sql) in [("end_all", END_ALL), ("give_back", GIVE_BACK), ("renew", RENEW), ("present", PRESENT)] {
+        all.push((name, Sqlite, sql.sqlite.into()));
+        all.push((name, Postgres, sql.postgres.into()));
     }
     all
 }

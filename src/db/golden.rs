@@ -74,6 +74,18 @@ fn the_hot_statements_are_as_their_golden_files_say() {
 }
 
 #[test]
+fn postgresql_reads_a_list_of_ids_as_an_array_never_as_a_join() {
+    for (name, backend, sql) in statements() {
+        if backend == Backend::Postgres {
+            assert!(!sql.contains("IN (SELECT value::bigint FROM jsonb"), "{name}: `= ANY(ARRAY(…))`, not `IN (…)`");
+            assert!(!sql.contains("json_each"), "{name}: json_each is SQLite's");
+        } else {
+            assert!(!sql.contains("jsonb"), "{name}: jsonb is PostgreSQL's");
+        }
+    }
+}
+
+#[test]
 fn the_states_and_outcomes_the_sql_spells_are_the_domains() {
     let state = regex::Regex::new(r"state\s*(?:=|IN)\s*\(?((?:'[a-z_]+'(?:,\s*)?)+)").unwrap();
     let quoted = regex::Regex::new(r"'([a-z_]+)'").unwrap();

@@ -7,11 +7,15 @@
 //! a list is bound as one JSON array, never spliced in — so each connection's
 //! statement cache keeps it prepared after its first use.
 //!
-//! A statement whose text differs between the backends only in how it reads
-//! a list is a [`Sql`] template: `col IN JSON($n)` stands for "col is one of
-//! the ids of the JSON array bound as `$n`"; `{skip_locked}` after a
-//! subquery's `SELECT` is `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite has
-//! one writer at a time, and no row locks).
+//! A statement whose text differs between the backends is a [`ByBackend`],
+//! both texts written out in full. A list of ids is bound as one JSON array
+//! and read on PostgreSQL as `= ANY(ARRAY(SELECT value::bigint FROM
+//! jsonb_array_elements_text($n::jsonb)))` — index lookups of the few ids (a
+//! set-returning function in `IN (…)` is planned as a join estimated at 100
+//! rows, and became a scan of the whole table) — and on SQLite as `IN (SELECT
+//! value FROM json_each($n))`. A subquery that picks rows to change takes
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite has one writer at a time,
+//! and no row locks). The texts as they run are in `tests/sql/`.
 //!
 //! Parameters are written `$1`, `$2`, … on both backends. SQLite numbers `$N`
 //! parameters in the order they first appear in the text, so they must first
@@ -27,7 +31,7 @@ use diesel::{
     sql_types::{HasSqlType, Untyped},
 };
 
-use super::{Backend, DbConnection};
+use super::DbConnection;
 
 /// A statement with fixed text; bind its parameters with [`Cached::bind`].
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +40,6 @@ pub struct Cached(&'static str);
 
 /// SQL to keep prepared (see the module documentation).
 pub fn cached(sql: &'static str) -> Cached {
-    debug_assert!(!sql.contains(" JSON($"), "a template: use `Sql`: {sql}");
     debug_assert!(parameters_in_order(sql), "parameters must first appear as $1, $2, …: {sql}");
     Cached(sql)
 }
@@ -124,75 +127,6 @@ impl ByBackend {
     }
 }
 
-/// One statement's text for each backend, from a template (see the module
-/// documentation): keep it in a `static LazyLock`.
-#[derive(Debug)]
-pub struct Sql {
-    postgres: String,
-    sqlite: String,
-}
-
-impl Sql {
-    pub fn new(template: &str) -> Self {
-        Self {
-            postgres: expand(&template.replace("{skip_locked}", "FOR UPDATE SKIP LOCKED"), Backend::Postgres),
-            sqlite: expand(&template.replace("{skip_locked}", ""), Backend::Sqlite),
-        }
-    }
-
-    /// Its text on `backend`.
-    #[cfg(test)]
-    pub fn text(&self, backend: Backend) -> &str {
-        match backend {
-            Backend::Postgres => &self.postgres,
-            Backend::Sqlite => &self.sqlite,
-        }
-    }
-
-    /// The statement for the backend of `conn`.
-    pub fn on(&'static self, conn: &DbConnection) -> Cached {
-        match conn {
-            DbConnection::Postgres(_) => cached(&self.postgres),
-            DbConnection::Sqlite(_) => cached(&self.sqlite),
-        }
-    }
-}
-
-/// Expands each `col IN JSON($n)` (or `NOT IN`): on PostgreSQL as `= ANY` of
-/// an array, which the planner turns into index lookups of the few ids (a
-/// set-returning function in `IN (…)` is planned as a join estimated at 100
-/// rows, and became a scan of the whole table); on SQLite with `json_each`.
-fn expand(template: &str, backend: Backend) -> String {
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut rest = template;
-    while let Some(at) = rest.find(" IN JSON($") {
-        let (before, after) = rest.split_at(at);
-        let negated = before.ends_with(" NOT");
-        let before = before.strip_suffix(" NOT").unwrap_or(before);
-        let column_at = before.rfind(|c: char| c.is_whitespace() || c == '(').map_or(0, |i| i + 1);
-        let (head, column) = before.split_at(column_at);
-        let after = &after[" IN JSON(".len()..];
-        let close = after.find(')').unwrap_or(after.len());
-        let param = &after[..close];
-        out.push_str(head);
-        out.push_str(&match (backend, negated) {
-            (Backend::Postgres, false) => {
-                format!("{column} = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text({param}::jsonb)))")
-            }
-            (Backend::Postgres, true) => {
-                format!(
-                    "NOT ({column} = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text({param}::jsonb))))"
-                )
-            }
-            (Backend::Sqlite, false) => format!("{column} IN (SELECT value FROM json_each({param}))"),
-            (Backend::Sqlite, true) => format!("{column} NOT IN (SELECT value FROM json_each({param}))"),
-        });
-        rest = &after[(close + 1).min(after.len())..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// A list of ids as one bindable JSON array (`[1,2,3]`).
 pub fn id_list(ids: &[i64]) -> String {
     let mut out = String::with_capacity(ids.len() * 8 + 2);
@@ -241,22 +175,6 @@ mod tests {
         assert!(parameters_in_order("SELECT 1"));
         assert!(!parameters_in_order("SELECT $2, $1"));
         assert!(!parameters_in_order("SELECT $1, $3, $2"));
-    }
-
-    #[test]
-    fn templates_read_json_lists_as_each_backend_plans_best() {
-        let t = "SELECT 1 FROM d WHERE (d.id IN JSON($1)) AND h NOT IN JSON($2)";
-        assert_eq!(
-            expand(t, Backend::Sqlite),
-            "SELECT 1 FROM d WHERE (d.id IN (SELECT value FROM json_each($1))) \
-             AND h NOT IN (SELECT value FROM json_each($2))"
-        );
-        assert_eq!(
-            expand(t, Backend::Postgres),
-            "SELECT 1 FROM d WHERE (d.id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)))) \
-             AND NOT (h = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))))"
-        );
-        assert_eq!(expand("SELECT 1", Backend::Postgres), "SELECT 1");
     }
 
     #[test]

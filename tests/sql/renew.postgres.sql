@@ -1,2 +1,3 @@
 UPDATE deliveries SET lease_until = $1, next_attempt_at = $1
-WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))) AND lease_owner = $3 AND state = 'in_flight'
+WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb)))
+  AND lease_owner = $3 AND state = 'in_flight'
