@@ -342,6 +342,19 @@ impl Delivery {
         })
     }
 
+    /// Moves handler `handler_id`'s unfinished deliveries into the ordering
+    /// group `key` (after an edit of its target or group).
+    pub fn regroup_unfinished(conn: &mut DbConnection, handler_id: i64, key: &str) -> QueryResult<usize> {
+        diesel::update(
+            deliveries::table
+                .filter(deliveries::handler_id.eq(handler_id))
+                .filter(deliveries::state.eq_any([DeliveryState::Pending.as_str(), DeliveryState::InFlight.as_str()]))
+                .filter(deliveries::ordering_key.ne(key)),
+        )
+        .set(deliveries::ordering_key.eq(key))
+        .execute(conn)
+    }
+
     /// Has PostgreSQL take the table's statistics again (its planner's
     /// picture of the backlog; see the dispatcher's slow-claim check).
     pub fn refresh_statistics(conn: &mut DbConnection) -> QueryResult<()> {

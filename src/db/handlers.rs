@@ -170,6 +170,13 @@ impl Handler {
     }
 
     /// Saves a changed handler; leaving `enabled` cancels its pending deliveries (rule 8).
+    ///
+    /// A new target or ordering group moves the handler's unfinished
+    /// deliveries into its new group (DESIGN §4.4), so its own events stay in
+    /// order across the change: its next event about an object waits for the
+    /// ones already waiting. (On PostgreSQL an ingestion that read the handler
+    /// just before the change commits its deliveries in the old group: the
+    /// window of one statement.)
     pub fn update(conn: &mut DbConnection, id: i64, changes: &HandlerChangeset) -> QueryResult<Handler> {
         crate::db::write_transaction(conn, |conn| {
             let n = diesel::update(handlers::table.find(id)).set(changes).execute(conn)?;
@@ -177,9 +184,16 @@ impl Handler {
                 return Err(diesel::result::Error::NotFound);
             }
             let handler = Self::find(conn, id)?;
+            Delivery::regroup_unfinished(conn, id, handler.ordering_key())?;
             handler.cancel_pending_unless_enabled(conn)?;
             Ok(handler)
         })
+    }
+
+    /// The ordering group its new deliveries are ordered in: its
+    /// `ordering_group`, else its target (as ingestion writes it).
+    pub fn ordering_key(&self) -> &str {
+        self.ordering_group.as_deref().unwrap_or(&self.target)
     }
 
     /// Changes the status; leaving `enabled` cancels its pending deliveries (rule 8).

@@ -18,6 +18,7 @@ on_both_backends!(
     handlers_sharing_a_target_get_an_objects_events_in_the_order_received,
     a_slow_first_event_holds_its_objects_later_events_for_the_rest_of_its_group_only,
     the_ordering_group_is_a_field_of_the_form_the_api_and_the_list,
+    a_handler_moved_to_another_target_keeps_its_own_events_in_order,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -133,4 +134,32 @@ async fn the_ordering_group_is_a_field_of_the_form_the_api_and_the_list(db: Test
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let page = res.text().await.unwrap();
     assert!(field_error(&page, "ordering_group").unwrap().contains("control characters"), "the form says why");
+}
+
+/// A handler's first event about a client fails and waits for its retry;
+/// meanwhile the handler is pointed at another endpoint. Its next event about
+/// that client still waits for the first: the waiting delivery moved into
+/// the handler's new group with it.
+async fn a_handler_moved_to_another_target_keeps_its_own_events_in_order(db: TestDb) {
+    let app = TestApp::with_retries(db, "700ms").await;
+    let sink = Sink::start().await;
+    sink.behave(
+        "/old",
+        Behavior { statuses: [500].into(), only_if_body_contains: Some("\"c1-first\"".into()), ..Behavior::default() },
+    );
+    let handler = app.create_handler(http_handler("crm", "clients.update", &sink.url("/old"), 1)).await;
+    post(&app, "clients.update", 1, "c1-first").await;
+    sink.wait_for("/old", 1, WAIT).await;
+    let res = app
+        .api(Method::PATCH, &format!("/api/v1/handlers/{}", handler["id"]))
+        .json(&json!({ "target": sink.url("/new") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    post(&app, "clients.update", 1, "c1-second").await;
+    let received = sink.wait_for("/new", 2, WAIT).await;
+    let steps: Vec<String> = received.iter().map(step).collect();
+    assert_eq!(steps, ["c1-first", "c1-second"], "the retry (at the new target) before the next event");
+    assert!(received[1].started >= received[0].ended);
 }
