@@ -16,7 +16,10 @@ pub fn client() -> Result<Client, reqwest::Error> {
     let builder = || {
         Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Under the idle timeout of common servers (Node's and actix's
+            // 5 s): a connection the endpoint is closing is never picked
+            // for an attempt, which would fail it with a connection error.
+            .pool_idle_timeout(Duration::from_secs(4))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             // One attempt is one request: no hidden retry inside it (and no
