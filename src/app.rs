@@ -203,7 +203,7 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
         return Err(StartupError::Setup("PROVISIOND_ADMIN_USER must not be empty".into()));
     }
     let lookup = username.clone();
-    let existing = db.run(move |conn| Admin::find_by_username(conn, &lookup)).await?;
+    let existing = db.read(move |conn| Admin::find_by_username(conn, &lookup)).await?;
     let configured = settings.admin_password.clone().filter(|p| !p.is_empty());
     match (existing, configured) {
         (Some(admin), Some(password)) => {
@@ -212,7 +212,7 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             if !matches {
                 let password = settings.admin_password.clone().unwrap_or_default();
                 let hash = blocking(move || security::hash_password(&password)).await?.map_err(StartupError::Setup)?;
-                db.run(move |conn| Admin::set_password_hash(conn, admin.id, &hash)).await?;
+                db.write(move |conn| Admin::set_password_hash(conn, admin.id, &hash)).await?;
                 tracing::info!(user = %username, "administrator password set from PROVISIOND_ADMIN_PASSWORD");
             }
         }
@@ -223,7 +223,7 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             let to_hash = password.clone();
             let hash = blocking(move || security::hash_password(&to_hash)).await?.map_err(StartupError::Setup)?;
             let user = username.clone();
-            match db.run(move |conn| Admin::create(conn, &user, &hash)).await {
+            match db.write(move |conn| Admin::create(conn, &user, &hash)).await {
                 Ok(_) => {}
                 // Another process sharing the database created it at the same moment.
                 Err(e) if e.is_unique_violation() => return Ok(()),
@@ -247,7 +247,7 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
     if let Some(token) = settings.api_token.as_deref().filter(|t| !t.is_empty()) {
         return Ok(security::sha256_hex(token));
     }
-    let stored = db.run(|conn| db::settings::get(conn, db::settings::API_TOKEN_SHA256)).await?;
+    let stored = db.read(|conn| db::settings::get(conn, db::settings::API_TOKEN_SHA256)).await?;
     if let Some(hash) = stored {
         return Ok(hash);
     }
@@ -255,7 +255,7 @@ async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, Startu
     let hash = security::sha256_hex(&token);
     let to_store = hash.clone();
     let stored =
-        db.run(move |conn| db::settings::insert_if_absent(conn, db::settings::API_TOKEN_SHA256, &to_store)).await?;
+        db.write(move |conn| db::settings::insert_if_absent(conn, db::settings::API_TOKEN_SHA256, &to_store)).await?;
     if stored == hash {
         eprintln!(
             "\n  provisiond: API bearer token generated: {token}\n  \

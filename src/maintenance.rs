@@ -9,9 +9,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use crate::{
-    db::{
-        Db, DbConnection, QueryResult, deliveries::Delivery, events::Event, logs::ExecutionLog, now, sessions::Session,
-    },
+    db::{Db, QueryResult, Write, deliveries::Delivery, events::Event, logs::ExecutionLog, now, sessions::Session},
     diagnostics::cause_chain,
 };
 
@@ -21,7 +19,7 @@ const BATCH: i64 = 1000;
 const PAUSE: Duration = Duration::from_millis(20);
 
 /// One kind of row to prune: removes a batch older than the time given.
-type PruneStep = fn(&mut DbConnection, chrono::NaiveDateTime) -> QueryResult<usize>;
+type PruneStep = fn(&mut Write<'_>, chrono::NaiveDateTime) -> QueryResult<usize>;
 
 /// Runs the upkeep every so often, for ever.
 pub async fn run(db: Db, retention: Duration) {
@@ -32,9 +30,9 @@ pub async fn run(db: Db, retention: Duration) {
         tick.tick().await;
         prune(&db, retention).await;
         for (what, result) in [
-            ("expired sessions", db.run(Session::delete_expired).await),
-            ("old idempotency keys", db.run(Event::prune_idempotency_keys).await),
-            ("old hourly counts", db.run(crate::db::logs::prune_stats).await),
+            ("expired sessions", db.write(Session::delete_expired).await),
+            ("old idempotency keys", db.write(Event::prune_idempotency_keys).await),
+            ("old hourly counts", db.write(crate::db::logs::prune_stats).await),
         ] {
             if let Err(e) = result {
                 tracing::warn!(error = %cause_chain(&e), "cannot remove {what}");
@@ -55,7 +53,7 @@ pub async fn prune(db: &Db, retention: Duration) {
     for (what, step) in steps {
         let mut removed = 0;
         loop {
-            match db.run(move |conn| step(conn, before)).await {
+            match db.write(move |conn| step(conn, before)).await {
                 Ok(0) => break,
                 Ok(n) => {
                     removed += n;

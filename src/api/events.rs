@@ -51,7 +51,7 @@ pub async fn get_event(_: ApiClient, state: web::Data<AppState>, id: web::Path<S
     let id = parse_id(&id)?;
     let (event, deliveries) = state
         .db
-        .run(move |conn| Ok((Event::find(conn, id)?, Delivery::for_event(conn, id)?)))
+        .read(move |conn| Ok((Event::find(conn, id)?, Delivery::for_event(conn, id)?)))
         .await
         .map_err(|e| if e.is_not_found() { ApiError::NotFound(format!("no event {id}")) } else { e.into() })?;
     Ok(HttpResponse::Ok().json(EventOut::new(event, deliveries)))

@@ -106,7 +106,7 @@ pub async fn list_handlers(
         return Err(ApiError::Unprocessable { message: "invalid query parameters".into(), errors: Some(errors) });
     }
     let filter = HandlerFilter { events_id, handler_type, status };
-    let (rows, total) = state.db.run(move |conn| Handler::list(conn, &filter, offset, limit)).await?;
+    let (rows, total) = state.db.read(move |conn| Handler::list(conn, &filter, offset, limit)).await?;
     Ok(HttpResponse::Ok().json(HandlerList { handlers: rows.into_iter().map(HandlerOut::from).collect(), total }))
 }
 
@@ -122,7 +122,7 @@ pub async fn create_handler(_: ApiClient, state: web::Data<AppState>, body: web:
 
 pub async fn get_handler(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
-    let handler = state.db.run(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
+    let handler = state.db.read(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
     Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
 }
 
@@ -136,7 +136,7 @@ pub async fn update_handler(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
     let body = read_json_object(body, state.settings.max_body_bytes).await?;
-    let handler = state.db.run(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
+    let handler = state.db.read(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
     let form = merge_json(handler.to_form(), body).map_err(invalid)?;
     let handler = state.update_handler(id, &form).await?;
     Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
@@ -178,7 +178,7 @@ pub async fn list_handler_logs(
     let offset = query.offset.unwrap_or(0).max(0);
     let (logs, more) = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             Handler::find(conn, id)?;
             ExecutionLog::list(conn, &LogFilter { handler_id: Some(id), ..LogFilter::default() }, offset, limit)
         })

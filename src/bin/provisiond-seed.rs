@@ -57,8 +57,8 @@ fn main() {
         if !args.measure_only {
             let started = Instant::now();
             let (handlers, logs, backlog) = (args.handlers, args.logs, args.backlog);
-            db.run(move |conn| seed(conn, handlers, logs)).await.expect("seeding works");
-            db.run(move |conn| seed_backlog(conn, backlog)).await.expect("seeding the backlog works");
+            db.write(move |conn| seed(conn, handlers, logs)).await.expect("seeding works");
+            db.write(move |conn| seed_backlog(conn, backlog)).await.expect("seeding the backlog works");
             println!(
                 "seeded {} handlers and {} execution logs in {:.1} s",
                 args.handlers,
@@ -66,7 +66,7 @@ fn main() {
                 started.elapsed().as_secs_f64()
             );
         }
-        db.run(explain).await.expect("plans");
+        db.read(explain).await.expect("plans");
         // The server measured opens the database itself (on SQLite, one process holds it).
         db.release_lock();
         drop(db);

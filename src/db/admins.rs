@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{DbConnection, now, schema::admins};
+use super::{Read, Write, now, schema::admins};
 
 #[derive(Debug, Clone, Queryable, Identifiable)]
 #[diesel(table_name = admins)]
@@ -16,11 +16,11 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> QueryResult<Option<Admin>> {
-        admins::table.filter(admins::username.eq(username)).first(conn).optional()
+    pub fn find_by_username(conn: &mut Read<'_>, username: &str) -> QueryResult<Option<Admin>> {
+        admins::table.filter(admins::username.eq(username)).first(conn.db()).optional()
     }
 
-    pub fn create(conn: &mut DbConnection, username: &str, password_hash: &str) -> QueryResult<Admin> {
+    pub fn create(conn: &mut Write<'_>, username: &str, password_hash: &str) -> QueryResult<Admin> {
         let at = now();
         diesel::insert_into(admins::table)
             .values((
@@ -29,14 +29,14 @@ impl Admin {
                 admins::created_at.eq(at),
                 admins::updated_at.eq(at),
             ))
-            .execute(conn)?;
-        admins::table.filter(admins::username.eq(username)).first(conn)
+            .execute(conn.db())?;
+        admins::table.filter(admins::username.eq(username)).first(conn.db())
     }
 
-    pub fn set_password_hash(conn: &mut DbConnection, id: i64, password_hash: &str) -> QueryResult<()> {
+    pub fn set_password_hash(conn: &mut Write<'_>, id: i64, password_hash: &str) -> QueryResult<()> {
         diesel::update(admins::table.find(id))
             .set((admins::password_hash.eq(password_hash), admins::updated_at.eq(now())))
-            .execute(conn)
+            .execute(conn.db())
             .map(drop)
     }
 }

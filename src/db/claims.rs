@@ -18,7 +18,7 @@ use diesel::{
 };
 
 use super::{
-    DbConnection,
+    DbConnection, Read, Write,
     deliveries::{Delivery, PARKED},
     now,
     prepared::{ByBackend, cached, id_list},
@@ -101,8 +101,8 @@ pub struct ClaimLimits {
 // Candidates are taken in due order (the due index's); each costs a few
 // index probes, and only its handler's rows are looked at.
 
-/// PostgreSQL: one round trip, the lease and the load together, a statement
-/// in a transaction of its own. Each handler with room is joined laterally to
+/// PostgreSQL: one statement, the lease and the load together, in a
+/// bookkeeping transaction ([`crate::db::Db::bookkeep`]). Each handler with room is joined laterally to
 /// its candidates, and the first `$4` of all in due order are picked. `=
 /// ANY(ARRAY(…))`: primary-key lookups of the few picked rows, never a hash
 /// join over the whole table; rows another process holds are skipped. The
@@ -110,11 +110,6 @@ pub struct ClaimLimits {
 /// interrupted (the statement's parts all read the rows as they were before
 /// it: `d.attempts` there is the cut-off attempt's number, `claimed`'s the
 /// new one's).
-/// `set_config(…, true)` makes this transaction's commit return before the WAL
-/// reaches the disk, like [`crate::db::bookkeeping_transaction`] but without
-/// its `BEGIN` and `COMMIT` round trips. It is evaluated with the rows
-/// returned: a claim that takes nothing commits as usual, with next to nothing
-/// to flush.
 const CLAIM_POSTGRES: &str = "
 /* $1 owner, $2 the lease's end, $3 now, $4 limit, $5 per handler, $6 busy */
 WITH picked AS MATERIALIZED (
@@ -165,7 +160,6 @@ SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, c.at
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
     h.timeout_ms, h.status AS handler_status
 FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
-WHERE set_config('synchronous_commit', 'off', true) = 'off'
 ORDER BY d.id";
 
 /// SQLite, first: the handlers with room, with when their due work fell due
@@ -326,13 +320,13 @@ impl Delivery {
     /// rows are locked `FOR UPDATE SKIP LOCKED`, so processes sharing the
     /// database never claim the same delivery.
     pub fn claim(
-        conn: &mut DbConnection,
+        conn: &mut Write<'_>,
         owner: &str,
         lease_until: NaiveDateTime,
         limits: &ClaimLimits,
     ) -> QueryResult<Vec<Claimed>> {
         let at = now();
-        if let DbConnection::Postgres(_) = conn {
+        if let DbConnection::Postgres(_) = conn.db() {
             return cached(CLAIM_POSTGRES)
                 .bind::<Text, _>(owner)
                 .bind::<Timestamp, _>(lease_until)
@@ -340,67 +334,75 @@ impl Delivery {
                 .bind::<BigInt, _>(limits.limit)
                 .bind::<BigInt, _>(limits.per_handler)
                 .bind::<Text, _>(&limits.busy)
-                .load::<Claimed>(conn);
+                .load::<Claimed>(conn.db());
         }
-        let ids: Vec<i64> = crate::db::bookkeeping_transaction(conn, |conn| {
-            let candidates = pick_sqlite(conn, limits, at)?;
-            if candidates.is_empty() {
-                return Ok(Vec::new());
-            }
-            let taken_over: Vec<i64> = candidates.iter().filter(|c| c.lease_ran_out).map(|c| c.id).collect();
-            if !taken_over.is_empty() {
-                cached(TAKEN_OVER_SQLITE).bind::<Text, _>(id_list(&taken_over)).execute(conn)?;
-            }
-            let picked: Vec<i64> = candidates.iter().map(|c| c.id).collect();
-            cached(LEASE_SQLITE)
-                .bind::<Text, _>(owner)
-                .bind::<Timestamp, _>(lease_until)
-                .bind::<Timestamp, _>(at)
-                .bind::<Text, _>(id_list(&picked))
-                .load::<IdRow>(conn)
-        })?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+        let ids = lease_sqlite(conn, owner, lease_until, limits, at)?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        cached(LOAD_SQLITE).bind::<Text, _>(id_list(&ids)).load(conn)
+        cached(LOAD_SQLITE).bind::<Text, _>(id_list(&ids)).load(conn.db())
     }
 
     /// Makes due now the parked deliveries of the events `event_ids` whose
     /// turn has come; how many. In the transaction that ended (or cancelled,
     /// or deleted) a first attempt of these events.
-    pub fn unpark(conn: &mut DbConnection, event_ids: &[i64]) -> QueryResult<usize> {
+    pub fn unpark(conn: &mut Write<'_>, event_ids: &[i64]) -> QueryResult<usize> {
         if event_ids.is_empty() {
             return Ok(0);
         }
         UNPARK_EVENTS
-            .on(conn)
+            .on(conn.db())
             .bind::<Timestamp, _>(now())
             .bind::<Text, _>(id_list(event_ids))
             .bind::<Timestamp, _>(PARKED)
-            .execute(conn)
+            .execute(conn.db())
     }
 
     /// [`Delivery::unpark`] for every event: a look over all parked
     /// deliveries, at a start and now and then on PostgreSQL, where two
     /// processes ending an event's attempts at once may each have seen the
     /// other's first attempt as still running.
-    pub fn unpark_all(conn: &mut DbConnection) -> QueryResult<usize> {
-        UNPARK_ALL.on(conn).bind::<Timestamp, _>(now()).bind::<Timestamp, _>(PARKED).execute(conn)
+    pub fn unpark_all(conn: &mut Write<'_>) -> QueryResult<usize> {
+        UNPARK_ALL.on(conn.db()).bind::<Timestamp, _>(now()).bind::<Timestamp, _>(PARKED).execute(conn.db())
     }
+}
+
+/// SQLite: leases the deliveries [`pick_sqlite`] picks (a picked row whose
+/// lease ran out is logged as interrupted); their ids.
+fn lease_sqlite(
+    conn: &mut Write<'_>,
+    owner: &str,
+    lease_until: NaiveDateTime,
+    limits: &ClaimLimits,
+    at: NaiveDateTime,
+) -> QueryResult<Vec<i64>> {
+    let candidates = pick_sqlite(conn, limits, at)?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let taken_over: Vec<i64> = candidates.iter().filter(|c| c.lease_ran_out).map(|c| c.id).collect();
+    if !taken_over.is_empty() {
+        cached(TAKEN_OVER_SQLITE).bind::<Text, _>(id_list(&taken_over)).execute(conn.db())?;
+    }
+    let picked: Vec<i64> = candidates.iter().map(|c| c.id).collect();
+    let leased: Vec<IdRow> = cached(LEASE_SQLITE)
+        .bind::<Text, _>(owner)
+        .bind::<Timestamp, _>(lease_until)
+        .bind::<Timestamp, _>(at)
+        .bind::<Text, _>(id_list(&picked))
+        .load(conn.db())?;
+    Ok(leased.into_iter().map(|r| r.id).collect())
 }
 
 /// SQLite: the first `limit` deliveries of all the handlers with
 /// room, in due order (see [`ROOMS_SQLITE`]).
-fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime) -> QueryResult<Vec<Candidate>> {
+fn pick_sqlite(conn: &mut Read<'_>, limits: &ClaimLimits, at: NaiveDateTime) -> QueryResult<Vec<Candidate>> {
     let mut rooms: Vec<Room> = cached(ROOMS_SQLITE)
         .bind::<BigInt, _>(limits.limit)
         .bind::<BigInt, _>(limits.per_handler)
         .bind::<Text, _>(&limits.busy)
         .bind::<Timestamp, _>(at)
-        .load(conn)?;
+        .load(conn.db())?;
     // Handlers whose due work is oldest first: once `limit` are picked, a
     // handler whose first due row is later than all of them has nothing to
     // add, nor has any after it.
@@ -415,7 +417,7 @@ fn pick_sqlite(conn: &mut DbConnection, limits: &ClaimLimits, at: NaiveDateTime)
             .bind::<BigInt, _>(room.id)
             .bind::<Timestamp, _>(at)
             .bind::<BigInt, _>(room.room)
-            .load(conn)?;
+            .load(conn.db())?;
         picked.extend(candidates);
         picked.sort_unstable_by_key(|c| (c.next_attempt_at, c.id));
         picked.truncate(limit);

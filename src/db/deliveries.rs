@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::domain::DeliveryState;
 
 use super::{
-    DbConnection, now,
+    Read, Write, now,
     prepared::{ByBackend, cached, id_list},
     schema::deliveries,
 };
@@ -184,90 +184,84 @@ impl Delivery {
         self.state == DeliveryState::Pending && self.next_attempt_at == PARKED
     }
 
-    pub fn for_event(conn: &mut DbConnection, event_id: i64) -> QueryResult<Vec<Delivery>> {
+    pub fn for_event(conn: &mut Read<'_>, event_id: i64) -> QueryResult<Vec<Delivery>> {
         deliveries::table
             .filter(deliveries::event_id.eq(event_id))
             .order((deliveries::priority.asc(), deliveries::handler_id.asc()))
-            .load(conn)
+            .load(conn.db())
     }
 
-    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Delivery> {
-        deliveries::table.find(id).first(conn)
+    pub fn find(conn: &mut Read<'_>, id: i64) -> QueryResult<Delivery> {
+        deliveries::table.find(id).first(conn.db())
     }
 
     /// [`Delivery::find`], `None` when there is none (it was deleted).
-    pub fn find_optional(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Delivery>> {
-        deliveries::table.find(id).first(conn).optional()
+    pub fn find_optional(conn: &mut Read<'_>, id: i64) -> QueryResult<Option<Delivery>> {
+        deliveries::table.find(id).first(conn.db()).optional()
     }
 
     /// Extends the leases of the deliveries `ids` that `owner` is attempting.
     pub fn renew_leases(
-        conn: &mut DbConnection,
+        conn: &mut Write<'_>,
         owner: &str,
         ids: &[i64],
         lease_until: NaiveDateTime,
     ) -> QueryResult<usize> {
         RENEW
-            .on(conn)
+            .on(conn.db())
             .bind::<Timestamp, _>(lease_until)
             .bind::<Text, _>(id_list(ids))
             .bind::<Text, _>(owner)
-            .execute(conn)
+            .execute(conn.db())
     }
 
     /// Hands claimed deliveries whose attempts never started back, due at
     /// once and uncounted.
-    pub fn release(conn: &mut DbConnection, owner: &str, ids: &[i64]) -> QueryResult<usize> {
+    pub fn release(conn: &mut Write<'_>, owner: &str, ids: &[i64]) -> QueryResult<usize> {
         GIVE_BACK
-            .on(conn)
+            .on(conn.db())
             .bind::<Timestamp, _>(now())
             .bind::<Text, _>(id_list(ids))
             .bind::<Text, _>(owner)
-            .execute(conn)
+            .execute(conn.db())
     }
 
     /// Hands back everything `owner` still has in flight (at a stop, past
     /// the grace): each attempt is logged as interrupted and is due again.
-    pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
-        crate::db::write_transaction(conn, |conn| {
-            cached(INTERRUPTED_AT_STOP).bind::<Text, _>(owner).execute(conn)?;
-            let at = now();
-            diesel::update(
-                deliveries::table
-                    .filter(unfinished())
-                    .filter(deliveries::lease_owner.eq(owner))
-                    .filter(deliveries::state.eq(DeliveryState::InFlight.as_str())),
-            )
-            .set(back_to_pending!(at))
-            .execute(conn)
-        })
+    pub fn release_owned(conn: &mut Write<'_>, owner: &str) -> QueryResult<usize> {
+        cached(INTERRUPTED_AT_STOP).bind::<Text, _>(owner).execute(conn.db())?;
+        let at = now();
+        diesel::update(
+            deliveries::table
+                .filter(unfinished())
+                .filter(deliveries::lease_owner.eq(owner))
+                .filter(deliveries::state.eq(DeliveryState::InFlight.as_str())),
+        )
+        .set(back_to_pending!(at))
+        .execute(conn.db())
     }
 
     /// After a crash of the only process (SQLite): every attempt cut off is
     /// logged as interrupted and is due again.
-    pub fn release_all(conn: &mut DbConnection) -> QueryResult<usize> {
-        crate::db::write_transaction(conn, |conn| {
-            cached(INTERRUPTED_BY_CRASH).execute(conn)?;
-            let at = now();
-            diesel::update(deliveries::table.filter(deliveries::state.eq(DeliveryState::InFlight.as_str())))
-                .set(back_to_pending!(at))
-                .execute(conn)
-        })
+    pub fn release_all(conn: &mut Write<'_>) -> QueryResult<usize> {
+        cached(INTERRUPTED_BY_CRASH).execute(conn.db())?;
+        let at = now();
+        diesel::update(deliveries::table.filter(deliveries::state.eq(DeliveryState::InFlight.as_str())))
+            .set(back_to_pending!(at))
+            .execute(conn.db())
     }
 
     /// PostgreSQL, at a start: the attempts of processes that died (no
     /// connection of theirs is open) are logged as interrupted and due again
     /// at once, without waiting for their leases to run out.
-    pub fn release_dead(conn: &mut DbConnection) -> QueryResult<usize> {
-        crate::db::write_transaction(conn, |conn| {
-            let prefix = crate::db::APPLICATION_NAME_PREFIX;
-            cached(INTERRUPTED_BY_DEATH).bind::<Text, _>(prefix).execute(conn)?;
-            cached(RELEASE_DEAD).bind::<Timestamp, _>(now()).bind::<Text, _>(prefix).execute(conn)
-        })
+    pub fn release_dead(conn: &mut Write<'_>) -> QueryResult<usize> {
+        let prefix = crate::db::APPLICATION_NAME_PREFIX;
+        cached(INTERRUPTED_BY_DEATH).bind::<Text, _>(prefix).execute(conn.db())?;
+        cached(RELEASE_DEAD).bind::<Timestamp, _>(now()).bind::<Text, _>(prefix).execute(conn.db())
     }
 
     /// Writes the end of an attempt, if `owner` still holds the lease for it.
-    pub fn finish(conn: &mut DbConnection, owner: &str, id: i64, end: &Finish) -> QueryResult<bool> {
+    pub fn finish(conn: &mut Write<'_>, owner: &str, id: i64, end: &Finish) -> QueryResult<bool> {
         let at = now();
         let n = diesel::update(
             deliveries::table
@@ -285,32 +279,32 @@ impl Delivery {
             deliveries::lease_until.eq(None::<NaiveDateTime>),
             deliveries::updated_at.eq(at),
         ))
-        .execute(conn)?;
+        .execute(conn.db())?;
         Ok(n == 1)
     }
 
     /// Ends attempts number `attempt` of `owner` for good (succeeded,
     /// failed, cancelled), many at once.
     pub fn end_all(
-        conn: &mut DbConnection,
+        conn: &mut Write<'_>,
         owner: &str,
         ids: &[i64],
         attempt: i32,
         state: DeliveryState,
     ) -> QueryResult<usize> {
         END_ALL
-            .on(conn)
+            .on(conn.db())
             .bind::<Text, _>(state.as_str())
             .bind::<Timestamp, _>(now())
             .bind::<Text, _>(id_list(ids))
             .bind::<Text, _>(owner)
             .bind::<diesel::sql_types::Integer, _>(attempt)
-            .execute(conn)
+            .execute(conn.db())
     }
 
     /// Of the deliveries `ids`, those still there, each with whether its
     /// handler is enabled now (the recorder's look before it writes).
-    pub fn still_present(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, bool)>> {
+    pub fn still_present(conn: &mut Read<'_>, ids: &[i64]) -> QueryResult<Vec<(i64, bool)>> {
         #[derive(QueryableByName)]
         struct Present {
             #[diesel(sql_type = BigInt)]
@@ -318,33 +312,31 @@ impl Delivery {
             #[diesel(sql_type = Bool)]
             enabled: bool,
         }
-        let rows: Vec<Present> = PRESENT.on(conn).bind::<Text, _>(id_list(ids)).load(conn)?;
+        let rows: Vec<Present> = PRESENT.on(conn.db()).bind::<Text, _>(id_list(ids)).load(conn.db())?;
         Ok(rows.into_iter().map(|r| (r.id, r.enabled)).collect())
     }
 
     /// Queues a finished delivery again for one more attempt, outside the
     /// priority chain. `Ok(None)` when it is still pending or in flight.
-    pub fn retry(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Delivery>> {
-        crate::db::write_transaction(conn, |conn| {
-            let delivery = Self::find(conn, id)?;
-            let Some(next) = delivery.state.manual_retry() else { return Ok(None) };
-            let at = now();
-            diesel::update(deliveries::table.find(id).filter(deliveries::state.eq(delivery.state.as_str())))
-                .set((
-                    deliveries::state.eq(next.as_str()),
-                    deliveries::max_attempts.eq(delivery.attempts + 1),
-                    deliveries::first_attempt_done.eq(true),
-                    deliveries::next_attempt_at.eq(at),
-                    deliveries::updated_at.eq(at),
-                ))
-                .execute(conn)?;
-            Self::find(conn, id).map(Some)
-        })
+    pub fn retry(conn: &mut Write<'_>, id: i64) -> QueryResult<Option<Delivery>> {
+        let delivery = Self::find(conn, id)?;
+        let Some(next) = delivery.state.manual_retry() else { return Ok(None) };
+        let at = now();
+        diesel::update(deliveries::table.find(id).filter(deliveries::state.eq(delivery.state.as_str())))
+            .set((
+                deliveries::state.eq(next.as_str()),
+                deliveries::max_attempts.eq(delivery.attempts + 1),
+                deliveries::first_attempt_done.eq(true),
+                deliveries::next_attempt_at.eq(at),
+                deliveries::updated_at.eq(at),
+            ))
+            .execute(conn.db())?;
+        Self::find(conn, id).map(Some)
     }
 
     /// Moves handler `handler_id`'s unfinished deliveries into the ordering
     /// group `key` (after an edit of its target or group).
-    pub fn regroup_unfinished(conn: &mut DbConnection, handler_id: i64, key: &str) -> QueryResult<usize> {
+    pub fn regroup_unfinished(conn: &mut Write<'_>, handler_id: i64, key: &str) -> QueryResult<usize> {
         diesel::update(
             deliveries::table
                 .filter(deliveries::handler_id.eq(handler_id))
@@ -352,18 +344,18 @@ impl Delivery {
                 .filter(deliveries::ordering_key.ne(key)),
         )
         .set(deliveries::ordering_key.eq(key))
-        .execute(conn)
+        .execute(conn.db())
     }
 
     /// Has PostgreSQL take the table's statistics again (its planner's
     /// picture of the backlog; see the dispatcher's slow-claim check).
-    pub fn refresh_statistics(conn: &mut DbConnection) -> QueryResult<()> {
-        diesel::sql_query("ANALYZE deliveries").execute(conn).map(drop)
+    pub fn refresh_statistics(conn: &mut Write<'_>) -> QueryResult<()> {
+        diesel::sql_query("ANALYZE deliveries").execute(conn.db()).map(drop)
     }
 
     /// Removes at most `batch` deliveries that finished before `before`
     /// (retention).
-    pub fn prune_finished(conn: &mut DbConnection, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
+    pub fn prune_finished(conn: &mut Write<'_>, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
         diesel::sql_query(
             "DELETE FROM deliveries WHERE id IN
                (SELECT id FROM deliveries
@@ -372,61 +364,59 @@ impl Delivery {
         )
         .bind::<Timestamp, _>(before)
         .bind::<BigInt, _>(batch)
-        .execute(conn)
+        .execute(conn.db())
     }
 
     /// Cancels a handler's pending deliveries, each logged as `cancelled`; the
     /// handlers after it in those events' chains go on.
-    pub fn cancel_pending_of_handler(conn: &mut DbConnection, handler_id: i64, reason: &str) -> QueryResult<usize> {
+    pub fn cancel_pending_of_handler(conn: &mut Write<'_>, handler_id: i64, reason: &str) -> QueryResult<usize> {
         let at = now();
-        crate::db::write_transaction(conn, |conn| {
-            diesel::sql_query(
-                "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
-                     started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
-                 SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts + 1,
-                     $1, 0, 'cancelled', NULL, '', '{}', '', $2, NULL
-                 FROM deliveries d JOIN events e ON e.id = d.event_id
-                 WHERE d.handler_id = $3 AND d.state = 'pending'",
-            )
-            .bind::<Timestamp, _>(at)
-            .bind::<Text, _>(reason)
-            .bind::<BigInt, _>(handler_id)
-            .execute(conn)?;
-            let cancelled: Vec<(i64, bool)> = diesel::update(
-                deliveries::table
-                    .filter(deliveries::handler_id.eq(handler_id))
-                    .filter(deliveries::state.eq(DeliveryState::Pending.as_str())),
-            )
-            .set((deliveries::state.eq(DeliveryState::Cancelled.as_str()), deliveries::updated_at.eq(at)))
-            .returning((deliveries::event_id, deliveries::first_attempt_done))
-            .get_results(conn)?;
-            // Those that had not had their first attempt held up their chain.
-            let chains: Vec<i64> = cancelled.iter().filter(|(_, done)| !done).map(|(event, _)| *event).collect();
-            Self::unpark(conn, &chains)?;
-            Ok(cancelled.len())
-        })
+        diesel::sql_query(
+            "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
+                 started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+             SELECT d.id, d.handler_id, d.event_id, e.events_id, d.entity, d.object_id, d.attempts + 1,
+                 $1, 0, 'cancelled', NULL, '', '{}', '', $2, NULL
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.handler_id = $3 AND d.state = 'pending'",
+        )
+        .bind::<Timestamp, _>(at)
+        .bind::<Text, _>(reason)
+        .bind::<BigInt, _>(handler_id)
+        .execute(conn.db())?;
+        let cancelled: Vec<(i64, bool)> = diesel::update(
+            deliveries::table
+                .filter(deliveries::handler_id.eq(handler_id))
+                .filter(deliveries::state.eq(DeliveryState::Pending.as_str())),
+        )
+        .set((deliveries::state.eq(DeliveryState::Cancelled.as_str()), deliveries::updated_at.eq(at)))
+        .returning((deliveries::event_id, deliveries::first_attempt_done))
+        .get_results(conn.db())?;
+        // Those that had not had their first attempt held up their chain.
+        let chains: Vec<i64> = cancelled.iter().filter(|(_, done)| !done).map(|(event, _)| *event).collect();
+        Self::unpark(conn, &chains)?;
+        Ok(cancelled.len())
     }
 
     /// The events whose chain may wait on the first attempt of a delivery of
     /// `handler_id`: those to [`Delivery::unpark`] once its deliveries are
     /// deleted.
-    pub fn chains_held_by(conn: &mut DbConnection, handler_id: i64) -> QueryResult<Vec<i64>> {
+    pub fn chains_held_by(conn: &mut Read<'_>, handler_id: i64) -> QueryResult<Vec<i64>> {
         deliveries::table
             .filter(deliveries::handler_id.eq(handler_id))
             .filter(unfinished())
             .filter(deliveries::first_attempt_done.eq(false))
             .select(deliveries::event_id)
-            .load(conn)
+            .load(conn.db())
     }
 
     /// How many deliveries are waiting or being attempted.
-    pub fn count_unfinished(conn: &mut DbConnection) -> QueryResult<i64> {
-        deliveries::table.filter(unfinished()).count().get_result(conn)
+    pub fn count_unfinished(conn: &mut Read<'_>) -> QueryResult<i64> {
+        deliveries::table.filter(unfinished()).count().get_result(conn.db())
     }
 
     /// When the next unfinished delivery is due, if any: the earliest of each
     /// handler's first entry in the due index (which is by handler).
-    pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+    pub fn next_due(conn: &mut Read<'_>) -> QueryResult<Option<NaiveDateTime>> {
         #[derive(QueryableByName)]
         struct Due {
             #[diesel(sql_type = Nullable<Timestamp>)]
@@ -438,7 +428,7 @@ impl Delivery {
                          ORDER BY d.handler_id, d.next_attempt_at LIMIT 1)) AS next_attempt_at
              FROM handlers h",
         )
-        .get_result::<Due>(conn)
+        .get_result::<Due>(conn.db())
         .map(|due| due.next_attempt_at)
     }
 }

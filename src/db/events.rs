@@ -8,7 +8,7 @@ use diesel::{
 };
 
 use super::{
-    DbConnection,
+    DbConnection, Read, Write,
     deliveries::PARKED,
     now,
     prepared::{cached, id_list},
@@ -135,18 +135,18 @@ struct EventIdRow {
 }
 
 impl Event {
-    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Event> {
-        events::table.find(id).first(conn)
+    pub fn find(conn: &mut Read<'_>, id: i64) -> QueryResult<Event> {
+        events::table.find(id).first(conn.db())
     }
 
     /// The events about one object (newest `limit`), oldest first.
-    pub fn for_object(conn: &mut DbConnection, entity: &str, object_id: &str, limit: i64) -> QueryResult<Vec<Event>> {
+    pub fn for_object(conn: &mut Read<'_>, entity: &str, object_id: &str, limit: i64) -> QueryResult<Vec<Event>> {
         let mut rows: Vec<Event> = events::table
             .filter(events::object_id.eq(object_id))
             .filter(events::entity.eq(entity))
             .order(events::id.desc())
             .limit(limit)
-            .load(conn)?;
+            .load(conn.db())?;
         rows.reverse();
         Ok(rows)
     }
@@ -155,12 +155,12 @@ impl Event {
     /// it now, atomically. With an idempotency key seen in the last 24 h, it
     /// stores nothing and returns the first answer.
     pub fn ingest(
-        conn: &mut DbConnection,
+        conn: &mut Write<'_>,
         event: &ValidEvent,
         idempotency_key: Option<&IdempotencyKey>,
         max_attempts: i32,
     ) -> QueryResult<Ingested> {
-        let result = crate::db::write_transaction(conn, |conn| {
+        let result = conn.savepoint(|conn| {
             if let Some(key) = idempotency_key
                 && let Some(first) = Self::replay(conn, key)?
             {
@@ -178,7 +178,7 @@ impl Event {
                         idempotency_keys::created_at.eq(at),
                         idempotency_keys::body_sha256.eq(&key.body_sha256),
                     ))
-                    .execute(conn)?;
+                    .execute(conn.db())?;
             }
             Ok(ingested)
         });
@@ -193,16 +193,12 @@ impl Event {
 
     /// Stores many events (none with an idempotency key) and their deliveries
     /// in one transaction: a group commit. Returns one answer per event, in order.
-    pub fn ingest_batch(
-        conn: &mut DbConnection,
-        batch: &[ValidEvent],
-        max_attempts: i32,
-    ) -> QueryResult<Vec<Ingested>> {
+    pub fn ingest_batch(conn: &mut Write<'_>, batch: &[ValidEvent], max_attempts: i32) -> QueryResult<Vec<Ingested>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         let (at, webhook_prefix) = (now(), format!("msg_{}_", uuid::Uuid::new_v4().simple()));
-        match conn {
+        match conn.db() {
             // One statement, atomic on its own: one round trip for the batch.
             DbConnection::Postgres(_) => {
                 let events: Vec<serde_json::Value> = batch
@@ -222,7 +218,7 @@ impl Event {
                     .bind::<Text, _>(&webhook_prefix)
                     .bind::<Integer, _>(max_attempts)
                     .bind::<Timestamp, _>(PARKED)
-                    .load(conn)?;
+                    .load(conn.db())?;
                 if rows.len() != batch.len() {
                     return Err(Error::NotFound);
                 }
@@ -233,20 +229,20 @@ impl Event {
             }
             // No round trips to save on SQLite: one prepared insert per event,
             // then the deliveries of all of them.
-            DbConnection::Sqlite(_) => crate::db::write_transaction(conn, |conn| {
+            DbConnection::Sqlite(_) => {
                 let ids: Vec<i64> = batch
                     .iter()
                     .map(|e| {
                         cached(
                             "INSERT INTO events (events_id, entity, object_id, payload, received_at)
-                             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
                         )
                         .bind::<Text, _>(e.event_type.id)
                         .bind::<Text, _>(e.event_type.entity())
                         .bind::<Text, _>(&e.object_id)
                         .bind::<Text, _>(&e.payload)
                         .bind::<Timestamp, _>(at)
-                        .get_result::<IdRow>(conn)
+                        .get_result::<IdRow>(conn.db())
                         .map(|r| r.id)
                     })
                     .collect::<QueryResult<_>>()?;
@@ -256,7 +252,7 @@ impl Event {
                     .bind::<Timestamp, _>(PARKED)
                     .bind::<Timestamp, _>(at)
                     .bind::<Text, _>(id_list(&ids))
-                    .load(conn)?;
+                    .load(conn.db())?;
                 let mut counts: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
                 for row in created {
                     *counts.entry(row.event_id).or_default() += 1;
@@ -269,28 +265,28 @@ impl Event {
                         answer: Answer::Stored,
                     })
                     .collect())
-            }),
+            }
         }
     }
 
     /// The first answer given for an idempotency key, if still fresh (or
     /// that it was given for another body); an expired key is removed so it
     /// can be used again.
-    fn replay(conn: &mut DbConnection, key: &IdempotencyKey) -> QueryResult<Option<Ingested>> {
+    fn replay(conn: &mut Write<'_>, key: &IdempotencyKey) -> QueryResult<Option<Ingested>> {
         let found: Option<(i64, NaiveDateTime, Option<String>)> = idempotency_keys::table
             .find(&key.key)
             .select((idempotency_keys::event_id, idempotency_keys::created_at, idempotency_keys::body_sha256))
-            .first(conn)
+            .first(conn.db())
             .optional()?;
         match found {
             Some((id, created, body)) if created > now() - IDEMPOTENCY_TTL => {
-                let count = deliveries::table.filter(deliveries::event_id.eq(id)).count().get_result(conn)?;
+                let count = deliveries::table.filter(deliveries::event_id.eq(id)).count().get_result(conn.db())?;
                 let same = body.is_none_or(|body| body == key.body_sha256);
                 let answer = if same { Answer::Replayed } else { Answer::KeyReused };
                 Ok(Some(Ingested { id, deliveries: count, answer }))
             }
             Some(_) => {
-                diesel::delete(idempotency_keys::table.find(&key.key)).execute(conn)?;
+                diesel::delete(idempotency_keys::table.find(&key.key)).execute(conn.db())?;
                 Ok(None)
             }
             None => Ok(None),
@@ -300,7 +296,7 @@ impl Event {
     /// Removes at most `batch` events received before `before` that are
     /// left with no delivery (retention; an event with an unfinished
     /// delivery stays with it).
-    pub fn prune_undelivered(conn: &mut DbConnection, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
+    pub fn prune_undelivered(conn: &mut Write<'_>, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
         diesel::sql_query(
             "DELETE FROM events WHERE id IN
                (SELECT e.id FROM events e
@@ -309,13 +305,13 @@ impl Event {
         )
         .bind::<Timestamp, _>(before)
         .bind::<BigInt, _>(batch)
-        .execute(conn)
+        .execute(conn.db())
     }
 
     /// Removes idempotency keys older than 24 h.
-    pub fn prune_idempotency_keys(conn: &mut DbConnection) -> QueryResult<usize> {
+    pub fn prune_idempotency_keys(conn: &mut Write<'_>) -> QueryResult<usize> {
         diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.le(now() - IDEMPOTENCY_TTL)))
-            .execute(conn)
+            .execute(conn.db())
     }
 }
 

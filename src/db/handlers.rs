@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::{DbConnection, deliveries::Delivery, now, schema::handlers};
+use super::{DbConnection, Read, Write, deliveries::Delivery, now, schema::handlers};
 use crate::domain::{HandlerForm, HandlerStatus, HandlerType, ValidHandler};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Identifiable, Serialize)]
@@ -116,28 +116,28 @@ impl Handler {
         }
     }
 
-    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Handler> {
-        handlers::table.find(id).first(conn)
+    pub fn find(conn: &mut Read<'_>, id: i64) -> QueryResult<Handler> {
+        handlers::table.find(id).first(conn.db())
     }
 
     /// [`Handler::find`], `None` when there is none (it was deleted).
-    pub fn find_optional(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Handler>> {
-        handlers::table.find(id).first(conn).optional()
+    pub fn find_optional(conn: &mut Read<'_>, id: i64) -> QueryResult<Option<Handler>> {
+        handlers::table.find(id).first(conn.db()).optional()
     }
 
     /// The names of the given handlers (deleted ones are missing).
-    pub fn names(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<std::collections::HashMap<i64, String>> {
+    pub fn names(conn: &mut Read<'_>, ids: &[i64]) -> QueryResult<std::collections::HashMap<i64, String>> {
         Ok(handlers::table
             .filter(handlers::id.eq_any(ids))
             .select((handlers::id, handlers::name))
-            .load::<(i64, String)>(conn)?
+            .load::<(i64, String)>(conn.db())?
             .into_iter()
             .collect())
     }
 
     /// One page of the list, sorted by priority then id, and the total count.
     pub fn list(
-        conn: &mut DbConnection,
+        conn: &mut Read<'_>,
         filter: &HandlerFilter,
         offset: i64,
         limit: i64,
@@ -158,14 +158,17 @@ impl Handler {
             };
             q
         };
-        let total = query().count().get_result(conn)?;
-        let rows =
-            query().order((handlers::priority.asc(), handlers::id.asc())).offset(offset).limit(limit).load(conn)?;
+        let total = query().count().get_result(conn.db())?;
+        let rows = query()
+            .order((handlers::priority.asc(), handlers::id.asc()))
+            .offset(offset)
+            .limit(limit)
+            .load(conn.db())?;
         Ok((rows, total))
     }
 
-    pub fn create(conn: &mut DbConnection, new: &NewHandler) -> QueryResult<Handler> {
-        let id = diesel::insert_into(handlers::table).values(new).returning(handlers::id).get_result(conn)?;
+    pub fn create(conn: &mut Write<'_>, new: &NewHandler) -> QueryResult<Handler> {
+        let id = diesel::insert_into(handlers::table).values(new).returning(handlers::id).get_result(conn.db())?;
         Self::find(conn, id)
     }
 
@@ -177,17 +180,15 @@ impl Handler {
     /// ones already waiting. (On PostgreSQL an ingestion that read the handler
     /// just before the change commits its deliveries in the old group: the
     /// window of one statement.)
-    pub fn update(conn: &mut DbConnection, id: i64, changes: &HandlerChangeset) -> QueryResult<Handler> {
-        crate::db::write_transaction(conn, |conn| {
-            let n = diesel::update(handlers::table.find(id)).set(changes).execute(conn)?;
-            if n == 0 {
-                return Err(diesel::result::Error::NotFound);
-            }
-            let handler = Self::find(conn, id)?;
-            Delivery::regroup_unfinished(conn, id, handler.ordering_key())?;
-            handler.cancel_pending_unless_enabled(conn)?;
-            Ok(handler)
-        })
+    pub fn update(conn: &mut Write<'_>, id: i64, changes: &HandlerChangeset) -> QueryResult<Handler> {
+        let n = diesel::update(handlers::table.find(id)).set(changes).execute(conn.db())?;
+        if n == 0 {
+            return Err(diesel::result::Error::NotFound);
+        }
+        let handler = Self::find(conn, id)?;
+        Delivery::regroup_unfinished(conn, id, handler.ordering_key())?;
+        handler.cancel_pending_unless_enabled(conn)?;
+        Ok(handler)
     }
 
     /// The ordering group its new deliveries are ordered in: its
@@ -197,21 +198,19 @@ impl Handler {
     }
 
     /// Changes the status; leaving `enabled` cancels its pending deliveries (rule 8).
-    pub fn set_status(conn: &mut DbConnection, id: i64, status: HandlerStatus) -> QueryResult<Handler> {
-        crate::db::write_transaction(conn, |conn| {
-            let n = diesel::update(handlers::table.find(id))
-                .set((handlers::status.eq(status.as_str()), handlers::updated_at.eq(now())))
-                .execute(conn)?;
-            if n == 0 {
-                return Err(diesel::result::Error::NotFound);
-            }
-            let handler = Self::find(conn, id)?;
-            handler.cancel_pending_unless_enabled(conn)?;
-            Ok(handler)
-        })
+    pub fn set_status(conn: &mut Write<'_>, id: i64, status: HandlerStatus) -> QueryResult<Handler> {
+        let n = diesel::update(handlers::table.find(id))
+            .set((handlers::status.eq(status.as_str()), handlers::updated_at.eq(now())))
+            .execute(conn.db())?;
+        if n == 0 {
+            return Err(diesel::result::Error::NotFound);
+        }
+        let handler = Self::find(conn, id)?;
+        handler.cancel_pending_unless_enabled(conn)?;
+        Ok(handler)
     }
 
-    fn cancel_pending_unless_enabled(&self, conn: &mut DbConnection) -> QueryResult<usize> {
+    fn cancel_pending_unless_enabled(&self, conn: &mut Write<'_>) -> QueryResult<usize> {
         match self.status {
             HandlerStatus::Enabled => Ok(0),
             status => {
@@ -220,10 +219,10 @@ impl Handler {
         }
     }
 
-    pub fn set_secret(conn: &mut DbConnection, id: i64, secret: &str) -> QueryResult<Handler> {
+    pub fn set_secret(conn: &mut Write<'_>, id: i64, secret: &str) -> QueryResult<Handler> {
         let n = diesel::update(handlers::table.find(id))
             .set((handlers::secret.eq(secret), handlers::updated_at.eq(now())))
-            .execute(conn)?;
+            .execute(conn.db())?;
         if n == 0 {
             return Err(diesel::result::Error::NotFound);
         }
@@ -232,21 +231,19 @@ impl Handler {
 
     /// Deletes the handler with its deliveries and execution logs; the
     /// handlers after it in its events' chains go on.
-    pub fn delete(conn: &mut DbConnection, id: i64) -> QueryResult<Handler> {
-        crate::db::write_transaction(conn, |conn| {
-            let handler = Self::find(conn, id)?;
-            // On PostgreSQL, the handler's row lock first: an ingestion adding
-            // deliveries for it (which holds a key share of the row) is waited
-            // for, and its deliveries are among those seen below.
-            if let DbConnection::Postgres(_) = conn {
-                diesel::sql_query("SELECT id FROM handlers WHERE id = $1 FOR UPDATE")
-                    .bind::<diesel::sql_types::BigInt, _>(id)
-                    .execute(conn)?;
-            }
-            let chains = Delivery::chains_held_by(conn, id)?;
-            diesel::delete(handlers::table.find(id)).execute(conn)?;
-            Delivery::unpark(conn, &chains)?;
-            Ok(handler)
-        })
+    pub fn delete(conn: &mut Write<'_>, id: i64) -> QueryResult<Handler> {
+        let handler = Self::find(conn, id)?;
+        // On PostgreSQL, the handler's row lock first: an ingestion adding
+        // deliveries for it (which holds a key share of the row) is waited
+        // for, and its deliveries are among those seen below.
+        if let DbConnection::Postgres(_) = conn.db() {
+            diesel::sql_query("SELECT id FROM handlers WHERE id = $1 FOR UPDATE")
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .execute(conn.db())?;
+        }
+        let chains = Delivery::chains_held_by(conn, id)?;
+        diesel::delete(handlers::table.find(id)).execute(conn.db())?;
+        Delivery::unpark(conn, &chains)?;
+        Ok(handler)
     }
 }

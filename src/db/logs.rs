@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::domain::Outcome;
 
 use super::{
-    DbConnection, now,
+    DbConnection, Read, Write, now,
     prepared::cached,
     schema::{execution_logs, handler_stats},
 };
@@ -69,8 +69,8 @@ impl NewExecutionLog {
     /// Many rows: on PostgreSQL in one statement per 500 (one round trip, well
     /// within the limit on bound parameters); on SQLite, with no round trips
     /// to save, one prepared insert per row.
-    pub fn insert_all(conn: &mut DbConnection, rows: &[NewExecutionLog]) -> QueryResult<()> {
-        match conn {
+    pub fn insert_all(conn: &mut Write<'_>, rows: &[NewExecutionLog]) -> QueryResult<()> {
+        match conn.db() {
             DbConnection::Postgres(pg) => {
                 for chunk in rows.chunks(500) {
                     diesel::insert_into(execution_logs::table).values(chunk).execute(pg)?;
@@ -85,7 +85,7 @@ impl NewExecutionLog {
         Ok(())
     }
 
-    fn insert_prepared(&self, conn: &mut DbConnection) -> QueryResult<()> {
+    fn insert_prepared(&self, conn: &mut Write<'_>) -> QueryResult<()> {
         cached(
             "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
                  started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body,
@@ -108,7 +108,7 @@ impl NewExecutionLog {
         .bind::<Text, _>(&self.response_body)
         .bind::<Nullable<Text>, _>(&self.error)
         .bind::<Nullable<Timestamp>, _>(self.next_attempt_at)
-        .execute(conn)
+        .execute(conn.db())
         .map(drop)
     }
 }
@@ -181,20 +181,22 @@ impl ExecutionLog {
     }
 
     /// One page, newest first (keyset pagination: fast however deep).
-    pub fn page(conn: &mut DbConnection, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
+    pub fn page(conn: &mut Read<'_>, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
         let mut rows: Vec<Self> = match cursor {
-            Cursor::Newest => Self::filtered(filter).order(execution_logs::id.desc()).limit(limit + 1).load(conn)?,
+            Cursor::Newest => {
+                Self::filtered(filter).order(execution_logs::id.desc()).limit(limit + 1).load(conn.db())?
+            }
             Cursor::Before(id) => Self::filtered(filter)
                 .filter(execution_logs::id.lt(id))
                 .order(execution_logs::id.desc())
                 .limit(limit + 1)
-                .load(conn)?,
+                .load(conn.db())?,
             Cursor::After(id) => {
                 let mut up: Vec<Self> = Self::filtered(filter)
                     .filter(execution_logs::id.gt(id))
                     .order(execution_logs::id.asc())
                     .limit(limit + 1)
-                    .load(conn)?;
+                    .load(conn.db())?;
                 let newer = up.len() as i64 > limit;
                 up.truncate(limit as usize);
                 up.reverse();
@@ -208,12 +210,7 @@ impl ExecutionLog {
 
     /// Like [`ExecutionLog::page`], of failed attempts only (every outcome
     /// but success and cancelled).
-    pub fn page_failures(
-        conn: &mut DbConnection,
-        filter: &LogFilter,
-        cursor: Cursor,
-        limit: i64,
-    ) -> QueryResult<LogPage> {
+    pub fn page_failures(conn: &mut Read<'_>, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
         let mut pages: Vec<ExecutionLog> = Vec::new();
         let (mut older, mut newer) = (false, false);
         for outcome in Outcome::ALL.iter().filter(|o| o.is_failure()) {
@@ -239,52 +236,47 @@ impl ExecutionLog {
     }
 
     /// One page, newest first, as the JSON API lists it.
-    pub fn list(
-        conn: &mut DbConnection,
-        filter: &LogFilter,
-        offset: i64,
-        limit: i64,
-    ) -> QueryResult<(Vec<Self>, bool)> {
+    pub fn list(conn: &mut Read<'_>, filter: &LogFilter, offset: i64, limit: i64) -> QueryResult<(Vec<Self>, bool)> {
         let mut rows: Vec<Self> =
-            Self::filtered(filter).order(execution_logs::id.desc()).offset(offset).limit(limit + 1).load(conn)?;
+            Self::filtered(filter).order(execution_logs::id.desc()).offset(offset).limit(limit + 1).load(conn.db())?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         Ok((rows, more))
     }
 
-    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Self> {
-        execution_logs::table.find(id).first(conn)
+    pub fn find(conn: &mut Read<'_>, id: i64) -> QueryResult<Self> {
+        execution_logs::table.find(id).first(conn.db())
     }
 
     /// Every attempt of one delivery, in order.
-    pub fn for_delivery(conn: &mut DbConnection, delivery_id: i64) -> QueryResult<Vec<Self>> {
+    pub fn for_delivery(conn: &mut Read<'_>, delivery_id: i64) -> QueryResult<Vec<Self>> {
         execution_logs::table
             .filter(execution_logs::delivery_id.eq(delivery_id))
             .order((execution_logs::attempt.asc(), execution_logs::id.asc()))
-            .load(conn)
+            .load(conn.db())
     }
 
     /// Every attempt about one object (newest `limit`), oldest first.
-    pub fn for_object(conn: &mut DbConnection, entity: &str, object_id: &str, limit: i64) -> QueryResult<Vec<Self>> {
+    pub fn for_object(conn: &mut Read<'_>, entity: &str, object_id: &str, limit: i64) -> QueryResult<Vec<Self>> {
         let mut rows: Vec<Self> = execution_logs::table
             .filter(execution_logs::object_id.eq(object_id))
             .filter(execution_logs::entity.eq(entity))
             .order(execution_logs::id.desc())
             .limit(limit)
-            .load(conn)?;
+            .load(conn.db())?;
         rows.reverse();
         Ok(rows)
     }
 
     /// Removes up to `batch` rows older than `before`; returns how many.
-    pub fn prune(conn: &mut DbConnection, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
+    pub fn prune(conn: &mut Write<'_>, before: NaiveDateTime, batch: i64) -> QueryResult<usize> {
         diesel::sql_query(
             "DELETE FROM execution_logs WHERE id IN
                (SELECT id FROM execution_logs WHERE started_at < $1 ORDER BY started_at LIMIT $2)",
         )
         .bind::<Timestamp, _>(before)
         .bind::<BigInt, _>(batch)
-        .execute(conn)
+        .execute(conn.db())
     }
 }
 
@@ -312,7 +304,7 @@ pub fn hour_of(t: NaiveDateTime) -> NaiveDateTime {
 
 /// Adds attempts to the hourly counts of the handler list's health figures.
 pub fn count_attempts(
-    conn: &mut DbConnection,
+    conn: &mut Write<'_>,
     handler_id: i64,
     hour: NaiveDateTime,
     attempts: i64,
@@ -328,13 +320,13 @@ pub fn count_attempts(
     .bind::<Timestamp, _>(hour)
     .bind::<BigInt, _>(attempts)
     .bind::<BigInt, _>(successes)
-    .execute(conn)
+    .execute(conn.db())
     .map(drop)
 }
 
 /// Removes hourly counts older than two days (the figures show 24 hours).
-pub fn prune_stats(conn: &mut DbConnection) -> QueryResult<usize> {
-    diesel::delete(handler_stats::table.filter(handler_stats::hour.lt(now() - TimeDelta::hours(48)))).execute(conn)
+pub fn prune_stats(conn: &mut Write<'_>) -> QueryResult<usize> {
+    diesel::delete(handler_stats::table.filter(handler_stats::hour.lt(now() - TimeDelta::hours(48)))).execute(conn.db())
 }
 
 /// The handler list counts a handler's backlog up to this; above, it shows
@@ -362,7 +354,7 @@ struct BacklogRow {
 
 impl HandlerHealth {
     /// The figures of the given handlers (those of one page of the list).
-    pub fn of(conn: &mut DbConnection, handler_ids: &[i64]) -> QueryResult<HashMap<i64, HandlerHealth>> {
+    pub fn of(conn: &mut Read<'_>, handler_ids: &[i64]) -> QueryResult<HashMap<i64, HandlerHealth>> {
         let mut health: HashMap<i64, HandlerHealth> =
             handler_ids.iter().map(|id| (*id, HandlerHealth::default())).collect();
         if handler_ids.is_empty() {
@@ -373,7 +365,7 @@ impl HandlerHealth {
                 .filter(execution_logs::handler_id.eq(id))
                 .order(execution_logs::id.desc())
                 .select((execution_logs::outcome, execution_logs::started_at))
-                .first(conn)
+                .first(conn.db())
                 .optional()?;
             if let (Some(h), Some((outcome, at))) = (health.get_mut(id), last) {
                 h.last_outcome = Some(super::text::parsed(&outcome)?);
@@ -386,7 +378,7 @@ impl HandlerHealth {
             .filter(handler_stats::handler_id.eq_any(handler_ids))
             .filter(handler_stats::hour.ge(since))
             .select((handler_stats::handler_id, handler_stats::hour, handler_stats::attempts, handler_stats::successes))
-            .load(conn)?;
+            .load(conn.db())?;
         for (handler_id, hour, attempts, successes) in hours {
             let Some(h) = health.get_mut(&handler_id) else { continue };
             let slot = 23 - (current - hour).num_hours();
@@ -401,7 +393,7 @@ impl HandlerHealth {
         // 10,001 does, and is shown as "10,000+". One prepared statement per
         // handler (planning one for the whole page cost more than running it).
         for id in handler_ids {
-            let row: BacklogRow = cached(BACKLOG).bind::<BigInt, _>(*id).get_result(conn)?;
+            let row: BacklogRow = cached(BACKLOG).bind::<BigInt, _>(*id).get_result(conn.db())?;
             if let Some(h) = health.get_mut(id) {
                 h.failing = (row.retrying + row.failed).min(BACKLOG_CAP + 1);
                 h.pending = if row.unfinished > BACKLOG_CAP { BACKLOG_CAP + 1 } else { row.unfinished - row.retrying };

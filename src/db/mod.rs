@@ -1,10 +1,12 @@
 //! The database layer: one diesel code base over SQLite and PostgreSQL.
 //!
-//! [`DbConnection`] is a `MultiConnection` over both backends; [`ConnectionManager`]
-//! picks the backend from the URL scheme and reports the real cause of a failed
-//! connection; [`Db::run`] is the only door to diesel (it runs on the blocking pool,
-//! never on an async worker thread).
+//! [`Db`] is the only door: [`Db::read`] lends a [`Read`] and [`Db::write`]
+//! (with [`Db::ingest`] and [`Db::bookkeep`]) a [`Write`], a transaction on
+//! both backends, to the model functions of the modules below, on the
+//! blocking pool, never on an async worker thread. The connection itself,
+//! diesel and the schema stay in here (`pool`, `access`).
 
+mod access;
 pub(crate) mod admins;
 pub(crate) mod claims;
 pub(crate) mod deliveries;
@@ -13,6 +15,7 @@ pub(crate) mod events;
 mod golden;
 pub(crate) mod handlers;
 pub(crate) mod logs;
+mod pool;
 mod prepared;
 pub(crate) mod record;
 mod schema;
@@ -29,14 +32,17 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use access::{Commit, transaction};
+pub use access::{Read, Write};
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 /// What every statement answers: a row (or rows) or the database's error.
 pub use diesel::QueryResult;
-use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection, connection::SimpleConnection};
+use diesel::{RunQueryDsl, connection::SimpleConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use pool::{ConnectionManager, DbConnection, MultiBackend, Target, is_connection_lost};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -44,9 +50,6 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// The `application_name` of this process's PostgreSQL connections is this
 /// followed by [`Db::instance`].
 pub const APPLICATION_NAME_PREFIX: &str = "provisiond ";
-
-/// How long to wait for a connection before giving up with the real cause.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a statement waits, at most, for a pooled connection: with the
 /// database down, a request is answered 503 after this, not after r2d2's 30 s.
@@ -60,13 +63,6 @@ const POOL_WAIT_WHILE_DOWN: Duration = Duration::from_millis(300);
 
 /// `/readyz` answers within this, whatever the database does.
 const PING_WITHIN: Duration = Duration::from_millis(800);
-
-/// A connection to either backend.
-#[derive(diesel::MultiConnection)]
-pub enum DbConnection {
-    Postgres(PgConnection),
-    Sqlite(SqliteConnection),
-}
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,186 +148,16 @@ fn says_unavailable(text: &str) -> bool {
     TEXTS.iter().any(|t| text.contains(t))
 }
 
-/// Where a database URL points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    Sqlite(String),
-    Postgres(String),
+type Pool = r2d2::Pool<ConnectionManager>;
+
+/// What SQLite's one writer has done so far.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterCounts {
+    /// Transactions committed (or rolled back).
+    pub commits: u64,
+    /// Writes run in them.
+    pub jobs: u64,
 }
-
-impl Target {
-    fn parse(url: &str) -> Result<Self, DbError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let url = if url.contains("connect_timeout=") {
-                url.to_owned()
-            } else {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}connect_timeout={}", CONNECT_TIMEOUT.as_secs())
-            };
-            return Ok(Target::Postgres(url));
-        }
-        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-        if path.is_empty() || path.contains(":memory:") || path.contains("://") {
-            return Err(DbError::BadUrl(url.to_owned()));
-        }
-        Ok(Target::Sqlite(path.to_owned()))
-    }
-
-    fn backend(&self) -> Backend {
-        match self {
-            Target::Sqlite(_) => Backend::Sqlite,
-            Target::Postgres(_) => Backend::Postgres,
-        }
-    }
-}
-
-/// An r2d2 manager that picks the backend from the URL scheme and sets the
-/// SQLite pragmas on every connection.
-#[derive(Debug, Clone)]
-pub struct ConnectionManager {
-    target: Target,
-    /// SQLite: the most bytes the file may grow to (0: no limit).
-    sqlite_max_bytes: u64,
-    /// Connections found lost so far (see [`Pooled::checked_at_loss`]).
-    lost: Arc<AtomicU64>,
-    /// This process's name on its leases and, on PostgreSQL, its
-    /// connections' `application_name` (see [`Db::instance`]).
-    instance: Arc<str>,
-}
-
-impl ConnectionManager {
-    fn new(url: &str, sqlite_max_bytes: u64) -> Result<Self, DbError> {
-        let instance = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-        Ok(Self {
-            target: Target::parse(url)?,
-            sqlite_max_bytes,
-            lost: Arc::new(AtomicU64::new(0)),
-            instance: instance.into(),
-        })
-    }
-
-    fn open(&self) -> Result<DbConnection, DbError> {
-        match &self.target {
-            Target::Postgres(url) => {
-                let mut conn = PgConnection::establish(url)?;
-                // While a connection of this name is open, this process is alive.
-                conn.batch_execute(&format!("SET application_name = '{APPLICATION_NAME_PREFIX}{}'", self.instance))?;
-                Ok(DbConnection::Postgres(conn))
-            }
-            Target::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(path)?;
-                // WAL (set once, at connect) with synchronous=NORMAL: a commit is not
-                // fsynced, a checkpoint is; nothing committed is lost when the process
-                // dies, only the last commits when the machine does. A 1 MiB page cache
-                // per connection keeps the process small; the OS caches the rest.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
-                     PRAGMA cache_size = -1024; PRAGMA temp_store = MEMORY;",
-                )?;
-                if self.sqlite_max_bytes > 0 {
-                    // Pages of the default 4 KiB; at least the file's size now.
-                    let pages = self.sqlite_max_bytes.div_ceil(4096);
-                    conn.batch_execute(&format!("PRAGMA max_page_count = {pages}"))?;
-                }
-                Ok(DbConnection::Sqlite(conn))
-            }
-        }
-    }
-}
-
-/// A pooled connection, when it last answered, and what its last error said
-/// of it.
-pub struct Pooled {
-    conn: DbConnection,
-    answered_at: Instant,
-    /// [`ConnectionManager::lost`] when this connection was last checked: a
-    /// connection lost since (the server restarted?) makes every other one
-    /// suspect until checked.
-    checked_at_loss: u64,
-    /// The connection itself failed (closed, cannot send): thrown away.
-    broken: bool,
-    /// A statement failed for some other reason: checked before its next use.
-    suspect: bool,
-}
-
-impl std::ops::Deref for Pooled {
-    type Target = DbConnection;
-    fn deref(&self) -> &DbConnection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Pooled {
-    fn deref_mut(&mut self) -> &mut DbConnection {
-        &mut self.conn
-    }
-}
-
-impl Pooled {
-    /// Takes note of an error a statement on this connection returned.
-    fn failed(&mut self, error: &diesel::result::Error, lost: &AtomicU64) {
-        if matches!(self.conn, DbConnection::Postgres(_)) && is_connection_lost(error) {
-            self.broken = true;
-            lost.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.suspect = true;
-        }
-    }
-}
-
-/// A connection used this recently is not checked again before its next use:
-/// the check is a round trip to PostgreSQL (and a parse on SQLite) that cost
-/// as much as the dispatcher's own statements. One idle for longer (the
-/// server may have restarted meanwhile), one whose last statement failed, and
-/// every one after another was found lost, are checked first.
-const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-
-impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = Pooled;
-    type Error = DbError;
-
-    fn connect(&self) -> Result<Pooled, DbError> {
-        let conn = self.open()?;
-        let checked_at_loss = self.lost.load(Ordering::SeqCst);
-        Ok(Pooled { conn, answered_at: Instant::now(), checked_at_loss, broken: false, suspect: false })
-    }
-
-    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), DbError> {
-        let lost = self.lost.load(Ordering::SeqCst);
-        if pooled.suspect || pooled.checked_at_loss != lost || pooled.answered_at.elapsed() >= CHECK_IF_IDLE_FOR {
-            pooled.conn.batch_execute("SELECT 1")?;
-        }
-        pooled.answered_at = Instant::now();
-        pooled.checked_at_loss = lost;
-        pooled.suspect = false;
-        Ok(())
-    }
-
-    /// Thrown away on its return to the pool: a connection that failed as a
-    /// connection, or left in a transaction (a panic, a failed rollback).
-    fn has_broken(&self, pooled: &mut Pooled) -> bool {
-        use diesel::connection::{AnsiTransactionManager, TransactionManager};
-        let status = match &mut pooled.conn {
-            DbConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c),
-            DbConnection::Postgres(c) => AnsiTransactionManager::transaction_manager_status_mut(c),
-        };
-        let in_transaction = !matches!(status.transaction_depth(), Ok(None));
-        pooled.broken || in_transaction || std::thread::panicking()
-    }
-}
-
-/// Whether the error says the connection itself is gone (the server closed
-/// it, restarted, or cannot be reached), not that the statement failed.
-pub fn is_connection_lost(error: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    matches!(
-        error,
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
-            | Error::BrokenTransactionManager
-    )
-}
-
-pub type Pool = r2d2::Pool<ConnectionManager>;
 
 /// The database handle the app and the dispatcher share.
 #[derive(Clone)]
@@ -418,13 +244,67 @@ impl Db {
     }
 
     /// SQLite: the write transactions its writer has run (several queued
-    /// writes share one); `None` on PostgreSQL.
-    pub fn write_commits(&self) -> Option<u64> {
-        self.writer.as_ref().map(writer::Writer::commits)
+    /// writes share one) and the writes in them; `None` on PostgreSQL.
+    pub fn writer_counts(&self) -> Option<WriterCounts> {
+        self.writer.as_ref().map(writer::Writer::counts)
+    }
+
+    /// Runs `f`, which reads, with a pooled connection.
+    pub async fn read<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Read<'_>) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.pooled(move |conn| f(&mut Read::new(conn))).await
+    }
+
+    /// Runs `f` in a transaction that writes, durably committed when the
+    /// result comes; an error of `f` rolls back all of `f`'s writes. On
+    /// SQLite it runs on the one writer connection, committed together with
+    /// the writes queued beside it, each rolled back on its own error.
+    pub async fn write<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write_as(writer::Class::Other, Commit::Durable, f).await
+    }
+
+    /// [`Db::write`] for ingestion, whose client waits for the commit to be
+    /// acknowledged: on SQLite it goes ahead of the writes queued for the
+    /// server's own bookkeeping (see [`writer`]).
+    pub async fn ingest<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write_as(writer::Class::Ingestion, Commit::Durable, f).await
+    }
+
+    /// [`Db::write`] for the dispatcher's bookkeeping (claims, recorded
+    /// attempts, leases): on PostgreSQL its commit returns before the WAL
+    /// reaches the disk (see [`access::Commit::Relaxed`]).
+    pub async fn bookkeep<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write_as(writer::Class::Other, Commit::Relaxed, f).await
+    }
+
+    async fn write_as<F, T>(&self, class: writer::Class, commit: Commit, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.run(f, class).await,
+            None => self.pooled(move |conn| transaction(conn, commit, f)).await,
+        }
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
-    pub async fn run<F, T>(&self, f: F) -> Result<T, DbError>
+    async fn pooled<F, T>(&self, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
@@ -433,9 +313,10 @@ impl Db {
         self.run_within(wait, f).await
     }
 
-    /// [`Db::run`], waiting at most `wait` for a connection. A connection
-    /// whose statement failed as a connection (PostgreSQL restarted) is
-    /// thrown away, and the others are checked before their next use.
+    /// Runs `f` with a pooled connection, waiting at most `wait` for one. A
+    /// connection whose statement failed as a connection (PostgreSQL
+    /// restarted) is thrown away, and the others are checked before their
+    /// next use.
     async fn run_within<F, T>(&self, wait: Duration, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
@@ -458,40 +339,6 @@ impl Db {
             Err(_) => {}
         }
         result
-    }
-
-    /// Like [`Db::run`], for a transaction that writes (the hot writers:
-    /// ingestion, claims, recorded attempts). On SQLite it runs on the one
-    /// writer connection, committed together with the writes queued beside it,
-    /// each rolled back on its own error; the result comes once committed.
-    pub async fn run_write<F, T>(&self, f: F) -> Result<T, DbError>
-    where
-        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.write_as(writer::Class::Other, f).await
-    }
-
-    /// [`Db::run_write`] for ingestion, whose client waits for the commit to
-    /// be acknowledged: on SQLite it goes ahead of the writes queued for the
-    /// server's own bookkeeping (see [`writer`]).
-    pub async fn run_ingestion<F, T>(&self, f: F) -> Result<T, DbError>
-    where
-        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.write_as(writer::Class::Ingestion, f).await
-    }
-
-    async fn write_as<F, T>(&self, class: writer::Class, f: F) -> Result<T, DbError>
-    where
-        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        match &self.writer {
-            Some(writer) => writer.run(f, class).await,
-            None => self.run(f).await,
-        }
     }
 
     /// Answers when the database does (for `/readyz`).
@@ -520,83 +367,7 @@ fn run_migrations(conn: &mut DbConnection) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Runs `f` in a transaction that writes. On SQLite it begins `IMMEDIATE`,
-/// taking the write lock first: a transaction that reads and then writes
-/// would otherwise fail with "database is locked" when another wrote in
-/// between, instead of waiting its turn. Nested transactions inside `f` are
-/// savepoints.
-pub fn write_transaction<T>(
-    conn: &mut DbConnection,
-    f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
-) -> QueryResult<T> {
-    transaction(conn, "BEGIN", f)
-}
-
-/// A [`write_transaction`] whose commit, on PostgreSQL, returns before the
-/// WAL reaches the disk (set in the same round trip as `BEGIN`). For the
-/// dispatcher's own bookkeeping (claims, recorded attempts) a commit lost in
-/// a crash only means an attempt is made again, which at-least-once delivery
-/// allows; ingestion never uses this: an acknowledged event is on disk.
-pub fn bookkeeping_transaction<T>(
-    conn: &mut DbConnection,
-    f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
-) -> QueryResult<T> {
-    transaction(conn, "BEGIN; SET LOCAL synchronous_commit = off", f)
-}
-
-fn transaction<T>(
-    conn: &mut DbConnection,
-    postgres_begin: &str,
-    f: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
-) -> QueryResult<T> {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    let nested = match conn {
-        DbConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?,
-        DbConnection::Postgres(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?,
-    };
-    if nested.is_some() {
-        return conn.transaction(f);
-    }
-    match conn {
-        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(c, postgres_begin)?,
-    }
-    match f(conn) {
-        Ok(value) => {
-            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
-            Ok(value)
-        }
-        Err(error) => {
-            <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
-            Err(error)
-        }
-    }
-}
-
 /// The current time as stored: UTC, truncated to microseconds (PostgreSQL's precision).
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_database_urls() {
-        assert_eq!(Target::parse("sqlite://provisiond.db").unwrap(), Target::Sqlite("provisiond.db".into()));
-        assert_eq!(Target::parse("sqlite:///var/lib/p.db").unwrap(), Target::Sqlite("/var/lib/p.db".into()));
-        assert_eq!(Target::parse("data.db").unwrap(), Target::Sqlite("data.db".into()));
-        assert_eq!(
-            Target::parse("postgres://u@h/db").unwrap(),
-            Target::Postgres("postgres://u@h/db?connect_timeout=5".into())
-        );
-        assert_eq!(
-            Target::parse("postgresql://u@h/db?sslmode=disable").unwrap(),
-            Target::Postgres("postgresql://u@h/db?sslmode=disable&connect_timeout=5".into())
-        );
-        assert!(Target::parse("sqlite::memory:").is_err());
-        assert!(Target::parse("mysql://h/db").is_err());
-        assert!(Target::parse("").is_err());
-    }
 }

@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
 use super::{
-    DbConnection,
+    Write,
     deliveries::{Delivery, Finish},
     logs::{NewExecutionLog, count_attempts, hour_of},
 };
@@ -25,31 +25,27 @@ pub struct Settled {
     pub log: NewExecutionLog,
 }
 
-/// Records the attempts `todo` of deliveries leased by `owner`, in one
-/// bookkeeping transaction. `settle` decides each one's outcome, told
+/// Records the attempts `todo` of deliveries leased by `owner` (in one
+/// bookkeeping transaction: [`crate::db::Db::bookkeep`]). `settle` decides each one's outcome, told
 /// whether its handler is still enabled; a delivery deleted meanwhile (its
 /// handler was) is skipped: nothing is left to record it against. Answers
 /// whether the worker has new work to look for, at once or later: a retry
 /// scheduled, or the next handler of a chain made due.
 pub fn record_attempts<T>(
-    conn: &mut DbConnection,
+    conn: &mut Write<'_>,
     owner: &str,
     todo: &[T],
     delivery_of: impl Fn(&T) -> i64,
     settle: impl Fn(&T, bool) -> Settled,
 ) -> QueryResult<bool> {
-    super::bookkeeping_transaction(conn, |conn| {
-        let ids: Vec<i64> = todo.iter().map(&delivery_of).collect();
-        let present: HashMap<i64, bool> = Delivery::still_present(conn, &ids)?.into_iter().collect();
-        let settled: Vec<Settled> = todo
-            .iter()
-            .filter_map(|item| present.get(&delivery_of(item)).map(|&enabled| settle(item, enabled)))
-            .collect();
-        write_settled(conn, owner, settled)
-    })
+    let ids: Vec<i64> = todo.iter().map(&delivery_of).collect();
+    let present: HashMap<i64, bool> = Delivery::still_present(conn, &ids)?.into_iter().collect();
+    let settled: Vec<Settled> =
+        todo.iter().filter_map(|item| present.get(&delivery_of(item)).map(|&enabled| settle(item, enabled))).collect();
+    write_settled(conn, owner, settled)
 }
 
-fn write_settled(conn: &mut DbConnection, owner: &str, settled: Vec<Settled>) -> QueryResult<bool> {
+fn write_settled(conn: &mut Write<'_>, owner: &str, settled: Vec<Settled>) -> QueryResult<bool> {
     let mut ended: HashMap<(DeliveryState, i32), Vec<i64>> = HashMap::new();
     let mut retries = false;
     let mut logs = Vec::with_capacity(settled.len());

@@ -4,7 +4,7 @@
 
 use diesel::{QueryableByName, RunQueryDsl, connection::SimpleConnection, sql_types::Text};
 
-use super::{Backend, DbConnection, QueryResult};
+use super::{Backend, DbConnection, QueryResult, Read, Write};
 use crate::catalogue;
 
 /// `CASE n % 27 WHEN 0 THEN 'clients.create' … END`: an event id for a number.
@@ -35,8 +35,8 @@ fn series(backend: Backend, n: i64) -> (String, String) {
     }
 }
 
-pub fn seed(conn: &mut DbConnection, handlers: i64, logs: i64) -> QueryResult<()> {
-    let backend = match conn {
+pub fn seed(conn: &mut Write<'_>, handlers: i64, logs: i64) -> QueryResult<()> {
+    let backend = match conn.db() {
         DbConnection::Postgres(_) => Backend::Postgres,
         DbConnection::Sqlite(_) => Backend::Sqlite,
     };
@@ -100,20 +100,20 @@ pub fn seed(conn: &mut DbConnection, handlers: i64, logs: i64) -> QueryResult<()
         since = ago(backend, "48 * 3600")
     );
     for sql in statements.into_iter().chain([stats]) {
-        diesel::sql_query(sql).execute(conn)?;
+        diesel::sql_query(sql).execute(conn.db())?;
     }
-    match conn {
+    match conn.db() {
         DbConnection::Postgres(c) => c.batch_execute("ANALYZE"),
         DbConnection::Sqlite(c) => c.batch_execute("ANALYZE"),
     }
 }
 
 /// `n` unfinished deliveries of handler 1, each with an event of its own.
-pub fn seed_backlog(conn: &mut DbConnection, n: i64) -> QueryResult<()> {
+pub fn seed_backlog(conn: &mut Write<'_>, n: i64) -> QueryResult<()> {
     if n == 0 {
         return Ok(());
     }
-    let backend = match conn {
+    let backend = match conn.db() {
         DbConnection::Postgres(_) => Backend::Postgres,
         DbConnection::Sqlite(_) => Backend::Sqlite,
     };
@@ -124,16 +124,17 @@ pub fn seed_backlog(conn: &mut DbConnection, n: i64) -> QueryResult<()> {
         }
         Backend::Sqlite => (ago(backend, "0"), "strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 day')".to_owned()),
     };
-    let ev: String =
-        diesel::sql_query("SELECT events_id AS line FROM handlers WHERE id = 1").get_result::<PlanLine>(conn)?.line;
+    let ev: String = diesel::sql_query("SELECT events_id AS line FROM handlers WHERE id = 1")
+        .get_result::<PlanLine>(conn.db())?
+        .line;
     let entity = catalogue::find(&ev).map_or("clients", |e| e.entity());
     diesel::sql_query("CREATE TEMPORARY TABLE backlog_start AS SELECT COALESCE(MAX(id), 0) AS id FROM events")
-        .execute(conn)?;
+        .execute(conn.db())?;
     diesel::sql_query(format!(
         "{with}INSERT INTO events (events_id, entity, object_id, payload, received_at)
          SELECT '{ev}', '{entity}', 'backlog-' || (g % 5000), '{{}}', {now} FROM {from}"
     ))
-    .execute(conn)?;
+    .execute(conn.db())?;
     diesel::sql_query(format!(
         "INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts, max_attempts,
                                  first_attempt_done, next_attempt_at, created_at, updated_at)
@@ -141,10 +142,10 @@ pub fn seed_backlog(conn: &mut DbConnection, n: i64) -> QueryResult<()> {
                 {tomorrow}, {now}, {now}
          FROM events e WHERE e.id > (SELECT id FROM backlog_start)"
     ))
-    .execute(conn)?;
-    diesel::sql_query("DROP TABLE backlog_start").execute(conn)?;
+    .execute(conn.db())?;
+    diesel::sql_query("DROP TABLE backlog_start").execute(conn.db())?;
     println!("seeded a backlog of {n} unfinished deliveries on handler 1");
-    match conn {
+    match conn.db() {
         DbConnection::Postgres(c) => c.batch_execute("ANALYZE"),
         DbConnection::Sqlite(c) => c.batch_execute("ANALYZE"),
     }
@@ -157,7 +158,7 @@ struct PlanLine {
 }
 
 /// Prints the plans of the queries behind the pages.
-pub fn explain(conn: &mut DbConnection) -> QueryResult<()> {
+pub fn explain(conn: &mut Read<'_>) -> QueryResult<()> {
     let queries = [
         (
             "handler list page",
@@ -192,20 +193,20 @@ pub fn explain(conn: &mut DbConnection) -> QueryResult<()> {
     ];
     for (what, sql) in queries {
         println!("\nplan: {what}\n  {sql}");
-        let lines: Vec<PlanLine> = match conn {
+        let lines: Vec<PlanLine> = match conn.db() {
             DbConnection::Postgres(_) => diesel::sql_query(format!("EXPLAIN {sql}"))
-                .load::<PgPlan>(conn)?
+                .load::<PgPlan>(conn.db())?
                 .into_iter()
                 .map(|p| PlanLine { line: p.plan })
                 .collect(),
             DbConnection::Sqlite(_) => {
-                diesel::sql_query(format!("SELECT detail AS line FROM (EXPLAIN QUERY PLAN {sql})")).load(conn).or_else(
-                    |_| {
+                diesel::sql_query(format!("SELECT detail AS line FROM (EXPLAIN QUERY PLAN {sql})"))
+                    .load(conn.db())
+                    .or_else(|_| {
                         diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-                            .load::<SqlitePlan>(conn)
+                            .load::<SqlitePlan>(conn.db())
                             .map(|v| v.into_iter().map(|p| PlanLine { line: p.detail }).collect())
-                    },
-                )?
+                    })?
             }
         };
         for l in lines {

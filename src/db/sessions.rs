@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{DbConnection, now, schema::sessions};
+use super::{Read, Write, now, schema::sessions};
 
 #[derive(Debug, Clone, Queryable)]
 #[diesel(table_name = sessions)]
@@ -21,7 +21,7 @@ pub struct Session {
 
 impl Session {
     pub fn create(
-        conn: &mut DbConnection,
+        conn: &mut Write<'_>,
         token_hash: &str,
         admin_id: i64,
         csrf_token: &str,
@@ -35,40 +35,34 @@ impl Session {
                 sessions::created_at.eq(now()),
                 sessions::expires_at.eq(expires_at),
             ))
-            .execute(conn)
+            .execute(conn.db())
             .map(drop)
     }
 
     /// The live session of a token hash; an expired one is removed.
-    pub fn find_live(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<Session>> {
-        let found: Option<Session> = sessions::table.find(token_hash).first(conn).optional()?;
-        match found {
-            Some(s) if s.expires_at > now() => Ok(Some(s)),
-            Some(_) => {
-                Self::delete(conn, token_hash)?;
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+    pub fn find_live(conn: &mut Read<'_>, token_hash: &str) -> QueryResult<Option<Session>> {
+        let found: Option<Session> = sessions::table.find(token_hash).first(conn.db()).optional()?;
+        // An expired one is as good as gone; the upkeep removes it.
+        Ok(found.filter(|s| s.expires_at > now()))
     }
 
     /// Pushes the expiry forward (sliding sessions).
-    pub fn extend(conn: &mut DbConnection, token_hash: &str, expires_at: NaiveDateTime) -> QueryResult<()> {
+    pub fn extend(conn: &mut Write<'_>, token_hash: &str, expires_at: NaiveDateTime) -> QueryResult<()> {
         diesel::update(sessions::table.find(token_hash))
             .set(sessions::expires_at.eq(expires_at))
-            .execute(conn)
+            .execute(conn.db())
             .map(drop)
     }
 
-    pub fn set_flash(conn: &mut DbConnection, token_hash: &str, message: Option<&str>) -> QueryResult<()> {
-        diesel::update(sessions::table.find(token_hash)).set(sessions::flash.eq(message)).execute(conn).map(drop)
+    pub fn set_flash(conn: &mut Write<'_>, token_hash: &str, message: Option<&str>) -> QueryResult<()> {
+        diesel::update(sessions::table.find(token_hash)).set(sessions::flash.eq(message)).execute(conn.db()).map(drop)
     }
 
-    pub fn delete(conn: &mut DbConnection, token_hash: &str) -> QueryResult<()> {
-        diesel::delete(sessions::table.find(token_hash)).execute(conn).map(drop)
+    pub fn delete(conn: &mut Write<'_>, token_hash: &str) -> QueryResult<()> {
+        diesel::delete(sessions::table.find(token_hash)).execute(conn.db()).map(drop)
     }
 
-    pub fn delete_expired(conn: &mut DbConnection) -> QueryResult<usize> {
-        diesel::delete(sessions::table.filter(sessions::expires_at.le(now()))).execute(conn)
+    pub fn delete_expired(conn: &mut Write<'_>) -> QueryResult<usize> {
+        diesel::delete(sessions::table.filter(sessions::expires_at.le(now()))).execute(conn.db())
     }
 }

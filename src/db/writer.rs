@@ -16,8 +16,8 @@
 //! [`OTHERS_WAIT_AT_MOST`], so that a steady stream of events cannot stall
 //! delivery; under load this acknowledges and delivers more events a second
 //! than arrival order does (the figures: docs/performance-history.md).
-//! Administrative changes (handlers, retries by hand) run on pooled
-//! connections.
+//! Every other write (administrative changes, retries by hand, pruning)
+//! queues with the bookkeeping: on SQLite no write runs anywhere else.
 
 use std::{
     collections::VecDeque,
@@ -32,11 +32,14 @@ use std::{
 
 use diesel::{
     Connection, QueryResult,
-    connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
+    connection::{SimpleConnection, TransactionManager},
 };
 use tokio::sync::oneshot;
 
-use super::{DbConnection, DbError, write_transaction};
+use super::{
+    DbConnection, DbError, Write,
+    access::{Commit, begin, depth, transaction},
+};
 
 /// The most jobs committed together.
 const JOBS_PER_COMMIT: usize = 64;
@@ -73,8 +76,16 @@ pub(super) type Reopen = Box<dyn Fn() -> Result<DbConnection, DbError> + Send>;
 #[derive(Clone)]
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
-    /// Transactions committed (or rolled back), for `/metrics`.
-    commits: Arc<AtomicU64>,
+    /// Transactions committed (or rolled back), and the jobs run in them,
+    /// for `/metrics`.
+    counts: Arc<Counts>,
+}
+
+/// What the writer has done so far.
+#[derive(Default)]
+struct Counts {
+    commits: AtomicU64,
+    jobs: AtomicU64,
 }
 
 impl Writer {
@@ -82,18 +93,19 @@ impl Writer {
         let checkpoints = Checkpoints::start(reopen()?)?;
         set_up(&mut conn)?;
         let (jobs, queue) = mpsc::channel();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counted = commits.clone();
+        let counts = Arc::new(Counts::default());
+        let counted = counts.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, &reopen, queue, checkpoints, &counted))
             .map_err(|e| DbError::Task(format!("cannot start the database writer: {e}")))?;
-        Ok(Self { jobs, commits })
+        Ok(Self { jobs, counts })
     }
 
-    /// Transactions the writer has run so far.
-    pub(super) fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+    /// Transactions the writer has run so far, and the jobs in them.
+    pub(super) fn counts(&self) -> super::WriterCounts {
+        let read = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        super::WriterCounts { commits: read(&self.counts.commits), jobs: read(&self.counts.jobs) }
     }
 
     /// Runs `f` in a transaction of the writer (a savepoint of it, when other
@@ -101,12 +113,12 @@ impl Writer {
     /// of `f` rolls back `f`'s writes only.
     pub(super) async fn run<F, T>(&self, f: F, class: Class) -> Result<T, DbError>
     where
-        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let work: Work = Box::new(move |conn| {
-            let result = write_transaction(conn, f);
+            let result = transaction(conn, Commit::Durable, f);
             Box::new(move |committed: Result<(), &str>| {
                 let answer = match (result, committed) {
                     (Ok(value), Ok(())) => Ok(value),
@@ -125,16 +137,11 @@ fn stopped() -> DbError {
     DbError::Task("a database write panicked".into())
 }
 
-fn run(
-    mut conn: DbConnection,
-    reopen: &Reopen,
-    queue: mpsc::Receiver<Job>,
-    checkpoints: Checkpoints,
-    commits: &AtomicU64,
-) {
+fn run(mut conn: DbConnection, reopen: &Reopen, queue: mpsc::Receiver<Job>, checkpoints: Checkpoints, counts: &Counts) {
     let mut waiting = Waiting::default();
     while let Some(batch) = waiting.next_transaction(&queue) {
-        commits.fetch_add(1, Ordering::Relaxed);
+        counts.commits.fetch_add(1, Ordering::Relaxed);
+        counts.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let rest = match commit_together(&mut conn, batch) {
             Ok(()) => Vec::new(),
             Err(Panicked { rest }) => rest,
@@ -202,7 +209,7 @@ struct Panicked {
 /// (the file is locked by someone else for longer than the busy timeout),
 /// each job runs in a transaction of its own and meets the error itself.
 fn commit_together(conn: &mut DbConnection, batch: Vec<Work>) -> Result<(), Panicked> {
-    let together = batch.len() > 1 && begin(conn).is_ok();
+    let together = batch.len() > 1 && begin(conn, Commit::Durable).is_ok();
     let mut finishers = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
     while let Some(job) = jobs.next() {
@@ -259,20 +266,6 @@ fn recover(mut conn: DbConnection, reopen: &Reopen) -> DbConnection {
 fn set_up(conn: &mut DbConnection) -> Result<(), DbError> {
     conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {WAL_PAGES_AT_MOST}"))?;
     Ok(())
-}
-
-fn begin(conn: &mut DbConnection) -> QueryResult<()> {
-    match conn {
-        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
-        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
-    }
-}
-
-fn depth(conn: &mut DbConnection) -> QueryResult<Option<std::num::NonZeroU32>> {
-    match conn {
-        DbConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
-        DbConnection::Postgres(c) => AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
-    }
 }
 
 /// WAL pages after which the writer checkpoints itself (SQLite's default is
@@ -337,7 +330,7 @@ mod tests {
     use diesel::{RunQueryDsl, sql_types::BigInt};
     use futures_util::future::join_all;
 
-    use super::super::{Db, DbError};
+    use super::super::{Db, DbError, Write};
 
     #[derive(diesel::QueryableByName)]
     struct Row {
@@ -348,26 +341,28 @@ mod tests {
     async fn scratch() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::connect(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
-        db.run(|conn| diesel::sql_query("CREATE TABLE scratch (x BIGINT PRIMARY KEY)").execute(conn)).await.unwrap();
+        db.write(|conn| diesel::sql_query("CREATE TABLE scratch (x BIGINT PRIMARY KEY)").execute(conn.db()))
+            .await
+            .unwrap();
         (dir, db)
     }
 
     async fn stored(db: &Db) -> Vec<i64> {
-        let rows = db.run(|conn| diesel::sql_query("SELECT x FROM scratch ORDER BY x").load::<Row>(conn)).await;
+        let rows = db.read(|conn| diesel::sql_query("SELECT x FROM scratch ORDER BY x").load::<Row>(conn.db())).await;
         rows.unwrap().into_iter().map(|r| r.x).collect()
     }
 
-    fn insert(conn: &mut super::DbConnection, x: i64) -> diesel::QueryResult<usize> {
-        diesel::sql_query("INSERT INTO scratch (x) VALUES ($1)").bind::<BigInt, _>(x).execute(conn)
+    fn insert(conn: &mut Write<'_>, x: i64) -> diesel::QueryResult<usize> {
+        diesel::sql_query("INSERT INTO scratch (x) VALUES ($1)").bind::<BigInt, _>(x).execute(conn.db())
     }
 
     /// Writes `0..n` at once through the writer; their answers, in order.
     async fn write_concurrently(
         db: &Db,
         n: i64,
-        write: fn(&mut super::DbConnection, i64) -> diesel::QueryResult<usize>,
+        write: fn(&mut Write<'_>, i64) -> diesel::QueryResult<usize>,
     ) -> Vec<Result<usize, DbError>> {
-        join_all((0..n).map(|i| db.run_write(move |conn| write(conn, i)))).await
+        join_all((0..n).map(|i| db.bookkeep(move |conn| write(conn, i)))).await
     }
 
     /// Writes queued together share a commit; one that fails is rolled back
@@ -414,7 +409,7 @@ mod tests {
                 other => panic!("write {i}: {other:?}"),
             }
         }
-        db.run_write(|conn| insert(conn, 100)).await.unwrap();
+        db.bookkeep(|conn| insert(conn, 100)).await.unwrap();
         assert!(stored(&db).await.contains(&100));
     }
 
@@ -426,7 +421,7 @@ mod tests {
         let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let ran = |order: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>, name| {
             let order = order.clone();
-            move |_: &mut super::DbConnection| {
+            move |_: &mut Write<'_>| {
                 order.lock().unwrap().push(name);
                 Ok(())
             }
@@ -435,7 +430,7 @@ mod tests {
         // the others queue up behind it: a write is queued at its first poll.
         let (has_writer, holds) = std::sync::mpsc::channel();
         let (release, released) = std::sync::mpsc::channel::<()>();
-        let busy = db.run_write({
+        let busy = db.bookkeep({
             let order = order.clone();
             move |_| {
                 has_writer.send(()).unwrap();
@@ -447,9 +442,9 @@ mod tests {
         let mut busy = std::pin::pin!(busy);
         assert!(poll_once(busy.as_mut()).is_pending());
         tokio::task::spawn_blocking(move || holds.recv().unwrap()).await.unwrap();
-        let mut claim = std::pin::pin!(db.run_write(ran(&order, "claim")));
+        let mut claim = std::pin::pin!(db.bookkeep(ran(&order, "claim")));
         assert!(poll_once(claim.as_mut()).is_pending(), "queued");
-        let mut event = std::pin::pin!(db.run_ingestion(ran(&order, "event")));
+        let mut event = std::pin::pin!(db.ingest(ran(&order, "event")));
         assert!(poll_once(event.as_mut()).is_pending(), "queued after the claim");
         release.send(()).unwrap();
         let (busy, claim, event) = tokio::join!(busy, claim, event);
@@ -510,10 +505,10 @@ mod tests {
         let file = dir.path().join("w.db");
         let size = || std::fs::metadata(&file).unwrap().len();
         let before = size();
-        db.run_write(|conn| {
+        db.bookkeep(|conn| {
             let rows = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 20000)
                         INSERT INTO scratch (x) SELECT x FROM n";
-            diesel::sql_query(rows).execute(conn)
+            diesel::sql_query(rows).execute(conn.db())
         })
         .await
         .unwrap();

@@ -30,8 +30,8 @@ const _: () = assert!(Outcome::ALL.len() == 7, "one attempt counter per outcome"
 /// Figures of the database shown beside the counters, where it answered.
 #[derive(Debug, Default)]
 pub struct DatabaseFigures {
-    /// Transactions of the SQLite writer (none on PostgreSQL).
-    pub sqlite_write_commits: Option<u64>,
+    /// What the SQLite writer has done (none on PostgreSQL).
+    pub sqlite_writer: Option<crate::db::WriterCounts>,
     /// Deliveries pending or in flight, of all processes.
     pub unfinished_deliveries: Option<i64>,
 }
@@ -99,12 +99,18 @@ impl Metrics {
             "Time spent in the claims' statements.",
             &[(String::new(), claim_seconds.to_string())],
         );
-        if let Some(n) = db.sqlite_write_commits {
+        if let Some(counts) = db.sqlite_writer {
             family(
                 "provisiond_sqlite_write_commits_total",
                 "counter",
                 "Transactions of the SQLite writer.",
-                &[(String::new(), n.to_string())],
+                &[(String::new(), counts.commits.to_string())],
+            );
+            family(
+                "provisiond_sqlite_writes_total",
+                "counter",
+                "Writes the SQLite writer ran in its transactions (several share one).",
+                &[(String::new(), counts.jobs.to_string())],
             );
         }
         if let Some(n) = db.unfinished_deliveries {
@@ -128,7 +134,7 @@ mod tests {
         let m = Metrics::default();
         m.count_attempt(Outcome::Timeout);
         m.count_attempt(Outcome::Timeout);
-        let text = m.prometheus(&DatabaseFigures { sqlite_write_commits: None, unfinished_deliveries: Some(3) });
+        let text = m.prometheus(&DatabaseFigures { sqlite_writer: None, unfinished_deliveries: Some(3) });
         assert!(text.contains("provisiond_attempts_total{outcome=\"timeout\"} 2\n"), "{text}");
         assert!(text.contains("# TYPE provisiond_deliveries_unfinished gauge\nprovisiond_deliveries_unfinished 3\n"));
         assert!(!text.contains("sqlite_write_commits"), "no SQLite figure on PostgreSQL");

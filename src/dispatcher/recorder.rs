@@ -122,7 +122,7 @@ async fn write_batch(shared: &Arc<Shared>, todo: Arc<Vec<Done>>) -> Result<bool,
     let (owner, schedule) = (shared.owner.clone(), shared.settings.retry_schedule.clone());
     shared
         .db
-        .run_write(move |conn| {
+        .bookkeep(move |conn| {
             record_attempts(conn, &owner, &todo, |d| d.delivery.id, |d, enabled| settle(d, &schedule, enabled))
         })
         .await

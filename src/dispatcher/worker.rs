@@ -106,8 +106,8 @@ async fn renew_if_due(shared: &Arc<Shared>, renew_at: &mut Instant) {
 /// process has no connection open to the database any more.
 async fn resume_cut_off(shared: &Arc<Shared>) {
     let resumed = match shared.db.backend() {
-        Backend::Sqlite => shared.db.run(Delivery::release_all).await,
-        Backend::Postgres => shared.db.run(Delivery::release_dead).await,
+        Backend::Sqlite => shared.db.write(Delivery::release_all).await,
+        Backend::Postgres => shared.db.write(Delivery::release_dead).await,
     };
     match resumed {
         Ok(0) => {}
@@ -120,7 +120,7 @@ async fn resume_cut_off(shared: &Arc<Shared>) {
 /// come but were not made due with it (see [`Delivery::unpark_all`]): at a
 /// start, and on PostgreSQL with each lease renewal. Whether there were any.
 async fn unpark_stragglers(shared: &Arc<Shared>) -> bool {
-    match shared.db.run(Delivery::unpark_all).await {
+    match shared.db.write(Delivery::unpark_all).await {
         Ok(0) => false,
         Ok(n) => {
             tracing::info!(deliveries = n, "made due deliveries whose turn in their event's chain had come");
@@ -137,7 +137,7 @@ async fn unpark_stragglers(shared: &Arc<Shared>) -> bool {
 /// next start or another process.
 async fn hand_back(shared: &Arc<Shared>) {
     let owner = shared.owner.clone();
-    match shared.db.run(move |conn| Delivery::release_owned(conn, &owner)).await {
+    match shared.db.write(move |conn| Delivery::release_owned(conn, &owner)).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deliveries = n, "handed back unfinished deliveries"),
         Err(e) => tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire"),
@@ -193,7 +193,7 @@ fn wake_at(next_due: Option<chrono::NaiveDateTime>, poll: Duration) -> Instant {
 /// When the next unfinished delivery is due; on a read error, now (the claim
 /// that follows reports the error if it persists).
 async fn next_due(shared: &Arc<Shared>) -> Option<chrono::NaiveDateTime> {
-    match shared.db.run(Delivery::next_due).await {
+    match shared.db.read(Delivery::next_due).await {
         Ok(due) => due,
         Err(e) => {
             tracing::warn!(error = %cause_chain(&e), "cannot read the next due delivery");
@@ -224,7 +224,7 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     let started = Instant::now();
     let result = shared
         .db
-        .run_write(move |conn| {
+        .bookkeep(move |conn| {
             let running = std::time::Instant::now();
             Delivery::claim(conn, &owner, lease_until, &limits).map(|claimed| (claimed, running.elapsed()))
         })
@@ -266,7 +266,7 @@ async fn keep_what_fits(shared: &Arc<Shared>, claimed: Vec<Claimed>) -> Vec<Clai
     }
     if !give_back.is_empty() {
         let owner = shared.owner.clone();
-        if let Err(e) = shared.db.run_write(move |conn| Delivery::release(conn, &owner, &give_back)).await {
+        if let Err(e) = shared.db.bookkeep(move |conn| Delivery::release(conn, &owner, &give_back)).await {
             tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire");
         }
     }
@@ -301,7 +301,7 @@ fn refresh_statistics_if_slow(shared: &Arc<Shared>, took: Duration, claimed: usi
     );
     let shared = shared.clone();
     tokio::spawn(async move {
-        let result = shared.db.run(crate::db::deliveries::Delivery::refresh_statistics).await;
+        let result = shared.db.write(crate::db::deliveries::Delivery::refresh_statistics).await;
         if let Err(e) = result {
             tracing::warn!(error = %cause_chain(&e), "cannot analyze deliveries");
         }
@@ -339,7 +339,7 @@ async fn renew(shared: &Arc<Shared>) {
     }
     let owner = shared.owner.clone();
     let until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
-    if let Err(e) = shared.db.run_write(move |conn| Delivery::renew_leases(conn, &owner, &running, until)).await {
+    if let Err(e) = shared.db.bookkeep(move |conn| Delivery::renew_leases(conn, &owner, &running, until)).await {
         tracing::warn!(error = %cause_chain(&e), "cannot renew leases");
     }
 }

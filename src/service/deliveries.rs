@@ -9,7 +9,7 @@ impl AppState {
     pub async fn retry_delivery(&self, id: i64) -> Result<Delivery, Refusal> {
         let retried = self
             .db
-            .run(move |conn| Delivery::retry(conn, id))
+            .write(move |conn| Delivery::retry(conn, id))
             .await
             .map_err(Refusal::or_missing(Missing::Delivery(id)))?;
         let delivery = retried.ok_or(Refusal::NotFinished(id))?;

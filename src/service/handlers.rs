@@ -13,7 +13,7 @@ impl AppState {
     pub async fn create_handler(&self, form: &HandlerForm) -> Result<Handler, Refusal> {
         let valid = form.validate(&self.settings.scripts_dir).map_err(Refusal::Invalid)?;
         let new = NewHandler::new(valid, generate_secret());
-        let handler = self.db.run(move |conn| Handler::create(conn, &new)).await?;
+        let handler = self.db.write(move |conn| Handler::create(conn, &new)).await?;
         tracing::info!(handler = handler.id, name = %handler.name, "handler created");
         Ok(handler)
     }
@@ -25,7 +25,7 @@ impl AppState {
         let changes = HandlerChangeset::from(valid);
         let handler = self
             .db
-            .run(move |conn| Handler::update(conn, id, &changes))
+            .write(move |conn| Handler::update(conn, id, &changes))
             .await
             .map_err(Refusal::or_missing(Missing::Handler(id)))?;
         tracing::info!(handler = handler.id, "handler updated");
@@ -40,7 +40,7 @@ impl AppState {
     pub async fn set_handler_status(&self, id: i64, status: Option<HandlerStatus>) -> Result<Handler, Refusal> {
         let handler = self
             .db
-            .run(move |conn| {
+            .write(move |conn| {
                 let wanted = match status {
                     Some(status) => status,
                     None => Handler::find(conn, id)?.status.toggled(),
@@ -59,7 +59,7 @@ impl AppState {
     pub async fn delete_handler(&self, id: i64) -> Result<Handler, Refusal> {
         let handler = self
             .db
-            .run(move |conn| Handler::delete(conn, id))
+            .write(move |conn| Handler::delete(conn, id))
             .await
             .map_err(Refusal::or_missing(Missing::Handler(id)))?;
         tracing::info!(handler = handler.id, name = %handler.name, "handler deleted");
@@ -73,7 +73,7 @@ impl AppState {
         let secret = generate_secret();
         let handler = self
             .db
-            .run(move |conn| Handler::set_secret(conn, id, &secret))
+            .write(move |conn| Handler::set_secret(conn, id, &secret))
             .await
             .map_err(Refusal::or_missing(Missing::Handler(id)))?;
         tracing::info!(handler = handler.id, "handler secret rotated");

@@ -74,7 +74,7 @@ async fn write_batch(db: &Db, dispatcher: &Dispatcher, max_attempts: i32, plain:
         return 0;
     }
     let events: Vec<ValidEvent> = plain.iter().map(|j| j.event.clone()).collect();
-    let result = db.run_ingestion(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
+    let result = db.ingest(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
     dispatcher.metrics().ingest_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match result {
         Ok(answers) => {
@@ -114,7 +114,7 @@ async fn write_batch(db: &Db, dispatcher: &Dispatcher, max_attempts: i32, plain:
 /// An event with an `Idempotency-Key`, in a transaction of its own.
 async fn write_one(db: &Db, max_attempts: i32, job: Job) -> i64 {
     let (event, key) = (job.event, job.key);
-    let result = db.run_ingestion(move |conn| Event::ingest(conn, &event, key.as_ref(), max_attempts)).await;
+    let result = db.ingest(move |conn| Event::ingest(conn, &event, key.as_ref(), max_attempts)).await;
     let created = match &result {
         Ok(answer) if answer.answer == Answer::Stored => answer.deliveries,
         _ => 0,

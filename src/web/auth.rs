@@ -74,7 +74,7 @@ pub async fn login(
     let admin = if lookup.contains('\0') {
         None
     } else {
-        state.db.run(move |conn| Admin::find_by_username(conn, &lookup)).await?
+        state.db.read(move |conn| Admin::find_by_username(conn, &lookup)).await?
     };
     let password = form.password;
     let verified = web::block(move || {
@@ -95,7 +95,7 @@ pub async fn login(
     let token = security::random_token();
     let (hash, csrf) = (security::sha256_hex(&token), security::random_token());
     let ttl = TimeDelta::from_std(state.settings.session_ttl).unwrap_or(TimeDelta::hours(12));
-    state.db.run(move |conn| Session::create(conn, &hash, admin.id, &csrf, now() + ttl)).await?;
+    state.db.write(move |conn| Session::create(conn, &hash, admin.id, &csrf, now() + ttl)).await?;
     tracing::info!(user = %admin.username, "signed in");
     let mut gone = cookie(&state, LOGIN_CSRF_COOKIE, String::new(), None);
     gone.make_removal();
@@ -112,7 +112,7 @@ pub struct NoFields {}
 #[post("/logout")]
 pub async fn logout(state: web::Data<AppState>, form: CsrfForm<NoFields>) -> AppResult<HttpResponse> {
     let hash = form.admin.token_hash.clone();
-    state.db.run(move |conn| Session::delete(conn, &hash)).await?;
+    state.db.write(move |conn| Session::delete(conn, &hash)).await?;
     let mut gone = cookie(&state, SESSION_COOKIE, String::new(), None);
     gone.make_removal();
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).cookie(gone).finish())

@@ -194,7 +194,7 @@ pub async fn list_handlers(
     let page = parse_page(&query.page).map_err(AppError::BadRequest)?;
     let (rows, total, mut health) = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let (rows, total) = Handler::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)?;
             let ids: Vec<i64> = rows.iter().map(|h| h.id).collect();
             let health = HandlerHealth::of(conn, &ids)?;
@@ -305,7 +305,7 @@ pub async fn edit_handler_form(
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
+    let handler = state.db.read(move |conn| Handler::find(conn, id)).await?;
     let form = handler.to_form();
     render(StatusCode::OK, &HandlerFormPage::new(&state, &admin, Some(handler), form, FieldErrors::default()))
 }
@@ -321,7 +321,7 @@ pub async fn update_handler(
     let handler = match state.update_handler(id, &form).await {
         Ok(handler) => handler,
         Err(Refusal::Invalid(errors)) => {
-            let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
+            let handler = state.db.read(move |conn| Handler::find(conn, id)).await?;
             let page = HandlerFormPage::new(&state, &admin, Some(handler), form, errors);
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
@@ -375,7 +375,7 @@ pub async fn confirm_delete_handler(
     id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
+    let handler = state.db.read(move |conn| Handler::find(conn, id)).await?;
     let layout = Layout::new(&admin, format!("Delete Handler #{}", handler.id), "handlers");
     render(StatusCode::OK, &DeleteHandlerPage { layout, handler })
 }

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     catalogue,
     db::{
-        DbConnection, QueryResult,
+        QueryResult, Read,
         deliveries::Delivery,
         handlers::Handler,
         logs::{Cursor, ExecutionLog, LogFilter},
@@ -156,10 +156,7 @@ impl LogRow {
     }
 }
 
-pub(super) fn handler_names(
-    conn: &mut DbConnection,
-    ids: impl Iterator<Item = i64>,
-) -> QueryResult<HashMap<i64, String>> {
+pub(super) fn handler_names(conn: &mut Read<'_>, ids: impl Iterator<Item = i64>) -> QueryResult<HashMap<i64, String>> {
     let mut ids: Vec<i64> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
@@ -193,7 +190,7 @@ async fn show_logs(
     let only_failures = query.outcome.trim() == FAILURES;
     let (page, names) = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let page = if only_failures {
                 ExecutionLog::page_failures(conn, &filter, cursor, PER_PAGE)?
             } else {
@@ -251,7 +248,7 @@ pub async fn list_handler_logs(
     query: web::Query<LogQuery>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let handler = state.db.run(move |conn| Handler::find(conn, id)).await?;
+    let handler = state.db.read(move |conn| Handler::find(conn, id)).await?;
     show_logs(&state, &admin, query.into_inner(), Some(handler)).await
 }
 
@@ -306,7 +303,7 @@ pub async fn show_log(
     let log_id = log_id.into_inner();
     let (log, delivery, others, handler) = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let log = ExecutionLog::find(conn, log_id)?;
             let delivery = Delivery::find_optional(conn, log.delivery_id)?;
             let others = ExecutionLog::for_delivery(conn, log.delivery_id)?;

@@ -81,8 +81,8 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let figures = crate::dispatcher::DatabaseFigures {
-        sqlite_write_commits: state.db.write_commits(),
-        unfinished_deliveries: state.db.run(crate::db::deliveries::Delivery::count_unfinished).await.ok(),
+        sqlite_writer: state.db.writer_counts(),
+        unfinished_deliveries: state.db.read(crate::db::deliveries::Delivery::count_unfinished).await.ok(),
     };
     let text = state.dispatcher().metrics().prometheus(&figures);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)

@@ -33,7 +33,7 @@ impl CurrentAdmin {
     /// Leaves a message for the next page this administrator sees.
     pub async fn flash(&self, state: &AppState, message: String) -> AppResult<()> {
         let hash = self.token_hash.clone();
-        state.db.run(move |conn| Session::set_flash(conn, &hash, Some(&message))).await?;
+        state.db.write(move |conn| Session::set_flash(conn, &hash, Some(&message))).await?;
         Ok(())
     }
 
@@ -43,23 +43,25 @@ impl CurrentAdmin {
         let token = req.cookie(SESSION_COOKIE).ok_or_else(signed_out)?.value().to_owned();
         let hash = security::sha256_hex(&token);
         let ttl = TimeDelta::from_std(state.settings.session_ttl).unwrap_or(TimeDelta::hours(12));
-        let found = state
-            .db
-            .run(move |conn| {
-                let Some(session) = Session::find_live(conn, &hash)? else {
-                    return Ok(None);
-                };
-                if session.flash.is_some() {
-                    Session::set_flash(conn, &hash, None)?;
-                }
-                // Slide the expiry, at most once per tenth of the lifetime.
-                if session.expires_at - now() < ttl - ttl / 10 {
-                    Session::extend(conn, &hash, now() + ttl)?;
-                }
-                Ok(Some(session))
-            })
-            .await?;
-        let session = found.ok_or_else(signed_out)?;
+        let lookup = hash.clone();
+        let session = state.db.read(move |conn| Session::find_live(conn, &lookup)).await?.ok_or_else(signed_out)?;
+        // The flash is shown once; the expiry slides, at most once per tenth
+        // of the lifetime.
+        let (shown, slide) = (session.flash.is_some(), session.expires_at - now() < ttl - ttl / 10);
+        if shown || slide {
+            state
+                .db
+                .write(move |conn| {
+                    if shown {
+                        Session::set_flash(conn, &hash, None)?;
+                    }
+                    if slide {
+                        Session::extend(conn, &hash, now() + ttl)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
         Ok(Self { token_hash: session.token_hash, csrf_token: session.csrf_token, flash: session.flash })
     }
 

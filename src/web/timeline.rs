@@ -76,7 +76,7 @@ pub async fn show_timeline(
         let (e, o) = (entity.clone(), object_id.clone());
         let (events, logs, names) = state
             .db
-            .run(move |conn| {
+            .read(move |conn| {
                 let events = Event::for_object(conn, &e, &o, TIMELINE_LIMIT)?;
                 let logs = ExecutionLog::for_object(conn, &e, &o, TIMELINE_LIMIT)?;
                 let names = handler_names(conn, logs.iter().map(|l| l.handler_id))?;

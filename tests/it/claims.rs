@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use diesel::RunQueryDsl;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -172,21 +171,13 @@ async fn a_chain_whose_turn_came_unseen_goes_at_the_next_start(db: TestDb) {
     let db = app.stopped().await;
 
     // The head's attempt ended elsewhere, without the next one made due.
-    let direct = provisiond::db::Db::connect(&db.url, 1).unwrap();
     let head = stuck["id"].as_i64().unwrap();
-    let ended = direct
-        .run(move |conn| {
-            diesel::sql_query(format!(
-                "UPDATE deliveries SET state = 'succeeded', attempts = 1, first_attempt_done = TRUE,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE handler_id = {head}"
-            ))
-            .execute(conn)
-        })
-        .await
-        .unwrap();
+    let ended = db.raw_sql(&format!(
+        "UPDATE deliveries SET state = 'succeeded', attempts = 1, first_attempt_done = TRUE,
+             lease_owner = NULL, lease_until = NULL
+         WHERE handler_id = {head}"
+    ));
     assert_eq!(ended, 1);
-    drop(direct);
 
     let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), no_sweep).await;
     sink.wait_for("/next", 1, Duration::from_secs(10)).await;

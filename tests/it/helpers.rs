@@ -51,6 +51,19 @@ pub struct TestDb {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestDb {
+    /// Runs SQL on the database over a connection of the test's own.
+    pub fn raw_sql(&self, sql: &str) -> usize {
+        use diesel::{SqliteConnection, connection::SimpleConnection};
+        match self.url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let mut conn = SqliteConnection::establish(path).unwrap();
+                conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+                diesel::sql_query(sql).execute(&mut conn).unwrap()
+            }
+            None => diesel::sql_query(sql).execute(&mut PgConnection::establish(&self.url).unwrap()).unwrap(),
+        }
+    }
+
     /// `None` (with a note) when PostgreSQL is not reachable on a developer
     /// machine; a panic when CI requires it (`TEST_DATABASE_URL` or `PG_REQUIRED=1` set).
     pub fn new(backend: Backend) -> Option<Self> {
@@ -222,15 +235,7 @@ impl TestApp {
     /// Runs SQL on the server's database over a connection of the test's
     /// own (for set-ups no API makes: a backlog of a million rows).
     pub fn raw_sql(&self, sql: &str) -> usize {
-        use diesel::{SqliteConnection, connection::SimpleConnection};
-        match self._db.url.strip_prefix("sqlite://") {
-            Some(path) => {
-                let mut conn = SqliteConnection::establish(path).unwrap();
-                conn.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
-                diesel::sql_query(sql).execute(&mut conn).unwrap()
-            }
-            None => diesel::sql_query(sql).execute(&mut PgConnection::establish(&self._db.url).unwrap()).unwrap(),
-        }
+        self._db.raw_sql(sql)
     }
 
     pub fn url(&self, path: &str) -> String {

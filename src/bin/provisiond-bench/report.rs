@@ -182,8 +182,8 @@ impl Report<'_> {
         let commits = self.metric("provisiond_sqlite_write_commits_total");
         if commits > 0.0 {
             println!(
-                "                        {:.2} of these per SQLite commit ({:.0} commits)",
-                (ingests + claims + records) / commits,
+                "                        {:.2} writes per SQLite commit ({:.0} commits)",
+                self.metric("provisiond_sqlite_writes_total") / commits,
                 commits
             );
         }
