@@ -42,7 +42,14 @@ impl<'c> std::ops::DerefMut for Write<'c> {
     }
 }
 
-impl Write<'_> {
+impl<'c> Write<'c> {
+    /// A write of one statement on PostgreSQL, outside `BEGIN`/`COMMIT`:
+    /// PostgreSQL runs a statement as a transaction of its own, atomic, and
+    /// the two round trips are saved (see [`super::Db::bookkeep_one`]).
+    pub(super) fn one_statement(conn: &'c mut DbConnection) -> Self {
+        Write(Read(conn))
+    }
+
     /// Runs `f` as one unit inside the transaction (a savepoint): an error
     /// of `f` undoes `f`'s writes only, and the transaction goes on (on
     /// PostgreSQL a failed statement would otherwise abort all of it).

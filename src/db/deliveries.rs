@@ -200,7 +200,8 @@ impl Delivery {
         deliveries::table.find(id).first(conn.db()).optional()
     }
 
-    /// Extends the leases of the deliveries `ids` that `owner` is attempting.
+    /// Extends the leases of the deliveries `ids` that `owner` is attempting
+    /// (one statement).
     pub fn renew_leases(
         conn: &mut Write<'_>,
         owner: &str,
@@ -216,7 +217,7 @@ impl Delivery {
     }
 
     /// Hands claimed deliveries whose attempts never started back, due at
-    /// once and uncounted.
+    /// once and uncounted (one statement).
     pub fn release(conn: &mut Write<'_>, owner: &str, ids: &[i64]) -> QueryResult<usize> {
         GIVE_BACK
             .on(conn.db())

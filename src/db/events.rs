@@ -192,7 +192,8 @@ impl Event {
     }
 
     /// Stores many events (none with an idempotency key) and their deliveries
-    /// in one transaction: a group commit. Returns one answer per event, in order.
+    /// in one transaction: a group commit. Returns one answer per event, in
+    /// order. One statement on PostgreSQL (for [`crate::db::Db::ingest_one`]).
     pub fn ingest_batch(conn: &mut Write<'_>, batch: &[ValidEvent], max_attempts: i32) -> QueryResult<Vec<Ingested>> {
         if batch.is_empty() {
             return Ok(Vec::new());

@@ -267,7 +267,7 @@ impl Db {
         F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.write_as(writer::Class::Other, Commit::Durable, f).await
+        self.write_as(writer::Class::Other, Some(Commit::Durable), f).await
     }
 
     /// [`Db::write`] for ingestion, whose client waits for the commit to be
@@ -278,7 +278,18 @@ impl Db {
         F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.write_as(writer::Class::Ingestion, Commit::Durable, f).await
+        self.write_as(writer::Class::Ingestion, Some(Commit::Durable), f).await
+    }
+
+    /// [`Db::ingest`] for a write that is one statement on PostgreSQL (the
+    /// group commit): PostgreSQL runs it as a transaction of its own, without
+    /// the round trips of `BEGIN` and `COMMIT`.
+    pub async fn ingest_one<F, T>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write_as(writer::Class::Ingestion, None, f).await
     }
 
     /// [`Db::write`] for the dispatcher's bookkeeping (claims, recorded
@@ -289,17 +300,30 @@ impl Db {
         F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.write_as(writer::Class::Other, Commit::Relaxed, f).await
+        self.write_as(writer::Class::Other, Some(Commit::Relaxed), f).await
     }
 
-    async fn write_as<F, T>(&self, class: writer::Class, commit: Commit, f: F) -> Result<T, DbError>
+    /// [`Db::bookkeep`] for a write that is one statement on PostgreSQL (the
+    /// claim, whose statement relaxes its own commit): a transaction of its
+    /// own there, without the round trips of `BEGIN` and `COMMIT`.
+    pub async fn bookkeep_one<F, T>(&self, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        match &self.writer {
-            Some(writer) => writer.run(f, class).await,
-            None => self.pooled(move |conn| transaction(conn, commit, f)).await,
+        self.write_as(writer::Class::Other, None, f).await
+    }
+
+    /// `commit`: `None` for a write of one statement on PostgreSQL.
+    async fn write_as<F, T>(&self, class: writer::Class, commit: Option<Commit>, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut Write<'_>) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match (&self.writer, commit) {
+            (Some(writer), _) => writer.run(f, class).await,
+            (None, Some(commit)) => self.pooled(move |conn| transaction(conn, commit, f)).await,
+            (None, None) => self.pooled(move |conn| f(&mut Write::one_statement(conn))).await,
         }
     }
 

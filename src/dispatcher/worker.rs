@@ -224,7 +224,7 @@ async fn claim(shared: &Arc<Shared>) -> Vec<Claimed> {
     let started = Instant::now();
     let result = shared
         .db
-        .bookkeep(move |conn| {
+        .bookkeep_one(move |conn| {
             let running = std::time::Instant::now();
             Delivery::claim(conn, &owner, lease_until, &limits).map(|claimed| (claimed, running.elapsed()))
         })
@@ -266,7 +266,7 @@ async fn keep_what_fits(shared: &Arc<Shared>, claimed: Vec<Claimed>) -> Vec<Clai
     }
     if !give_back.is_empty() {
         let owner = shared.owner.clone();
-        if let Err(e) = shared.db.bookkeep(move |conn| Delivery::release(conn, &owner, &give_back)).await {
+        if let Err(e) = shared.db.bookkeep_one(move |conn| Delivery::release(conn, &owner, &give_back)).await {
             tracing::warn!(error = %cause_chain(&e), "cannot hand deliveries back; their leases will expire");
         }
     }
@@ -339,7 +339,7 @@ async fn renew(shared: &Arc<Shared>) {
     }
     let owner = shared.owner.clone();
     let until = now() + TimeDelta::from_std(shared.settings.lease).unwrap_or(TimeDelta::seconds(30));
-    if let Err(e) = shared.db.bookkeep(move |conn| Delivery::renew_leases(conn, &owner, &running, until)).await {
+    if let Err(e) = shared.db.bookkeep_one(move |conn| Delivery::renew_leases(conn, &owner, &running, until)).await {
         tracing::warn!(error = %cause_chain(&e), "cannot renew leases");
     }
 }

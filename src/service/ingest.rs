@@ -74,7 +74,7 @@ async fn write_batch(db: &Db, dispatcher: &Dispatcher, max_attempts: i32, plain:
         return 0;
     }
     let events: Vec<ValidEvent> = plain.iter().map(|j| j.event.clone()).collect();
-    let result = db.ingest(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
+    let result = db.ingest_one(move |conn| Event::ingest_batch(conn, &events, max_attempts)).await;
     dispatcher.metrics().ingest_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match result {
         Ok(answers) => {
