@@ -18,7 +18,7 @@ use crate::{
     diagnostics::cause_chain,
     dispatcher::{DispatchSettings, Dispatcher},
     security,
-    service::AppState,
+    service::{AppState, Role, tokens::BOOTSTRAP_MIN_CHARS},
     web as pages,
 };
 
@@ -126,8 +126,7 @@ impl Application {
         let server = self.server.take().expect("run once");
         let dispatcher = self.state.dispatcher().clone();
         let dispatching = tokio::spawn(async move { dispatcher.run().await });
-        let housekeeping =
-            tokio::spawn(crate::maintenance::run(self.state.db.clone(), self.state.settings.log_retention));
+        let housekeeping = tokio::spawn(crate::maintenance::run(self.state.db.clone(), self.state.settings.clone()));
         let signals = tokio::spawn(async move {
             wait_for_signal().await;
             stopper.stop().await;
@@ -205,6 +204,12 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
     let lookup = username.clone();
     let existing = db.read(move |conn| Admin::find_by_username(conn, &lookup)).await?;
     let configured = settings.admin_password.clone().filter(|p| !p.is_empty());
+    if let Some(admin) = existing.as_ref().filter(|a| a.role != Role::Admin.as_str()) {
+        // The bootstrap administrator is the way back in: it stays an admin.
+        let id = admin.id;
+        db.write(move |conn| Admin::set_role(conn, id, Role::Admin.as_str())).await?;
+        tracing::warn!(user = ?username, "the bootstrap administrator (PROVISIOND_ADMIN_USER) had lost the admin role; restored");
+    }
     match (existing, configured) {
         (Some(admin), Some(password)) => {
             let hash = admin.password_hash.clone();
@@ -213,7 +218,7 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
                 let password = settings.admin_password.clone().unwrap_or_default();
                 let hash = blocking(move || security::hash_password(&password)).await?.map_err(StartupError::Setup)?;
                 db.write(move |conn| Admin::set_password_hash(conn, admin.id, &hash)).await?;
-                tracing::info!(user = %username, "administrator password set from PROVISIOND_ADMIN_PASSWORD");
+                tracing::info!(user = ?username, "administrator password set from PROVISIOND_ADMIN_PASSWORD");
             }
         }
         (Some(_), None) => {}
@@ -223,7 +228,7 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
             let to_hash = password.clone();
             let hash = blocking(move || security::hash_password(&to_hash)).await?.map_err(StartupError::Setup)?;
             let user = username.clone();
-            match db.write(move |conn| Admin::create(conn, &user, &hash)).await {
+            match db.write(move |conn| Admin::create(conn, &user, &hash, Role::Admin.as_str())).await {
                 Ok(_) => {}
                 // Another process sharing the database created it at the same moment.
                 Err(e) if e.is_unique_violation() => return Ok(()),
@@ -235,7 +240,7 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
                      (shown once; set PROVISIOND_ADMIN_PASSWORD to choose your own)\n"
                 );
             } else {
-                tracing::info!(user = %username, "administrator created");
+                tracing::info!(user = ?username, "administrator created");
             }
         }
     }
@@ -245,6 +250,12 @@ async fn ensure_admin(db: &Db, settings: &Settings) -> Result<(), StartupError> 
 /// The API token's hash: from PROVISIOND_API_TOKEN, or generated at first start and printed once.
 async fn ensure_api_token(db: &Db, settings: &Settings) -> Result<String, StartupError> {
     if let Some(token) = settings.api_token.as_deref().filter(|t| !t.is_empty()) {
+        if token.chars().count() < BOOTSTRAP_MIN_CHARS || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(StartupError::Setup(format!(
+                "PROVISIOND_API_TOKEN must be at least {BOOTSTRAP_MIN_CHARS} characters, without spaces \
+                 (it is an admin token: a short one can be guessed)"
+            )));
+        }
         return Ok(security::sha256_hex(token));
     }
     let stored = db.read(|conn| db::settings::get(conn, db::settings::API_TOKEN_SHA256)).await?;

@@ -41,9 +41,15 @@ pub struct Settings {
     #[arg(long, env = "PROVISIOND_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
 
-    /// Bearer token for /api/v1; when unset, one is generated and printed once at first start.
+    /// The bootstrap `admin` bearer token for /api/v1 (at least 24 characters);
+    /// when unset, one is generated and printed once at first start. Named,
+    /// scoped tokens are made in Settings → API tokens.
     #[arg(long, env = "PROVISIOND_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+
+    /// Serve /metrics without a token (else it needs a `read` or `admin` bearer token).
+    #[arg(long, env = "PROVISIOND_METRICS_PUBLIC", default_value_t = false)]
+    pub metrics_public: bool,
 
     /// Largest accepted request body for the API, in bytes.
     #[arg(long, env = "PROVISIOND_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -96,6 +102,26 @@ pub struct Settings {
     /// How long an administrator stays signed in without activity, e.g. `12h`.
     #[arg(long, env = "PROVISIOND_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
     pub session_ttl: Duration,
+
+    /// The absolute lifetime of a session, however active: past it the user signs in again.
+    #[arg(long, env = "PROVISIOND_SESSION_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub session_max_age: Duration,
+
+    /// Failed sign-ins for one user name, within the lockout, after which it cannot sign in until the lockout ends.
+    #[arg(long, env = "PROVISIOND_LOGIN_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub login_max_failures: u32,
+
+    /// Failed sign-ins from one client address (any user names), within the lockout, after which it cannot sign in until the lockout ends.
+    #[arg(long, env = "PROVISIOND_LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub login_max_failures_per_address: u32,
+
+    /// The window failed sign-ins are counted in, and how long a lockout lasts.
+    #[arg(long, env = "PROVISIOND_LOGIN_LOCKOUT", default_value = "15m", value_parser = parse_duration)]
+    pub login_lockout: Duration,
+
+    /// How long audit log entries are kept.
+    #[arg(long, env = "PROVISIOND_AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration)]
+    pub audit_retention: Duration,
 
     /// Mark cookies `Secure` (set this when the UI is served over HTTPS, e.g. behind a TLS proxy).
     #[arg(long, env = "PROVISIOND_SECURE_COOKIES", default_value_t = false)]

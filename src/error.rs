@@ -28,6 +28,11 @@ pub enum AppError {
     BadRequest(String),
     #[error("This form has expired or did not come from this site. Reload the page and try again.")]
     Csrf,
+    /// The signed-in user's role may not do this; the message says what.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     NotFound(String),
     #[error("The database is unavailable at the moment; try again in a few seconds.")]
@@ -43,6 +48,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// The token's scope does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -97,9 +105,12 @@ impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::Invalid(errors) => ApiError::Unprocessable {
-                message: "the handler is not valid; see `errors` by field".into(),
+                message: "the input is not valid; see `errors` by field".into(),
                 errors: Some(errors),
             },
+            Refusal::Forbidden(_) => ApiError::Forbidden(refusal.to_string()),
+            Refusal::Conflict(m) => ApiError::Conflict(m),
+            Refusal::Internal(m) => ApiError::Internal(m),
             Refusal::Envelope(EnvelopeError::Malformed(m)) => ApiError::BadRequest(m),
             Refusal::Envelope(EnvelopeError::Invalid(m)) => ApiError::Unprocessable { message: m, errors: None },
             Refusal::NotFound(_) => ApiError::NotFound(refusal.to_string()),
@@ -120,6 +131,9 @@ impl From<Refusal> for AppError {
                 AppError::NotFound(format!("There is no {missing}; it may have been deleted."))
             }
             Refusal::Db(e) => e.into(),
+            Refusal::Forbidden(m) => AppError::Forbidden(format!("You may not do this: {m}.")),
+            Refusal::Conflict(m) => AppError::Conflict(format!("{}.", capitalized(&m))),
+            Refusal::Internal(m) => AppError::Internal(m),
             Refusal::ShuttingDown => AppError::Unavailable(refusal.to_string()),
             Refusal::Invalid(_) | Refusal::Envelope(_) | Refusal::NotFinished(_) | Refusal::KeyReused(_) => {
                 AppError::BadRequest(format!("{}.", capitalized(&refusal.to_string())))
@@ -145,7 +159,8 @@ impl ResponseError for AppError {
         match self {
             AppError::SignedOut { .. } => StatusCode::SEE_OTHER,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Csrf | AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -178,6 +193,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,5 +1,6 @@
 //! Background upkeep: retention of execution logs, finished deliveries and
-//! their events; expired sessions and idempotency keys.
+//! their events, and of the audit log (its own, longer); expired sessions,
+//! old sign-in failures and idempotency keys.
 //!
 //! Deletes go in small batches with a pause between, so writers (ingestion,
 //! the dispatcher's recorder) get the database in between.
@@ -9,7 +10,11 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use crate::{
-    db::{Db, QueryResult, Write, deliveries::Delivery, events::Event, logs::ExecutionLog, now, sessions::Session},
+    config::Settings,
+    db::{
+        Db, QueryResult, Write, audit::AuditEntry, deliveries::Delivery, events::Event, logs::ExecutionLog, now,
+        sessions::Session, signins,
+    },
     diagnostics::cause_chain,
 };
 
@@ -22,15 +27,20 @@ const PAUSE: Duration = Duration::from_millis(20);
 type PruneStep = fn(&mut Write<'_>, chrono::NaiveDateTime) -> QueryResult<usize>;
 
 /// Runs the upkeep every so often, for ever.
-pub async fn run(db: Db, retention: Duration) {
+pub async fn run(db: Db, settings: Settings) {
+    let retention = settings.log_retention;
     let every = (retention / 4).clamp(Duration::from_millis(200), Duration::from_secs(600));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let delta = |d: Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::days(365));
+    let (max_age, lockout) = (delta(settings.session_max_age), delta(settings.login_lockout));
     loop {
         tick.tick().await;
         prune(&db, retention).await;
+        prune_audit(&db, settings.audit_retention).await;
         for (what, result) in [
-            ("expired sessions", db.write(Session::delete_expired).await),
+            ("expired sessions", db.write(move |c| Session::delete_expired(c, max_age)).await),
+            ("old sign-in failures", db.write(move |c| signins::prune(c, now() - lockout)).await),
             ("old idempotency keys", db.write(Event::prune_idempotency_keys).await),
             ("old hourly counts", db.write(crate::db::logs::prune_stats).await),
         ] {
@@ -50,7 +60,17 @@ pub async fn prune(db: &Db, retention: Duration) {
         ("finished deliveries", |c, t| Delivery::prune_finished(c, t, BATCH)),
         ("events", |c, t| Event::prune_undelivered(c, t, BATCH)),
     ];
-    for (what, step) in steps {
+    prune_steps(db, before, &steps).await;
+}
+
+/// Removes the audit log's entries older than its retention.
+pub async fn prune_audit(db: &Db, retention: Duration) {
+    let before = now() - TimeDelta::from_std(retention).unwrap_or(TimeDelta::days(365));
+    prune_steps(db, before, &[("audit log entries", |c, t| AuditEntry::prune(c, t, BATCH))]).await;
+}
+
+async fn prune_steps(db: &Db, before: chrono::NaiveDateTime, steps: &[(&str, PruneStep)]) {
+    for &(what, step) in steps {
         let mut removed = 0;
         loop {
             match db.write(move |conn| step(conn, before)).await {

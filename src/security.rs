@@ -25,6 +25,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization: Bearer …` header, if there is one.
+pub fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    headers
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// An argon2id hash in PHC format.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut OsRng);
@@ -36,6 +46,21 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
+}
+
+/// An argon2id hash (default parameters) of a random password nobody knows,
+/// made once per process.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&random_token()).expect("argon2 hashes with its default parameters"))
+}
+
+/// True when `password` matches `hash`; with no hash (an unknown user) the
+/// password is checked against [`dummy_hash`], so both answers cost the same
+/// argon2 computation and timing does not tell which user names exist.
+pub fn verify_password_or_dummy(password: &str, hash: Option<&str>) -> bool {
+    let verified = verify_password(password, hash.unwrap_or_else(|| dummy_hash()));
+    verified && hash.is_some()
 }
 
 /// A password for a first start without one configured: 20 URL-safe characters.
@@ -54,6 +79,22 @@ mod tests {
         assert!(verify_password("correct horse", &hash));
         assert!(!verify_password("correct horsE", &hash));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn an_unknown_user_costs_a_real_argon2_check() {
+        // The dummy hash parses, with the parameters every stored hash has:
+        // verifying against it runs argon2 in full (a hash that fails to
+        // parse would answer at once: the timing leak this prevents).
+        let dummy = PasswordHash::new(dummy_hash()).expect("the dummy hash parses");
+        let real_hash = hash_password("correct horse").unwrap();
+        let real = PasswordHash::new(&real_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+        assert!(!verify_password_or_dummy("anything", None));
+        assert!(verify_password_or_dummy("correct horse", Some(&real_hash)));
+        assert!(!verify_password_or_dummy("wrong", Some(&real_hash)));
     }
 
     #[test]

@@ -1,36 +1,43 @@
-//! The bearer token of `/api/v1`.
+//! The bearer token of `/api/v1`: a named, scoped token or the bootstrap one.
 
-use std::{future::Ready, future::ready};
+use std::{future::Future, pin::Pin};
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::Method, web};
 
-use crate::{error::ApiError, security, service::AppState};
+use crate::{
+    error::ApiError,
+    security,
+    service::{Action, Actor, AppState},
+};
 
-/// Proof that the request carried the API token.
-pub struct ApiClient;
+/// The actor of an API request. A read (GET, HEAD) is checked here for
+/// [`Action::Read`]; every change is checked by its use case.
+pub struct ApiClient {
+    pub actor: Actor,
+}
 
 impl FromRequest for ApiClient {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(check(req))
+        let req = req.clone();
+        Box::pin(async move {
+            let state =
+                req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal("state missing".into()))?.clone();
+            let actor = authenticate(&req, &state).await?.ok_or(ApiError::Unauthorized)?;
+            if matches!(*req.method(), Method::GET | Method::HEAD) {
+                actor.must(Action::Read)?;
+            }
+            Ok(ApiClient { actor })
+        })
     }
 }
 
-fn check(req: &HttpRequest) -> Result<ApiClient, ApiError> {
-    let state = req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal("state missing".into()))?;
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or(ApiError::Unauthorized)?;
-    let hash = security::sha256_hex(token);
-    if security::constant_time_eq(hash.as_bytes(), state.api_token_hash.as_bytes()) {
-        Ok(ApiClient)
-    } else {
-        Err(ApiError::Unauthorized)
+/// The actor of the request's `Authorization: Bearer` token, if it is valid.
+pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Option<Actor>, ApiError> {
+    match security::bearer_token(req.headers()) {
+        Some(token) => Ok(state.authenticate(token).await?),
+        None => Ok(None),
     }
 }

@@ -9,10 +9,10 @@ use crate::{error::ApiResult, service::AppState};
 /// delivery gets one more attempt, at once → 202 with the delivery.
 /// One still pending or in flight → 409.
 pub async fn retry_delivery(
-    _: ApiClient,
+    client: ApiClient,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let delivery = state.retry_delivery(parse_id(&id)?).await?;
+    let delivery = state.retry_delivery(&client.actor, parse_id(&id)?).await?;
     Ok(HttpResponse::Accepted().json(DeliveryOut::from(delivery)))
 }

@@ -21,14 +21,15 @@ const IDEMPOTENCY_KEY_MAX: usize = 255;
 /// `POST /api/v1/events` → 202 `{"id", "deliveries"}`, once the event and a
 /// delivery for every handler enabled for it are committed.
 pub async fn ingest_event(
-    _: ApiClient,
+    client: ApiClient,
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let idempotency_key = idempotency_key(&req)?;
     let body = read_body(payload, state.settings.max_body_bytes).await?;
-    let Ingested { id, deliveries, .. } = state.ingest(IngestRequest { body: &body, idempotency_key }).await?;
+    let Ingested { id, deliveries, .. } =
+        state.ingest(&client.actor, IngestRequest { body: &body, idempotency_key }).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/v1/events/{id}")))
         .json(IngestedOut { id, deliveries }))

@@ -77,7 +77,7 @@ pub struct ListQuery {
 
 /// `GET /api/v1/handlers`: filtered like the Advanced Search; sorted by priority then id.
 pub async fn list_handlers(
-    _: ApiClient,
+    client: ApiClient,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -107,29 +107,38 @@ pub async fn list_handlers(
     }
     let filter = HandlerFilter { events_id, handler_type, status };
     let (rows, total) = state.db.read(move |conn| Handler::list(conn, &filter, offset, limit)).await?;
-    Ok(HttpResponse::Ok().json(HandlerList { handlers: rows.into_iter().map(HandlerOut::from).collect(), total }))
+    Ok(HttpResponse::Ok()
+        .json(HandlerList { handlers: rows.into_iter().map(|h| HandlerOut::new(h, &client.actor)).collect(), total }))
 }
 
 /// `POST /api/v1/handlers` → 201 with the handler.
-pub async fn create_handler(_: ApiClient, state: web::Data<AppState>, body: web::Payload) -> ApiResult<HttpResponse> {
+pub async fn create_handler(
+    client: ApiClient,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
     let body = read_json_object(body, state.settings.max_body_bytes).await?;
     let form = merge_json(HandlerForm::default(), body).map_err(invalid)?;
-    let handler = state.create_handler(&form).await?;
+    let handler = state.create_handler(&client.actor, &form).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/handlers/{}", handler.id)))
-        .json(HandlerOut::from(handler)))
+        .json(HandlerOut::new(handler, &client.actor)))
 }
 
-pub async fn get_handler(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn get_handler(
+    client: ApiClient,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
     let handler = state.db.read(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
-    Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
+    Ok(HttpResponse::Ok().json(HandlerOut::new(handler, &client.actor)))
 }
 
 /// `PATCH /api/v1/handlers/{id}`: the fields given replace the stored ones; the
 /// result must pass every rule.
 pub async fn update_handler(
-    _: ApiClient,
+    client: ApiClient,
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: web::Payload,
@@ -138,25 +147,29 @@ pub async fn update_handler(
     let body = read_json_object(body, state.settings.max_body_bytes).await?;
     let handler = state.db.read(move |conn| Handler::find(conn, id)).await.map_err(not_found(id))?;
     let form = merge_json(handler.to_form(), body).map_err(invalid)?;
-    let handler = state.update_handler(id, &form).await?;
-    Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
+    let handler = state.update_handler(&client.actor, id, &form).await?;
+    Ok(HttpResponse::Ok().json(HandlerOut::new(handler, &client.actor)))
 }
 
 pub async fn delete_handler(
-    _: ApiClient,
+    client: ApiClient,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
-    state.delete_handler(id).await?;
+    state.delete_handler(&client.actor, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /api/v1/handlers/{id}/secret`: a new signing secret, returned with the handler.
-pub async fn rotate_secret(_: ApiClient, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn rotate_secret(
+    client: ApiClient,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
-    let handler = state.rotate_handler_secret(id).await?;
-    Ok(HttpResponse::Ok().json(HandlerOut::from(handler)))
+    let handler = state.rotate_handler_secret(&client.actor, id).await?;
+    Ok(HttpResponse::Ok().json(HandlerOut::new(handler, &client.actor)))
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,10 +1,12 @@
 //! The JSON API under `/api/v1` (DESIGN §6), behind a bearer token.
 
+pub mod audit;
 pub mod auth;
 pub mod deliveries;
 pub mod events;
 pub mod handlers;
 pub mod shapes;
+pub mod tokens;
 
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
@@ -25,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/handlers/{id}", web::delete().to(handlers::delete_handler))
             .route("/handlers/{id}/secret", web::post().to(handlers::rotate_secret))
             .route("/handlers/{id}/logs", web::get().to(handlers::list_handler_logs))
+            .route("/tokens", web::get().to(tokens::list_tokens))
+            .route("/tokens", web::post().to(tokens::create_token))
+            .route("/tokens/{id}", web::delete().to(tokens::revoke_token))
+            .route("/audit", web::get().to(audit::list_audit))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such API route".into()))
             })),

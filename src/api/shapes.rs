@@ -8,15 +8,18 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
 use crate::{
-    db::{deliveries::Delivery, events::Event, handlers::Handler, logs::ExecutionLog},
+    db::{
+        audit::AuditEntry, deliveries::Delivery, events::Event, handlers::Handler, logs::ExecutionLog, tokens::ApiToken,
+    },
     domain::{DeliveryState, HandlerStatus, HandlerType, Outcome},
+    service::{Action, Actor},
 };
 
 fn utc(t: NaiveDateTime) -> DateTime<Utc> {
     t.and_utc()
 }
 
-/// A handler (DESIGN §3.2, `secret` included).
+/// A handler (DESIGN §3.2), `secret` included for an actor who may see it.
 #[derive(Debug, Serialize)]
 pub struct HandlerOut {
     pub id: i64,
@@ -30,13 +33,16 @@ pub struct HandlerOut {
     pub timeout_ms: i32,
     /// Its ordering group (DESIGN §4.4); `null`: its target is.
     pub ordering_group: Option<String>,
-    pub secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<Handler> for HandlerOut {
-    fn from(h: Handler) -> Self {
+impl HandlerOut {
+    /// The handler as `actor` may see it: without the secret unless they
+    /// may see secrets ([`Action::SeeSecrets`]).
+    pub fn new(h: Handler, actor: &Actor) -> Self {
         Self {
             id: h.id,
             name: h.name,
@@ -47,7 +53,7 @@ impl From<Handler> for HandlerOut {
             priority: h.priority,
             timeout_ms: h.timeout_ms,
             ordering_group: h.ordering_group,
-            secret: h.secret,
+            secret: actor.may(Action::SeeSecrets).then_some(h.secret),
             created_at: utc(h.created_at),
             updated_at: utc(h.updated_at),
         }
@@ -189,4 +195,75 @@ impl EventOut {
             deliveries: deliveries.into_iter().map(DeliveryOut::from).collect(),
         }
     }
+}
+
+/// An API token as listed: never the token itself.
+#[derive(Debug, Serialize)]
+pub struct TokenOut {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    /// The token's first characters, to tell tokens apart.
+    pub prefix: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiToken> for TokenOut {
+    fn from(t: ApiToken) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            scope: t.scope,
+            prefix: t.prefix,
+            created_by: t.created_by,
+            created_at: utc(t.created_at),
+            last_used_at: t.last_used_at.map(utc),
+            revoked_at: t.revoked_at.map(utc),
+        }
+    }
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Serialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenOut>,
+}
+
+/// `POST /api/v1/tokens` → 201: the token, shown this once.
+#[derive(Debug, Serialize)]
+pub struct TokenCreated {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub token: String,
+}
+
+/// One audit log entry.
+#[derive(Debug, Serialize)]
+pub struct AuditOut {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// Field → `{"old", "new"}`, secrets redacted.
+    pub changes: serde_json::Value,
+}
+
+impl From<AuditEntry> for AuditOut {
+    fn from(e: AuditEntry) -> Self {
+        let changes = serde_json::from_str(&e.changes).unwrap_or(serde_json::Value::String(e.changes));
+        Self { id: e.id, at: utc(e.at), actor: e.actor, action: e.action, target: e.target, changes }
+    }
+}
+
+/// `GET /api/v1/audit`: newest first.
+#[derive(Debug, Serialize)]
+pub struct AuditList {
+    pub entries: Vec<AuditOut>,
+    /// Whether older entries follow (pass the last `id` as `before`).
+    pub more: bool,
 }

@@ -17,6 +17,7 @@ use super::{
     DbConnection, Read, Write, now,
     prepared::cached,
     schema::{execution_logs, handler_stats},
+    text::contains_pattern,
 };
 
 #[derive(Debug, Clone, Queryable, Identifiable, Serialize)]
@@ -145,11 +146,6 @@ pub struct LogPage {
 }
 
 /// `LIKE` pattern for a literal text.
-fn contains_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
 impl ExecutionLog {
     fn filtered(filter: &LogFilter) -> execution_logs::BoxedQuery<'static, super::MultiBackend> {
         let mut q = execution_logs::table.into_boxed();
@@ -400,16 +396,5 @@ impl HandlerHealth {
             }
         }
         Ok(health)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::contains_pattern;
-
-    #[test]
-    fn like_patterns_match_the_text_literally() {
-        assert_eq!(contains_pattern("timeout"), "%timeout%");
-        assert_eq!(contains_pattern("100%_x\\"), "%100\\%\\_x\\\\%");
     }
 }

@@ -8,6 +8,7 @@
 
 mod access;
 pub(crate) mod admins;
+pub(crate) mod audit;
 pub(crate) mod claims;
 pub(crate) mod deliveries;
 pub(crate) mod events;
@@ -23,8 +24,10 @@ pub mod scratch;
 pub mod seed;
 pub(crate) mod sessions;
 pub(crate) mod settings;
+pub(crate) mod signins;
 mod sqlite_lock;
 mod text;
+pub(crate) mod tokens;
 mod writer;
 
 use std::{

@@ -4,17 +4,16 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{Read, Write, now, schema::sessions};
+use super::{Read, Write, admins::Admin, now, schema::admins, schema::sessions};
 
 #[derive(Debug, Clone, Queryable)]
 #[diesel(table_name = sessions)]
 pub struct Session {
     pub token_hash: String,
-    #[allow(dead_code, reason = "a column of the row; sessions are found by their token")]
+    #[allow(dead_code, reason = "a column of the row; the account comes joined")]
     pub admin_id: i64,
     pub csrf_token: String,
     pub flash: Option<String>,
-    #[allow(dead_code, reason = "a column of the row; the idle expiry is what is checked")]
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
 }
@@ -39,11 +38,21 @@ impl Session {
             .map(drop)
     }
 
-    /// The live session of a token hash; an expired one is removed.
-    pub fn find_live(conn: &mut Read<'_>, token_hash: &str) -> QueryResult<Option<Session>> {
-        let found: Option<Session> = sessions::table.find(token_hash).first(conn.db()).optional()?;
+    /// The live session of a token hash, with its account: neither idle
+    /// past its expiry nor older than `max_age` (the absolute lifetime).
+    pub fn find_live(
+        conn: &mut Read<'_>,
+        token_hash: &str,
+        max_age: chrono::TimeDelta,
+    ) -> QueryResult<Option<(Session, Admin)>> {
+        let found: Option<(Session, Admin)> = sessions::table
+            .inner_join(admins::table)
+            .filter(sessions::token_hash.eq(token_hash))
+            .first(conn.db())
+            .optional()?;
         // An expired one is as good as gone; the upkeep removes it.
-        Ok(found.filter(|s| s.expires_at > now()))
+        let at = now();
+        Ok(found.filter(|(s, _)| s.expires_at > at && s.created_at + max_age > at))
     }
 
     /// Pushes the expiry forward (sliding sessions).
@@ -62,7 +71,10 @@ impl Session {
         diesel::delete(sessions::table.find(token_hash)).execute(conn.db()).map(drop)
     }
 
-    pub fn delete_expired(conn: &mut Write<'_>) -> QueryResult<usize> {
-        diesel::delete(sessions::table.filter(sessions::expires_at.le(now()))).execute(conn.db())
+    /// Removes the sessions idle past their expiry or older than `max_age`.
+    pub fn delete_expired(conn: &mut Write<'_>, max_age: chrono::TimeDelta) -> QueryResult<usize> {
+        let at = now();
+        diesel::delete(sessions::table.filter(sessions::expires_at.le(at).or(sessions::created_at.le(at - max_age))))
+            .execute(conn.db())
     }
 }

@@ -47,3 +47,24 @@ macro_rules! checked {
 }
 
 checked!(HandlerStatus, HandlerType);
+
+/// `text` with LIKE's wildcards escaped (by `\\`: use `.escape('\\')`).
+pub(super) fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// The LIKE pattern of a text that contains `text`.
+pub(super) fn contains_pattern(text: &str) -> String {
+    format!("%{}%", escape_like(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn like_patterns_match_the_text_literally() {
+        assert_eq!(contains_pattern("timeout"), "%timeout%");
+        assert_eq!(contains_pattern("100%_x\\"), "%100\\%\\_x\\\\%");
+    }
+}

@@ -1,4 +1,5 @@
-//! Human durations as the settings write them: `500ms`, `5s`, `2m`, `1h`, `30d`.
+//! Human durations as the settings write them: `500ms`, `5s`, `2m`, `1h`,
+//! `30d`; and the instants a filter is given (`2026-11-24`, `…T10:30`).
 
 use std::time::Duration;
 
@@ -21,6 +22,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     n.checked_mul(millis_per_unit).map(Duration::from_millis).ok_or_else(|| format!("`{text}` is too long"))
+}
+
+/// A date (`2026-11-24`), a date and time (`2026-11-24T10:30`, seconds
+/// optional) in UTC, or RFC 3339 with an offset. A bare date as the `end` of
+/// a range means the end of that day. Blank is `None`.
+pub fn parse_instant(text: &str, end: bool) -> Result<Option<chrono::NaiveDateTime>, String> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(t.naive_utc()));
+    }
+    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(Some(t));
+        }
+    }
+    match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(d) if end => Ok(d.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0))),
+        Ok(d) => Ok(d.and_hms_opt(0, 0, 0)),
+        Err(_) => Err(format!("`{text}` is not a date: use 2026-11-24 or 2026-11-24T10:30 (UTC).")),
+    }
 }
 
 #[cfg(test)]

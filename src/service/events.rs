@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use chrono::{SecondsFormat, Utc};
 
-use super::{AppState, Refusal};
+use super::{Action, Actor, AppState, Refusal};
 use crate::{
     db::events::{Answer, IdempotencyKey, Ingested},
     domain::envelope::parse_envelope,
@@ -23,7 +23,8 @@ impl AppState {
     /// Stores the event with a delivery for every handler enabled for it and
     /// wakes the dispatcher (the group-commit writer does, once per batch).
     /// A repeated post with the same key and body answers the first event.
-    pub async fn ingest(&self, request: IngestRequest<'_>) -> Result<Ingested, Refusal> {
+    pub async fn ingest(&self, actor: &Actor, request: IngestRequest<'_>) -> Result<Ingested, Refusal> {
+        actor.must(Action::Ingest)?;
         if self.stopping() {
             return Err(Refusal::ShuttingDown);
         }

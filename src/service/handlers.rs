@@ -1,7 +1,11 @@
 //! Creating, editing, enabling/disabling, deleting a handler and rotating its
-//! secret (DESIGN §3.2, §4.1, §4.8).
+//! secret (DESIGN §3.2, §4.1, §4.8), each with its audit entry.
 
-use super::{AppState, Missing, Refusal};
+use super::{
+    AppState, Missing, Refusal,
+    access::{Action, Actor},
+    audit::{self, handler_changes, handler_target},
+};
 use crate::{
     db::handlers::{Handler, HandlerChangeset, NewHandler},
     domain::{HandlerForm, HandlerStatus, signing::generate_secret},
@@ -10,22 +14,39 @@ use crate::{
 impl AppState {
     /// A new handler from its form, with a new signing secret. It applies to
     /// the next event: ingestion reads the handlers in its own statement.
-    pub async fn create_handler(&self, form: &HandlerForm) -> Result<Handler, Refusal> {
+    pub async fn create_handler(&self, actor: &Actor, form: &HandlerForm) -> Result<Handler, Refusal> {
+        actor.must(Action::EditHandlers)?;
         let valid = form.validate(&self.settings.scripts_dir).map_err(Refusal::Invalid)?;
         let new = NewHandler::new(valid, generate_secret());
-        let handler = self.db.write(move |conn| Handler::create(conn, &new)).await?;
-        tracing::info!(handler = handler.id, name = %handler.name, "handler created");
+        let actor = actor.clone();
+        let handler = self
+            .db
+            .write(move |conn| {
+                let handler = Handler::create(conn, &new)?;
+                let changes = handler_changes(None, Some(&handler));
+                audit::record(conn, &actor, "handler.create", &handler_target(&handler), changes)?;
+                Ok(handler)
+            })
+            .await?;
+        tracing::info!(handler = handler.id, name = ?handler.name, "handler created");
         Ok(handler)
     }
 
     /// Replaces handler `id` with the form's values; leaving `enabled`
     /// cancels its pending deliveries (rule 8).
-    pub async fn update_handler(&self, id: i64, form: &HandlerForm) -> Result<Handler, Refusal> {
+    pub async fn update_handler(&self, actor: &Actor, id: i64, form: &HandlerForm) -> Result<Handler, Refusal> {
+        actor.must(Action::EditHandlers)?;
         let valid = form.validate(&self.settings.scripts_dir).map_err(Refusal::Invalid)?;
         let changes = HandlerChangeset::from(valid);
+        let actor = actor.clone();
         let handler = self
             .db
-            .write(move |conn| Handler::update(conn, id, &changes))
+            .write(move |conn| {
+                let old = Handler::find(conn, id)?;
+                let handler = Handler::update(conn, id, &changes)?;
+                audit_change(conn, &actor, "handler.update", &old, &handler)?;
+                Ok(handler)
+            })
             .await
             .map_err(Refusal::or_missing(Missing::Handler(id)))?;
         tracing::info!(handler = handler.id, "handler updated");
@@ -37,15 +58,21 @@ impl AppState {
     /// Sets the status of handler `id`, or without one toggles it
     /// ([`HandlerStatus::toggled`]); leaving `enabled` cancels its pending
     /// deliveries (rule 8).
-    pub async fn set_handler_status(&self, id: i64, status: Option<HandlerStatus>) -> Result<Handler, Refusal> {
+    pub async fn set_handler_status(
+        &self,
+        actor: &Actor,
+        id: i64,
+        status: Option<HandlerStatus>,
+    ) -> Result<Handler, Refusal> {
+        actor.must(Action::ChangeStatus)?;
+        let actor = actor.clone();
         let handler = self
             .db
             .write(move |conn| {
-                let wanted = match status {
-                    Some(status) => status,
-                    None => Handler::find(conn, id)?.status.toggled(),
-                };
-                Handler::set_status(conn, id, wanted)
+                let old = Handler::find(conn, id)?;
+                let handler = Handler::set_status(conn, id, status.unwrap_or_else(|| old.status.toggled()))?;
+                audit_change(conn, &actor, "handler.status", &old, &handler)?;
+                Ok(handler)
             })
             .await
             .map_err(Refusal::or_missing(Missing::Handler(id)))?;
@@ -56,27 +83,56 @@ impl AppState {
     }
 
     /// Deletes handler `id` with its deliveries and logs.
-    pub async fn delete_handler(&self, id: i64) -> Result<Handler, Refusal> {
+    pub async fn delete_handler(&self, actor: &Actor, id: i64) -> Result<Handler, Refusal> {
+        actor.must(Action::EditHandlers)?;
+        let actor = actor.clone();
         let handler = self
             .db
-            .write(move |conn| Handler::delete(conn, id))
+            .write(move |conn| {
+                let handler = Handler::delete(conn, id)?;
+                let changes = handler_changes(Some(&handler), None);
+                audit::record(conn, &actor, "handler.delete", &handler_target(&handler), changes)?;
+                Ok(handler)
+            })
             .await
             .map_err(Refusal::or_missing(Missing::Handler(id)))?;
-        tracing::info!(handler = handler.id, name = %handler.name, "handler deleted");
+        tracing::info!(handler = handler.id, name = ?handler.name, "handler deleted");
         // The rest of its events' chains need not wait for it any more.
         self.dispatcher.wake();
         Ok(handler)
     }
 
     /// A new signing secret for handler `id`; the old one stops signing at once.
-    pub async fn rotate_handler_secret(&self, id: i64) -> Result<Handler, Refusal> {
+    pub async fn rotate_handler_secret(&self, actor: &Actor, id: i64) -> Result<Handler, Refusal> {
+        actor.must(Action::RotateSecrets)?;
         let secret = generate_secret();
+        let actor = actor.clone();
         let handler = self
             .db
-            .write(move |conn| Handler::set_secret(conn, id, &secret))
+            .write(move |conn| {
+                let old = Handler::find(conn, id)?;
+                let handler = Handler::set_secret(conn, id, &secret)?;
+                audit_change(conn, &actor, "handler.secret.rotate", &old, &handler)?;
+                Ok(handler)
+            })
             .await
             .map_err(Refusal::or_missing(Missing::Handler(id)))?;
         tracing::info!(handler = handler.id, "handler secret rotated");
         Ok(handler)
     }
+}
+
+/// Records a change of a handler, unless nothing changed.
+fn audit_change(
+    conn: &mut crate::db::Write<'_>,
+    actor: &Actor,
+    action: &str,
+    old: &Handler,
+    new: &Handler,
+) -> crate::db::QueryResult<()> {
+    let changes = handler_changes(Some(old), Some(new));
+    if changes.as_object().is_some_and(|c| c.is_empty()) {
+        return Ok(());
+    }
+    audit::record(conn, actor, action, &handler_target(new), changes)
 }

@@ -1,24 +1,31 @@
-//! The use cases: every change a user can make — to handlers, to deliveries —
-//! and the ingestion of events. Each one validates, writes, wakes the
-//! dispatcher and counts, here and once, and answers a typed [`Refusal`] that
-//! the HTML pages ([`crate::web`]) and the JSON API ([`crate::api`]) each turn
-//! into their own answer. Reads go to [`crate::db`] directly.
+//! The use cases: every change a user can make — to handlers, to deliveries,
+//! to accounts and tokens — and the ingestion of events. Each one checks the
+//! actor's right ([`access`]), validates, writes with its audit entry
+//! ([`audit`]), wakes the dispatcher and counts, here and once, and answers a
+//! typed [`Refusal`] that the HTML pages ([`crate::web`]) and the JSON API
+//! ([`crate::api`]) each turn into their own answer. Reads go to
+//! [`crate::db`] directly, behind [`Action::Read`].
 //!
 //! The module graph: `app` → `web`/`api` → `service` → `db`/`dispatcher`/`domain`.
 
+pub mod access;
+pub mod accounts;
+mod audit;
 mod deliveries;
 mod events;
 mod handlers;
 pub(crate) mod ingest;
+pub mod tokens;
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
 };
 
+pub use access::{Action, Actor, Role, Scope};
 pub use events::IngestRequest;
 
-use self::ingest::Ingestor;
+use self::{ingest::Ingestor, tokens::TokenCache};
 use crate::{
     config::Settings,
     db::{Db, DbError},
@@ -35,6 +42,7 @@ pub struct AppState {
     pub api_token_hash: String,
     dispatcher: Dispatcher,
     ingestor: Ingestor,
+    tokens: TokenCache,
     /// Set at a stop: no event is acknowledged after it.
     stopping: Arc<AtomicBool>,
 }
@@ -43,8 +51,14 @@ pub struct AppState {
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// The input breaks a rule; messages by field.
-    #[error("the handler is not valid")]
+    #[error("the input is not valid")]
     Invalid(FieldErrors),
+    /// The actor may not do this (403); says who may not do what.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The change contradicts the state (409): the last admin, a revoked token…
+    #[error("{0}")]
+    Conflict(String),
     /// The posted event is not an envelope of the catalogue.
     #[error(transparent)]
     Envelope(EnvelopeError),
@@ -63,6 +77,9 @@ pub enum Refusal {
     /// The database failed (unavailable, or a fault to log).
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A fault to log (a task that could not run).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What a [`Refusal::NotFound`] did not find.
@@ -70,6 +87,8 @@ pub enum Refusal {
 pub enum Missing {
     Handler(i64),
     Delivery(i64),
+    User(i64),
+    Token(i64),
 }
 
 impl std::fmt::Display for Missing {
@@ -77,6 +96,8 @@ impl std::fmt::Display for Missing {
         match self {
             Missing::Handler(id) => write!(f, "handler {id}"),
             Missing::Delivery(id) => write!(f, "delivery {id}"),
+            Missing::User(id) => write!(f, "user {id}"),
+            Missing::Token(id) => write!(f, "API token {id}"),
         }
     }
 }
@@ -94,7 +115,15 @@ impl AppState {
     pub fn new(db: Db, settings: Settings, api_token_hash: String, dispatcher: Dispatcher) -> Self {
         let max_attempts = i32::try_from(settings.retry_schedule.max_attempts()).unwrap_or(i32::MAX);
         let ingestor = Ingestor::start(db.clone(), dispatcher.clone(), max_attempts);
-        Self { db, settings, api_token_hash, dispatcher, ingestor, stopping: Arc::new(AtomicBool::new(false)) }
+        Self {
+            db,
+            settings,
+            api_token_hash,
+            dispatcher,
+            ingestor,
+            tokens: TokenCache::default(),
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// The dispatcher, for the process's lifecycle and its metrics.

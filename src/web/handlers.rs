@@ -284,7 +284,7 @@ pub async fn new_handler_form(state: web::Data<AppState>, admin: CurrentAdmin) -
 #[post("/provisioning")]
 pub async fn create_handler(state: web::Data<AppState>, input: CsrfForm<HandlerForm>) -> AppResult<HttpResponse> {
     let CsrfForm { admin, form } = input;
-    let handler = match state.create_handler(&form).await {
+    let handler = match state.create_handler(&admin.actor, &form).await {
         Ok(handler) => handler,
         Err(Refusal::Invalid(errors)) => {
             let page = HandlerFormPage::new(&state, &admin, None, form, errors);
@@ -318,7 +318,7 @@ pub async fn update_handler(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let CsrfForm { admin, form } = input;
-    let handler = match state.update_handler(id, &form).await {
+    let handler = match state.update_handler(&admin.actor, id, &form).await {
         Ok(handler) => handler,
         Err(Refusal::Invalid(errors)) => {
             let handler = state.db.read(move |conn| Handler::find(conn, id)).await?;
@@ -354,7 +354,7 @@ pub async fn change_handler_status(
                 AppError::BadRequest(format!("Unknown status `{s}`: use enabled, disabled or archived."))
             })?),
         };
-    let handler = state.set_handler_status(id, wanted).await?;
+    let handler = state.set_handler_status(&admin.actor, id, wanted).await?;
     admin.flash(&state, format!("Handler “{}” is now {}.", handler.name, handler.status)).await?;
     Ok(see_other(&safe_local(&form.return_to, "/provisioning")))
 }
@@ -390,7 +390,7 @@ pub async fn delete_handler(
     input: CsrfForm<NoFields>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let handler = state.delete_handler(id).await?;
+    let handler = state.delete_handler(&input.admin.actor, id).await?;
     input.admin.flash(&state, format!("Handler “{}” (#{}) deleted.", handler.name, handler.id)).await?;
     Ok(see_other("/provisioning"))
 }
@@ -403,7 +403,7 @@ pub async fn rotate_handler_secret(
     input: CsrfForm<NoFields>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let handler = state.rotate_handler_secret(id).await?;
+    let handler = state.rotate_handler_secret(&input.admin.actor, id).await?;
     input.admin.flash(&state, format!("Handler “{}” has a new signing secret.", handler.name)).await?;
     Ok(see_other(&format!("/provisioning/{id}/edit")))
 }

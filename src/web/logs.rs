@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use actix_web::{HttpResponse, get, http::StatusCode, post, web};
 use askama::Template;
-use chrono::{NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 
 use super::{
@@ -64,8 +63,8 @@ impl LogQuery {
             outcome,
             q: text(&self.q),
             object_id: text(&self.object_id),
-            from: parse_when(&self.from, false)?,
-            to: parse_when(&self.to, true)?,
+            from: crate::domain::duration::parse_instant(&self.from, false)?,
+            to: crate::domain::duration::parse_instant(&self.to, true)?,
             delivery_id: None,
         })
     }
@@ -94,25 +93,6 @@ impl LogQuery {
         .filter(|(_, v)| !v.is_empty())
         .collect();
         serde_urlencoded::to_string(pairs).unwrap_or_default()
-    }
-}
-
-/// A date (`2026-11-24`) or a date and time (`2026-11-24T10:30`), in UTC. A
-/// bare date as the end of a range means the end of that day.
-fn parse_when(text: &str, end: bool) -> Result<Option<NaiveDateTime>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(Some(t));
-        }
-    }
-    match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        Ok(d) if end => Ok(d.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0))),
-        Ok(d) => Ok(d.and_hms_opt(0, 0, 0)),
-        Err(_) => Err(format!("`{text}` is not a date: use 2026-11-24 or 2026-11-24T10:30 (UTC).")),
     }
 }
 
@@ -365,7 +345,7 @@ pub async fn retry_delivery(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let CsrfForm { admin, form } = input;
-    let message = match state.retry_delivery(id).await {
+    let message = match state.retry_delivery(&admin.actor, id).await {
         Ok(_) => format!("Delivery #{id} queued again: its new attempt appears below as soon as it has run."),
         Err(Refusal::NotFinished(_)) => {
             format!("Delivery #{id} is still pending or in flight; it can be retried once it has finished.")

@@ -1,10 +1,12 @@
 //! The server-rendered web UI (askama). Every page works without JavaScript.
 
+pub mod audit;
 pub mod auth;
 pub mod handlers;
 pub mod help;
 pub mod logs;
 pub mod session;
+pub mod settings;
 pub mod timeline;
 pub mod views;
 
@@ -37,6 +39,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(handlers::delete_handler)
         .service(handlers::rotate_handler_secret)
         .service(logs::list_handler_logs)
+        .service(settings::list_users)
+        .service(settings::create_user)
+        .service(settings::update_user)
+        .service(settings::confirm_delete_user)
+        .service(settings::delete_user)
+        .service(settings::password_form)
+        .service(settings::change_password)
+        .service(settings::list_tokens)
+        .service(settings::create_token)
+        .service(settings::revoke_token)
+        .service(audit::show_audit)
         .default_service(web::to(not_found));
 }
 
@@ -78,8 +91,35 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Prometheus metrics: counters of this process and the database's backlog.
+/// They need a `read` (or `admin`) bearer token unless `PROVISIOND_METRICS_PUBLIC` is set.
 #[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !state.settings.metrics_public {
+        let actor = match crate::security::bearer_token(req.headers()) {
+            Some(token) => state.authenticate(token).await,
+            None => Ok(None),
+        };
+        match actor {
+            Ok(Some(actor)) if actor.may(crate::service::Action::Read) => {}
+            Ok(Some(_)) => {
+                return HttpResponse::Forbidden()
+                    .content_type("text/plain")
+                    .body("this token's scope may not read metrics\n");
+            }
+            Ok(None) => {
+                return HttpResponse::Unauthorized()
+                    .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                    .content_type("text/plain")
+                    .body("/metrics needs a bearer token of scope read (or PROVISIOND_METRICS_PUBLIC=true)\n");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the metrics token");
+                return HttpResponse::ServiceUnavailable()
+                    .content_type("text/plain")
+                    .body("the database is unavailable\n");
+            }
+        }
+    }
     let figures = crate::dispatcher::DatabaseFigures {
         sqlite_writer: state.db.writer_counts(),
         unfinished_deliveries: state.db.read(crate::db::deliveries::Delivery::count_unfinished).await.ok(),

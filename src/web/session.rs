@@ -15,18 +15,38 @@ use crate::{
     db::{now, sessions::Session},
     error::{AppError, AppResult},
     security,
-    service::AppState,
+    service::{Actor, AppState, Role},
 };
 
-pub const SESSION_COOKIE: &str = "provisiond_session";
+/// The cookies of the UI, by name. Behind TLS (`PROVISIOND_SECURE_COOKIES`)
+/// they carry the `__Host-` prefix: the browser then takes them only from a
+/// secure origin, for path `/`, from this host alone.
+#[derive(Debug, Clone, Copy)]
+pub enum CookieName {
+    Session,
+    LoginCsrf,
+}
 
-/// The administrator of a request, with the session's CSRF token and any
+impl CookieName {
+    pub fn of(self, state: &AppState) -> &'static str {
+        match (self, state.settings.secure_cookies) {
+            (CookieName::Session, false) => "provisiond_session",
+            (CookieName::Session, true) => "__Host-provisiond_session",
+            (CookieName::LoginCsrf, false) => "provisiond_login_csrf",
+            (CookieName::LoginCsrf, true) => "__Host-provisiond_login_csrf",
+        }
+    }
+}
+
+/// The signed-in user of a request, with the session's CSRF token and any
 /// flash message left by the previous request (taken, so shown once).
 #[derive(Debug, Clone)]
 pub struct CurrentAdmin {
     pub token_hash: String,
     pub csrf_token: String,
     pub flash: Option<String>,
+    /// Who this is, for every right checked ([`Actor::must`]).
+    pub actor: Actor,
 }
 
 impl CurrentAdmin {
@@ -40,11 +60,18 @@ impl CurrentAdmin {
     async fn load(req: HttpRequest) -> AppResult<Self> {
         let signed_out = || AppError::SignedOut { next: local_path(&req) };
         let state = app_state(&req)?;
-        let token = req.cookie(SESSION_COOKIE).ok_or_else(signed_out)?.value().to_owned();
+        let token = req.cookie(CookieName::Session.of(&state)).ok_or_else(signed_out)?.value().to_owned();
         let hash = security::sha256_hex(&token);
         let ttl = TimeDelta::from_std(state.settings.session_ttl).unwrap_or(TimeDelta::hours(12));
+        let max_age = TimeDelta::from_std(state.settings.session_max_age).unwrap_or(TimeDelta::hours(24));
         let lookup = hash.clone();
-        let session = state.db.read(move |conn| Session::find_live(conn, &lookup)).await?.ok_or_else(signed_out)?;
+        let (session, admin) =
+            state.db.read(move |conn| Session::find_live(conn, &lookup, max_age)).await?.ok_or_else(signed_out)?;
+        let role = admin
+            .role
+            .parse::<Role>()
+            .map_err(|e| AppError::Internal(format!("user {} has an unknown role: {e}", admin.id)))?;
+        let actor = Actor::User { id: admin.id, name: admin.username, role };
         // The flash is shown once; the expiry slides, at most once per tenth
         // of the lifetime.
         let (shown, slide) = (session.flash.is_some(), session.expires_at - now() < ttl - ttl / 10);
@@ -62,7 +89,7 @@ impl CurrentAdmin {
                 })
                 .await?;
         }
-        Ok(Self { token_hash: session.token_hash, csrf_token: session.csrf_token, flash: session.flash })
+        Ok(Self { token_hash: session.token_hash, csrf_token: session.csrf_token, flash: session.flash, actor })
     }
 
     /// True when `token` is this session's CSRF token.
@@ -143,12 +170,13 @@ pub fn safe_local(target: &str, fallback: &str) -> String {
     if ok { target.to_owned() } else { fallback.to_owned() }
 }
 
-/// A cookie with the house attributes: HttpOnly, SameSite=Lax, path `/`.
-pub fn cookie(state: &AppState, name: &'static str, value: String, max_age: Option<CookieDuration>) -> Cookie<'static> {
-    let mut c = Cookie::build(name, value)
+/// A cookie with the house attributes: HttpOnly, SameSite=Strict, path `/`,
+/// `Secure` behind TLS.
+pub fn cookie(state: &AppState, name: CookieName, value: String, max_age: Option<CookieDuration>) -> Cookie<'static> {
+    let mut c = Cookie::build(name.of(state), value)
         .path("/")
         .http_only(true)
-        .same_site(SameSite::Lax)
+        .same_site(SameSite::Strict)
         .secure(state.settings.secure_cookies)
         .finish();
     if let Some(age) = max_age {

@@ -1,6 +1,10 @@
 //! Pieces every page shares: the layout data, pagination, the grouped catalogue.
 
-use crate::{catalogue, web::session::CurrentAdmin};
+use crate::{
+    catalogue,
+    service::{Action, Actor},
+    web::session::CurrentAdmin,
+};
 
 /// What `base.html` needs on every signed-in page.
 pub struct Layout {
@@ -9,11 +13,54 @@ pub struct Layout {
     pub flash: Option<String>,
     /// The section highlighted in the navigation.
     pub section: &'static str,
+    /// Who is signed in, as the header shows it.
+    pub username: String,
+    pub role: &'static str,
+    /// What the user may do: the pages offer only that (the use cases check it).
+    pub may: Rights,
+}
+
+/// The rights of the signed-in user, for showing or hiding what they cannot do.
+#[derive(Debug, Clone, Copy)]
+pub struct Rights {
+    pub edit_handlers: bool,
+    pub change_status: bool,
+    pub retry: bool,
+    pub see_secrets: bool,
+    pub rotate_secrets: bool,
+    pub manage_users: bool,
+    pub manage_tokens: bool,
+}
+
+impl Rights {
+    pub fn of(actor: &Actor) -> Self {
+        Self {
+            edit_handlers: actor.may(Action::EditHandlers),
+            change_status: actor.may(Action::ChangeStatus),
+            retry: actor.may(Action::Retry),
+            see_secrets: actor.may(Action::SeeSecrets),
+            rotate_secrets: actor.may(Action::RotateSecrets),
+            manage_users: actor.may(Action::ManageUsers),
+            manage_tokens: actor.may(Action::ManageTokens),
+        }
+    }
 }
 
 impl Layout {
     pub fn new(admin: &CurrentAdmin, title: impl Into<String>, section: &'static str) -> Self {
-        Self { title: title.into(), csrf_token: admin.csrf_token.clone(), flash: admin.flash.clone(), section }
+        let (username, role) = match &admin.actor {
+            Actor::User { name, role, .. } => (name.clone(), role.as_str()),
+            Actor::Token { name, .. } => (name.clone(), "token"),
+        };
+        Self {
+            title: title.into(),
+            csrf_token: admin.csrf_token.clone(),
+            flash: admin.flash.clone(),
+            section,
+            username,
+            role,
+            may: Rights::of(&admin.actor),
+        }
     }
 }
 

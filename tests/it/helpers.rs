@@ -323,11 +323,73 @@ pub fn flash_of(page: &str) -> Option<String> {
 pub async fn settled(address: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let text = reqwest::get(format!("{address}/metrics")).await.unwrap().text().await.unwrap();
+        let res = Client::new().get(format!("{address}/metrics")).bearer_auth(API_TOKEN).send().await.unwrap();
+        let text = res.text().await.unwrap();
         if text.lines().any(|l| l == "provisiond_deliveries_unfinished 0") {
             return;
         }
         assert!(std::time::Instant::now() < deadline, "deliveries still unfinished");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Another browser on a running server, signed in as one user: its own
+/// cookies, its session's CSRF token added to every form it posts.
+pub struct Browser {
+    pub client: Client,
+    pub address: String,
+    pub csrf: String,
+}
+
+impl TestApp {
+    /// A new browser signed in as `user` (the sign-in must succeed).
+    pub async fn browser(&self, user: &str, password: &str) -> Browser {
+        let client = Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap();
+        let mut browser = Browser { client, address: self.address.clone(), csrf: String::new() };
+        let res = browser.sign_in(user, password).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{user} signs in");
+        browser.csrf = csrf_of(&browser.get_page("/provisioning").await);
+        browser
+    }
+
+    /// Creates a user through the users page, as the signed-in admin.
+    pub async fn create_user(&self, csrf: &str, user: &str, password: &str, role: &str) {
+        let res = self
+            .post_form(
+                "/settings/users",
+                &[("csrf_token", csrf), ("username", user), ("password", password), ("role", role)],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "creating {user}: {}", res.text().await.unwrap());
+    }
+}
+
+impl Browser {
+    pub async fn sign_in(&self, user: &str, password: &str) -> Response {
+        let login = self.get("/login").await.text().await.unwrap();
+        let token = hidden_field(&login, "csrf_token");
+        self.client
+            .post(format!("{}/login", self.address))
+            .form(&[("username", user), ("password", password), ("csrf_token", &token), ("next", "")])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(format!("{}{path}", self.address)).send().await.unwrap()
+    }
+
+    pub async fn get_page(&self, path: &str) -> String {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.text().await.unwrap()
+    }
+
+    /// Posts a form with this session's CSRF token.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let mut all = vec![("csrf_token", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.client.post(format!("{}{path}", self.address)).form(&all).send().await.unwrap()
     }
 }

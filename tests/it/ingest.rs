@@ -152,7 +152,7 @@ async fn events_posted_at_once_each_get_their_own_answer(db: TestDb) {
     }
 }
 
-/// `/metrics` (no sign-in) counts what was done; on SQLite it also counts the
+/// `/metrics` (with a read token) counts what was done; on SQLite it also counts the
 /// writer's transactions and the writes in them: every batch of ingestion,
 /// claims and records is one of those writes, and writes share transactions
 /// (never more transactions than writes).
@@ -172,7 +172,7 @@ async fn metrics_count_what_was_ingested_and_delivered(db: TestDb) {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let text = loop {
-        let res = app.get("/metrics").await;
+        let res = app.api(reqwest::Method::GET, "/metrics").send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         let text = res.text().await.unwrap();
         // Attempts are counted as their recording starts; the backlog falls once it commits.

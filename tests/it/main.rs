@@ -4,6 +4,7 @@ mod helpers;
 mod proxy;
 mod sink;
 
+mod access;
 mod auth;
 mod browser;
 mod claims;

@@ -65,7 +65,7 @@ struct Args {
     serve: bool,
 }
 
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-0123456789abcdef";
 
 fn main() {
     let args = Args::parse();
@@ -229,7 +229,7 @@ async fn register_handler(client: &reqwest::Client, address: &str, sink: &str, b
 }
 
 async fn metrics(client: &reqwest::Client, address: &str) -> String {
-    client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap_or_default()
+    client.get(format!("{address}/metrics")).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap_or_default()
 }
 
 /// The server process, as `provisiond` but started from this binary.
