@@ -43,7 +43,7 @@ impl Target {
         }
         let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if path.is_empty() || path.contains(":memory:") || path.contains("://") {
-            return Err(DbError::BadUrl(url.to_owned()));
+            return Err(DbError::BadUrl(crate::diagnostics::redact_url(url)));
         }
         Ok(Target::Sqlite(path.to_owned()))
     }

@@ -49,6 +49,12 @@ async fn a_bad_database_url_is_named() {
     s.bind = "127.0.0.1:0".parse().unwrap();
     let error = Application::build(s).await.err().expect("the server does not start");
     assert!(error.to_string().contains("mysql://localhost/db"), "{error}");
+    // Its password is never echoed.
+    let mut s = Settings::with_database("mysql://app:hunter2-secret@localhost/db");
+    s.bind = "127.0.0.1:0".parse().unwrap();
+    let error = Application::build(s).await.err().expect("the server does not start");
+    assert!(error.to_string().contains("mysql://app:***@localhost/db"), "{error}");
+    assert!(!error.to_string().contains("hunter2"), "{error}");
 }
 
 on_both_backends!(starts_twice_on_one_database_and_answers_health_checks);
@@ -66,4 +72,46 @@ async fn starts_twice_on_one_database_and_answers_health_checks(db: TestDb) {
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
     app.sign_in().await;
     assert_eq!(app.get("/no/such/page").await.status(), StatusCode::NOT_FOUND);
+}
+
+/// What a visitor types reaches the server's log quoted and escaped: a user
+/// name with a newline cannot forge a line of it (run as the binary, whose
+/// log is what an operator reads).
+#[tokio::test]
+async fn a_visitors_text_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_provisiond"))
+        .env("PROVISIOND_DATABASE_URL", format!("sqlite://{}", dir.path().join("p.db").display()))
+        .env("PROVISIOND_BIND", format!("127.0.0.1:{port}"))
+        .env("PROVISIOND_ADMIN_PASSWORD", "correct horse battery")
+        .env("PROVISIOND_API_TOKEN", crate::helpers::API_TOKEN)
+        .env("PROVISIOND_SCRIPTS_DIR", dir.path())
+        .env("PROVISIOND_LOG", "info")
+        .stdout(std::fs::File::create(dir.path().join("log")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{address}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let login = client.get(format!("{address}/login")).send().await.unwrap().text().await.unwrap();
+    let token = crate::helpers::hidden_field(&login, "csrf_token");
+    let forged = "nobody\n2026-12-04T10:00:00.000000Z  INFO provisiond: signed in user=\"admin\"";
+    let res = client
+        .post(format!("{address}/login"))
+        .form(&[("username", forged), ("password", "x"), ("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains(r#"user="nobody\n2026-12-04"#), "the name is logged escaped:\n{log}");
+    assert!(!log.lines().any(|l| l.starts_with("2026-12-04T10:00:00")), "a forged line:\n{log}");
 }
