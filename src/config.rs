@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
-use crate::domain::{RetrySchedule, duration::parse_duration};
+use crate::domain::{RetrySchedule, duration::parse_duration, target::DenyList};
 
 /// provisiond — the Provisioning API server: billing events delivered durably,
 /// in order, to HTTP and script handlers.
@@ -22,6 +22,16 @@ pub struct Settings {
     /// Directory script handlers live in; relative targets resolve here.
     #[arg(long, env = "PROVISIOND_SCRIPTS_DIR", default_value = "./scripts")]
     pub scripts_dir: PathBuf,
+
+    /// Address ranges (comma-separated CIDRs) no HTTP attempt may connect to,
+    /// however the target writes them; a name resolving into one fails its attempt.
+    #[arg(
+        long,
+        env = "PROVISIOND_DENY_TARGETS",
+        default_value = "169.254.0.0/16,fe80::/10,0.0.0.0/8",
+        value_parser = DenyList::parse
+    )]
+    pub deny_targets: DenyList,
 
     /// Delays between attempts of a failed delivery, e.g. `5s,30s,2m`; k delays give at most 1 + k attempts.
     #[arg(

@@ -1,20 +1,34 @@
 //! The HTTP call of a handler (DESIGN §4.5): POST the envelope, signed with
 //! the Standard Webhooks headers; success is any 2xx within the timeout.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use reqwest::{Client, header};
+use reqwest::{
+    Client,
+    dns::{Addrs, Name, Resolve, Resolving},
+    header,
+};
 
 use super::outcome::{Answer, AttemptResult, Capture, Outcome};
-use crate::{db::claims::Claimed, domain::signing::sign};
+use crate::{
+    db::claims::Claimed,
+    domain::{signing::sign, target::DenyList},
+};
 
 pub const USER_AGENT: &str = concat!("provisiond/", env!("CARGO_PKG_VERSION"));
 
 /// The client every HTTP handler shares: connections are kept alive and
-/// reused per host; redirects are not followed.
-pub fn client() -> Result<Client, reqwest::Error> {
+/// reused per host; redirects are not followed; a name is resolved, its
+/// denied addresses dropped, and only the rest connected to (DESIGN §8.4).
+pub fn client(deny: &DenyList) -> Result<Client, reqwest::Error> {
+    let resolver = CheckedResolver { deny: Arc::new(deny.clone()) };
     let builder = || {
         Client::builder()
+            .dns_resolver(resolver.clone())
             .redirect(reqwest::redirect::Policy::none())
             // Under the idle timeout of common servers (Node's and actix's
             // 5 s): a connection the endpoint is closing is never picked
@@ -38,10 +52,46 @@ pub fn client() -> Result<Client, reqwest::Error> {
     })
 }
 
+/// Resolves a target's host name and keeps only the addresses the deny list
+/// allows: the connection goes to an address that was checked, so a name
+/// that resolves differently at connect time (DNS rebinding) cannot slip by.
+#[derive(Clone)]
+struct CheckedResolver {
+    deny: Arc<DenyList>,
+}
+
+/// A name that resolved only into denied ranges.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to {address}, in a range PROVISIOND_DENY_TARGETS denies: no attempt may connect to it")]
+struct DeniedAddress {
+    host: String,
+    address: std::net::IpAddr,
+}
+
+impl Resolve for CheckedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let deny = self.deny.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| !deny.denies(a.ip())).collect();
+            match (allowed.is_empty(), resolved.first()) {
+                (true, Some(denied)) => Err(Box::new(DeniedAddress { host, address: denied.ip() }).into()),
+                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
+            }
+        })
+    }
+}
+
 /// One attempt: the request is prepared once, and what is logged as sent is
-/// read from it.
-pub async fn call(client: &Client, delivery: &Claimed, timeout: Duration) -> AttemptResult {
+/// read from it. A target whose host is a denied literal address (the deny
+/// list may have changed since it was saved) fails without a connection.
+pub async fn call(client: &Client, deny: &DenyList, delivery: &Claimed, timeout: Duration) -> AttemptResult {
     let started = Instant::now();
+    if let Some(reason) = url::Url::parse(&delivery.target).ok().and_then(|url| deny.refusal(&url)) {
+        let answer = Answer::failure(Outcome::ConnectionError, None, String::new(), format!("{reason}: not attempted"));
+        return answer.sent(Vec::new(), started.elapsed());
+    }
     let request = match prepare(client, delivery, timeout) {
         Ok(request) => request,
         Err(e) => {

@@ -26,7 +26,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use crate::domain::RetrySchedule;
+use crate::domain::{RetrySchedule, target::DenyList};
 use crate::{config::Settings, db::Db};
 pub use metrics::{DatabaseFigures, Metrics};
 
@@ -40,6 +40,7 @@ pub struct DispatchSettings {
     pub lease: Duration,
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
+    pub deny_targets: DenyList,
 }
 
 impl From<&Settings> for DispatchSettings {
@@ -52,6 +53,7 @@ impl From<&Settings> for DispatchSettings {
             lease: s.lease,
             poll_interval: s.poll_interval,
             shutdown_grace: s.shutdown_grace,
+            deny_targets: s.deny_targets.clone(),
         }
     }
 }
@@ -127,12 +129,13 @@ impl Dispatcher {
     pub fn new(db: Db, settings: DispatchSettings) -> Result<Self, reqwest::Error> {
         let owner = db.instance().to_owned();
         let (stop, _) = watch::channel(false);
+        let http = http::client(&settings.deny_targets)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 db,
                 settings,
                 owner,
-                http: http::client()?,
+                http,
                 wakeup: wakeup::Wakeup::new(),
                 stop,
                 in_flight: Mutex::new(InFlight::default()),

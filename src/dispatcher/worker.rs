@@ -322,7 +322,7 @@ async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSen
     let started_at = now();
     let result = match call {
         Call::Script => super::script::run(&shared.settings.scripts_dir, &delivery, attempt, timeout).await,
-        Call::Http => super::http::call(&shared.http, &delivery, timeout).await,
+        Call::Http => super::http::call(&shared.http, &shared.settings.deny_targets, &delivery, timeout).await,
         Call::Cancel(reason) => AttemptResult::cancelled(&reason),
     };
     tracing::debug!(delivery = delivery.id, attempt, outcome = result.outcome.as_str(), "attempt ended");

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::target::{parse_http_target, parse_script_target};
+use super::target::{DenyList, parse_http_target, parse_script_target};
 use crate::catalogue;
 
 pub const NAME_MAX_CHARS: usize = 200;
@@ -100,7 +100,7 @@ impl FieldErrors {
 
 impl HandlerForm {
     /// Applies every rule of DESIGN §3.2; all failures are reported at once.
-    pub fn validate(&self, scripts_dir: &Path) -> Result<ValidHandler, FieldErrors> {
+    pub fn validate(&self, scripts_dir: &Path, deny: &DenyList) -> Result<ValidHandler, FieldErrors> {
         let mut errors = FieldErrors::default();
 
         let name = self.name.trim();
@@ -123,7 +123,7 @@ impl HandlerForm {
                 errors.add("type", "Choose a handler type: http or script");
                 None
             }
-            Some(HandlerType::Http) => parse_http_target(&self.target).map_err(|e| errors.add("target", e)).ok(),
+            Some(HandlerType::Http) => parse_http_target(&self.target, deny).map_err(|e| errors.add("target", e)).ok(),
             Some(HandlerType::Script) => {
                 parse_script_target(&self.target, scripts_dir).map_err(|e| errors.add("target", e)).ok()
             }
@@ -210,12 +210,12 @@ mod tests {
     }
 
     fn errors_of(f: HandlerForm) -> FieldErrors {
-        f.validate(Path::new("/nonexistent")).unwrap_err()
+        f.validate(Path::new("/nonexistent"), &DenyList::default()).unwrap_err()
     }
 
     #[test]
     fn a_good_form_is_normalised() {
-        let v = form().validate(Path::new("/nonexistent")).unwrap();
+        let v = form().validate(Path::new("/nonexistent"), &DenyList::default()).unwrap();
         assert_eq!(v.name, "CRM sync");
         assert_eq!(v.target, "http://127.0.0.1:5000/api");
         assert_eq!(v.timeout_ms, TIMEOUT_MS_DEFAULT);
@@ -223,11 +223,14 @@ mod tests {
         assert_eq!(v.priority, 10);
         let mut blank = form();
         blank.priority = " ".into();
-        assert_eq!(blank.validate(Path::new("/")).unwrap().priority, 0);
+        assert_eq!(blank.validate(Path::new("/"), &DenyList::default()).unwrap().priority, 0);
         assert_eq!(v.ordering_group, None, "blank: the target is the group");
         let mut grouped = form();
         grouped.ordering_group = "  crm ".into();
-        assert_eq!(grouped.validate(Path::new("/")).unwrap().ordering_group.as_deref(), Some("crm"));
+        assert_eq!(
+            grouped.validate(Path::new("/"), &DenyList::default()).unwrap().ordering_group.as_deref(),
+            Some("crm")
+        );
     }
 
     #[test]
@@ -265,10 +268,10 @@ mod tests {
         f.priority = "1000000".into();
         f.timeout_ms = "100".into();
         f.ordering_group = "é".repeat(200);
-        assert!(f.validate(Path::new("/")).is_ok());
+        assert!(f.validate(Path::new("/"), &DenyList::default()).is_ok());
         f.priority = "0".into();
         f.timeout_ms = "300000".into();
-        assert!(f.validate(Path::new("/")).is_ok());
+        assert!(f.validate(Path::new("/"), &DenyList::default()).is_ok());
     }
 
     #[test]

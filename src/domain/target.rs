@@ -1,16 +1,95 @@
 //! A handler's target: an HTTP URL or a script inside the scripts directory.
 
 use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::fs::PermissionsExt,
     path::{Component, Path, PathBuf},
 };
 
+use ipnet::IpNet;
+
 /// The longest target accepted.
 pub const MAX_TARGET_LEN: usize = 2048;
 
+/// Where no HTTP attempt may connect (DESIGN §8.4, `PROVISIOND_DENY_TARGETS`):
+/// address ranges, checked in every notation an address can be written in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DenyList(Vec<IpNet>);
+
+/// Host names of cloud metadata services, refused whatever they resolve to.
+const METADATA_NAMES: &[&str] = &["metadata.google.internal", "metadata.goog"];
+
+impl DenyList {
+    /// Comma-separated CIDRs (`169.254.0.0/16,fe80::/10`) or single addresses; blank denies nothing.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let net = match part.parse::<IpNet>() {
+                Ok(net) => net,
+                Err(_) => part.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+                    format!("`{part}` is not an address range: write it as a CIDR, e.g. 169.254.0.0/16 or fe80::/10")
+                })?,
+            };
+            nets.push(net.trunc());
+        }
+        Ok(Self(nets))
+    }
+
+    /// Whether `ip` is denied; an IPv6 address that carries an IPv4 one
+    /// (`::ffff:a.b.c.d`, `::a.b.c.d`, `64:ff9b::a.b.c.d`, and `::` for
+    /// 0.0.0.0) is checked as that IPv4 address too.
+    pub fn denies(&self, ip: IpAddr) -> bool {
+        let embedded = match ip {
+            IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        self.0.iter().any(|net| net.contains(&ip) || embedded.is_some_and(|v4| net.contains(&v4)))
+    }
+
+    /// The reason an HTTP target's host may not be called, if any: a literal
+    /// address in a denied range, or a metadata service's name.
+    pub fn refusal(&self, url: &url::Url) -> Option<String> {
+        let ip = match url.host()? {
+            url::Host::Ipv4(ip) => IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => IpAddr::V6(ip),
+            url::Host::Domain(name) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                return METADATA_NAMES
+                    .contains(&name.as_str())
+                    .then(|| format!("{name} is a cloud metadata service; handlers may not call it"));
+            }
+        };
+        self.denies(ip).then(|| format!("The address {ip} is in a range PROVISIOND_DENY_TARGETS denies"))
+    }
+}
+
+impl std::fmt::Display for DenyList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nets: Vec<String> = self.0.iter().map(IpNet::to_string).collect();
+        f.write_str(&nets.join(","))
+    }
+}
+
+fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = ip.segments();
+    let v4 = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        // NAT64's well-known prefix.
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(v4()),
+        // IPv4-compatible (deprecated) and `::` itself; `::1` is IPv6's loopback.
+        [0, 0, 0, 0, 0, 0, _, _] if ip != Ipv6Addr::LOCALHOST => Some(v4()),
+        _ => None,
+    }
+}
+
 /// Reads an HTTP target: `http://` or `https://` URLs, or `host:port/path`
 /// without a scheme (as the VCS form shows it), which becomes `http://…`.
-pub fn parse_http_target(input: &str) -> Result<String, String> {
+/// A user name or password in it is refused (it would be shown back), and so
+/// is a host `deny` refuses.
+pub fn parse_http_target(input: &str, deny: &DenyList) -> Result<String, String> {
     let text = input.trim();
     if text.is_empty() {
         return Err("Enter the URL to call, e.g. 127.0.0.1:5000/api".into());
@@ -31,9 +110,19 @@ pub fn parse_http_target(input: &str) -> Result<String, String> {
         None => format!("http://{text}"),
     };
     let url = url::Url::parse(&with_scheme).map_err(|e| format!("This is not a valid URL: {e}"))?;
-    match url.host_str() {
-        Some(host) if !host.is_empty() => Ok(url.to_string()),
-        _ => Err("The URL needs a host, e.g. 127.0.0.1:5000/api".into()),
+    if !matches!(url.host_str(), Some(host) if !host.is_empty()) {
+        return Err("The URL needs a host, e.g. 127.0.0.1:5000/api".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "The URL must not hold a user name or password (user:pass@): it would be shown in the list and the logs; \
+             have the endpoint verify the webhook-signature instead"
+                .into(),
+        );
+    }
+    match deny.refusal(&url) {
+        Some(reason) => Err(reason),
+        None => Ok(url.to_string()),
     }
 }
 
@@ -98,20 +187,90 @@ mod tests {
     use super::*;
     use std::{fs, os::unix::fs::symlink};
 
+    fn parse_http(text: &str) -> Result<String, String> {
+        parse_http_target(text, &default_deny())
+    }
+
+    fn default_deny() -> DenyList {
+        DenyList::parse(DEFAULT_DENY).unwrap()
+    }
+
+    /// The default of `PROVISIOND_DENY_TARGETS` (DESIGN §8.4).
+    const DEFAULT_DENY: &str = "169.254.0.0/16,fe80::/10,0.0.0.0/8";
+
     #[test]
     fn http_target_gets_a_scheme_when_it_has_none() {
-        assert_eq!(parse_http_target("127.0.0.1:5000/api").unwrap(), "http://127.0.0.1:5000/api");
-        assert_eq!(parse_http_target("localhost:5000/api").unwrap(), "http://localhost:5000/api");
-        assert_eq!(parse_http_target(" https://x.example/hook ").unwrap(), "https://x.example/hook");
-        assert_eq!(parse_http_target("HTTP://x.example/a?b=1").unwrap(), "http://x.example/a?b=1");
+        assert_eq!(parse_http("127.0.0.1:5000/api").unwrap(), "http://127.0.0.1:5000/api");
+        assert_eq!(parse_http("localhost:5000/api").unwrap(), "http://localhost:5000/api");
+        assert_eq!(parse_http(" https://x.example/hook ").unwrap(), "https://x.example/hook");
+        assert_eq!(parse_http("HTTP://x.example/a?b=1").unwrap(), "http://x.example/a?b=1");
     }
 
     #[test]
     fn http_target_refuses_other_schemes_and_garbage() {
         for bad in ["", "   ", "ftp://x/y", "javascript://alert(1)", "http://", "http:// x", "a b", "http://[::1"] {
-            assert!(parse_http_target(bad).is_err(), "{bad:?}");
+            assert!(parse_http(bad).is_err(), "{bad:?}");
         }
-        assert!(parse_http_target(&format!("x.example/{}", "a".repeat(3000))).is_err());
+        assert!(parse_http(&format!("x.example/{}", "a".repeat(3000))).is_err());
+    }
+
+    #[test]
+    fn a_denied_address_is_refused_in_every_notation() {
+        for bad in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://2852039166/",
+            "http://0xa9fea9fe/",
+            "http://0xA9.0xFE.0xA9.0xFE/",
+            "http://0251.0376.0251.0376/",
+            "http://025177524776/",
+            "http://169.254.43518/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://[0:0:0:0:0:ffff:169.254.169.254]/",
+            "http://[::169.254.169.254]/",
+            "http://[64:ff9b::169.254.169.254]/",
+            "http://[fe80::1]/",
+            "http://[fe80::1%25eth0]/",
+            "http://0.0.0.0:8080/",
+            "http://0/",
+            "http://0x0/",
+            "http://[::]/",
+            "http://[::ffff:0.0.0.0]/",
+            "169.254.169.254:80/x",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://METADATA.GOOGLE.INTERNAL./x",
+        ] {
+            let refused = parse_http(bad);
+            assert!(refused.is_err(), "{bad} accepted as {refused:?}");
+        }
+        // Loopback and private ranges stay allowed by default.
+        for good in [
+            "http://127.0.0.1:5000/",
+            "http://[::1]:5000/",
+            "http://10.0.0.5/",
+            "http://192.168.1.2/",
+            "http://2130706433/",
+        ] {
+            assert!(parse_http(good).is_ok(), "{good}");
+        }
+        // A configured range is denied in every notation too.
+        let deny = DenyList::parse("127.0.0.0/8, 10.1.2.3").unwrap();
+        for bad in ["http://127.0.0.1/", "http://2130706433/", "http://[::ffff:7f00:1]/", "http://10.1.2.3/"] {
+            assert!(parse_http_target(bad, &deny).is_err(), "{bad}");
+        }
+        assert!(parse_http_target("http://10.1.2.4/", &deny).is_ok());
+        assert_eq!(deny.to_string(), "127.0.0.0/8,10.1.2.3/32");
+        assert!(DenyList::parse("10.0.0.0/33").is_err());
+        assert!(DenyList::parse("not a range").is_err());
+        assert_eq!(DenyList::parse(" ").unwrap(), DenyList::default());
+    }
+
+    #[test]
+    fn credentials_in_a_target_are_refused() {
+        for bad in ["http://user:pass@x.example/hook", "http://user@x.example/", "user:pass@x.example:80/"] {
+            let message = parse_http(bad).unwrap_err();
+            assert!(message.contains("user name or password"), "{bad}: {message}");
+        }
     }
 
     fn scripts() -> tempfile::TempDir {

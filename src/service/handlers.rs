@@ -16,7 +16,7 @@ impl AppState {
     /// the next event: ingestion reads the handlers in its own statement.
     pub async fn create_handler(&self, actor: &Actor, form: &HandlerForm) -> Result<Handler, Refusal> {
         actor.must(Action::EditHandlers)?;
-        let valid = form.validate(&self.settings.scripts_dir).map_err(Refusal::Invalid)?;
+        let valid = form.validate(&self.settings.scripts_dir, &self.settings.deny_targets).map_err(Refusal::Invalid)?;
         let new = NewHandler::new(valid, generate_secret());
         let actor = actor.clone();
         let handler = self
@@ -36,7 +36,7 @@ impl AppState {
     /// cancels its pending deliveries (rule 8).
     pub async fn update_handler(&self, actor: &Actor, id: i64, form: &HandlerForm) -> Result<Handler, Refusal> {
         actor.must(Action::EditHandlers)?;
-        let valid = form.validate(&self.settings.scripts_dir).map_err(Refusal::Invalid)?;
+        let valid = form.validate(&self.settings.scripts_dir, &self.settings.deny_targets).map_err(Refusal::Invalid)?;
         let changes = HandlerChangeset::from(valid);
         let actor = actor.clone();
         let handler = self

@@ -21,4 +21,5 @@ mod ordering;
 mod scripts;
 mod startup;
 mod statistics;
+mod targets;
 mod wakes;
