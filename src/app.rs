@@ -80,17 +80,25 @@ impl Application {
         let grace = settings.shutdown_grace;
         let state = web::Data::new(AppState::new(db, settings, api_token_hash, dispatcher));
         let app_state = state.clone();
+        let tls = state.settings.secure_cookies;
         let server = HttpServer::new(move || {
+            let mut headers = middleware::DefaultHeaders::new()
+                .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "same-origin"))
+                // Pages and API answers hold secrets and live data; static
+                // files set their own (public) caching.
+                .add(("Cache-Control", "no-store"));
+            if tls {
+                headers = headers.add(("Strict-Transport-Security", "max-age=31536000"));
+            }
             App::new()
                 .app_data(app_state.clone())
-                .wrap(
-                    middleware::DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("X-Frame-Options", "DENY"))
-                        .add(("Referrer-Policy", "same-origin")),
-                )
+                .wrap(headers)
                 .wrap(middleware::Compress::default())
                 .wrap(middleware::from_fn(refuse_nul_in_query))
+                .wrap(middleware::from_fn(refuse_oversized_bodies))
                 .configure(api::configure)
                 .configure(pages::configure)
         })
@@ -159,6 +167,39 @@ impl Stopper {
         self.dispatcher.stop();
         server.await;
     }
+}
+
+/// Every page's Content-Security-Policy: scripts, styles and everything else
+/// from this server only, no inline script or style, forms posted here only,
+/// never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// A body whose `Content-Length` is over the limit is answered 413 before any
+/// of it is read (the connection is closed: the rest is never read).
+async fn refuse_oversized_bodies(
+    req: actix_web::dev::ServiceRequest,
+    next: middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let api = req.path().starts_with("/api/");
+    let limit = match req.app_data::<web::Data<AppState>>() {
+        Some(state) if api => state.settings.max_body_bytes,
+        _ => pages::session::FORM_LIMIT,
+    };
+    let length = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if length.is_none_or(|n| n <= limit as u64) {
+        return next.call(req).await.map(actix_web::dev::ServiceResponse::map_into_left_body);
+    }
+    let response = if api {
+        actix_web::ResponseError::error_response(&crate::error::ApiError::TooLarge(limit))
+    } else {
+        actix_web::ResponseError::error_response(&crate::error::AppError::TooLarge(limit))
+    };
+    Ok(req.into_response(response).map_into_right_body())
 }
 
 /// A query string with a NUL byte (`%00`) is refused with 400 before any

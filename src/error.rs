@@ -35,6 +35,10 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("The form is larger than {0} bytes.")]
+    TooLarge(usize),
+    #[error("The form took too long to arrive; send it again.")]
+    TooSlow,
     #[error("The database is unavailable at the moment; try again in a few seconds.")]
     Unavailable(String),
     #[error("Something went wrong on the server; the details are in its log.")]
@@ -57,6 +61,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the request body took too long to arrive; nothing was stored")]
+    TooSlow,
     #[error("{message}")]
     Unprocessable { message: String, errors: Option<FieldErrors> },
     #[error("the database is unavailable; nothing was stored: try again after the Retry-After seconds")]
@@ -162,6 +168,8 @@ impl ResponseError for AppError {
             AppError::Csrf | AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooSlow => StatusCode::REQUEST_TIMEOUT,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -181,8 +189,15 @@ impl ResponseError for AppError {
         let page = ErrorPage { title: status.canonical_reason().unwrap_or("Error"), message: self.to_string() };
         let body = page.render().unwrap_or_else(|_| self.to_string());
         let mut response = HttpResponse::build(status);
-        if matches!(self, AppError::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        match self {
+            AppError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+            }
+            // The rest of the body is not read: the connection cannot carry another request.
+            AppError::TooLarge(_) | AppError::TooSlow => {
+                response.insert_header((header::CONNECTION, "close"));
+            }
+            _ => {}
         }
         response.content_type("text/html; charset=utf-8").body(body)
     }
@@ -197,6 +212,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooSlow => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -228,7 +244,7 @@ impl ResponseError for ApiError {
             }
             // The rest of the body is not read: the connection cannot carry
             // another request, and a client must not reuse it.
-            ApiError::TooLarge(_) => {
+            ApiError::TooLarge(_) | ApiError::TooSlow => {
                 response.insert_header((header::CONNECTION, "close"));
             }
             _ => {}

@@ -42,8 +42,16 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
 }
 
-/// Reads a request body of at most `limit` bytes (413 above it).
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> ApiResult<web::Bytes> {
+/// How long a request body may take to arrive (a slow sender is answered 408).
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a request body of at most `limit` bytes (413 above it), within
+/// [`BODY_READ_TIMEOUT`] (408 past it).
+pub async fn read_body(payload: web::Payload, limit: usize) -> ApiResult<web::Bytes> {
+    tokio::time::timeout(BODY_READ_TIMEOUT, read_body_untimed(payload, limit)).await.map_err(|_| ApiError::TooSlow)?
+}
+
+async fn read_body_untimed(mut payload: web::Payload, limit: usize) -> ApiResult<web::Bytes> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;

@@ -1,6 +1,7 @@
 //! Connections: the URL read as a backend, and the pool's connections checked
 //! before use and thrown away once broken.
 
+use std::path::Path;
 use std::{
     sync::{
         Arc,
@@ -70,15 +71,23 @@ pub(super) struct ConnectionManager {
     pub(super) instance: Arc<str>,
 }
 
+/// Creates a new SQLite file readable and writable by this user only
+/// (`0600`); SQLite gives its WAL and shared-memory files the same mode. An
+/// existing file is left as it is; a file that cannot be made (a missing
+/// directory…) is left to the connection to report.
+fn create_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+}
+
 impl ConnectionManager {
     pub(super) fn new(url: &str, sqlite_max_bytes: u64) -> Result<Self, DbError> {
         let instance = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-        Ok(Self {
-            target: Target::parse(url)?,
-            sqlite_max_bytes,
-            lost: Arc::new(AtomicU64::new(0)),
-            instance: instance.into(),
-        })
+        let target = Target::parse(url)?;
+        if let Target::Sqlite(path) = &target {
+            create_private(Path::new(path));
+        }
+        Ok(Self { target, sqlite_max_bytes, lost: Arc::new(AtomicU64::new(0)), instance: instance.into() })
     }
 
     pub(super) fn open(&self) -> Result<DbConnection, DbError> {

@@ -115,7 +115,9 @@ pub struct CsrfForm<T> {
 }
 
 /// The largest form accepted.
-const FORM_LIMIT: usize = 256 * 1024;
+pub const FORM_LIMIT: usize = 256 * 1024;
+/// How long a form's body may take to arrive.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
     type Error = AppError;
@@ -127,10 +129,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         Box::pin(async move {
             // The body is read first, even for a refused request, so the
             // connection stays usable for the next one.
-            let body = body.await.map_err(|e| AppError::BadRequest(format!("The form could not be read: {e}")))?;
+            let body = tokio::time::timeout(BODY_READ_TIMEOUT, body)
+                .await
+                .map_err(|_| AppError::TooSlow)?
+                .map_err(|e| AppError::BadRequest(format!("The form could not be read: {e}")))?;
             let admin = admin.await?;
             if body.len() > FORM_LIMIT {
-                return Err(AppError::BadRequest("The form is too large.".into()));
+                return Err(AppError::TooLarge(FORM_LIMIT));
             }
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
                 .map_err(|_| AppError::BadRequest("The form could not be read.".into()))?;

@@ -13,6 +13,7 @@ mod durability;
 mod faults;
 mod handlers_api;
 mod handlers_ui;
+mod headers;
 mod hostile;
 mod ingest;
 mod logs_ui;

@@ -115,3 +115,17 @@ async fn a_visitors_text_cannot_forge_a_log_line() {
     assert!(log.contains(r#"user="nobody\n2026-12-04"#), "the name is logged escaped:\n{log}");
     assert!(!log.lines().any(|l| l.starts_with("2026-12-04T10:00:00")), "a forged line:\n{log}");
 }
+
+/// The SQLite file and its WAL are readable by the server's user only.
+#[tokio::test]
+async fn the_sqlite_file_and_its_wal_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(crate::helpers::Backend::Sqlite).unwrap();
+    let path = db.url.strip_prefix("sqlite://").unwrap().to_owned();
+    let app = TestApp::spawn(db).await;
+    app.sign_in().await;
+    for file in [path.clone(), format!("{path}-wal")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} is {mode:o}");
+    }
+}
