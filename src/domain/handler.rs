@@ -93,6 +93,18 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// The rule of every name (a handler's, a token's): 1 to `max` characters
+    /// once trimmed, no control characters.
+    pub fn check_name(&mut self, field: &str, name: &str, max: usize) {
+        if name.is_empty() {
+            self.add(field, "Enter a name");
+        } else if name.chars().count() > max {
+            self.add(field, format!("The name must be at most {max} characters"));
+        } else if name.chars().any(char::is_control) {
+            self.add(field, "The name must not contain control characters");
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -104,13 +116,7 @@ impl HandlerForm {
         let mut errors = FieldErrors::default();
 
         let name = self.name.trim();
-        if name.is_empty() {
-            errors.add("name", "Enter a name");
-        } else if name.chars().count() > NAME_MAX_CHARS {
-            errors.add("name", format!("The name must be at most {NAME_MAX_CHARS} characters"));
-        } else if name.chars().any(char::is_control) {
-            errors.add("name", "The name must not contain control characters");
-        }
+        errors.check_name("name", name, NAME_MAX_CHARS);
 
         let event = catalogue::find(self.events_id.trim());
         if event.is_none() {

@@ -91,13 +91,7 @@ impl AppState {
         actor.must(Action::ManageTokens)?;
         let mut errors = FieldErrors::default();
         let name = new.name.trim().to_owned();
-        if name.is_empty() {
-            errors.add("name", "Enter a name");
-        } else if name.chars().count() > NAME_MAX_CHARS {
-            errors.add("name", format!("The name must be at most {NAME_MAX_CHARS} characters"));
-        } else if name.chars().any(char::is_control) {
-            errors.add("name", "The name must not contain control characters");
-        }
+        errors.check_name("name", &name, NAME_MAX_CHARS);
         let scope = new.scope.trim().parse::<Scope>().map_err(|e| errors.add("scope", format!("The scope {e}"))).ok();
         let Some(scope) = scope.filter(|_| errors.is_empty()) else { return Err(Refusal::Invalid(errors)) };
         let secret = format!("{TOKEN_PREFIX}{}", security::random_token());

@@ -234,5 +234,30 @@ async fn every_route_answers_as_the_openapi_document_says(db: TestDb) {
     for path in [format!("/handlers/{id}"), "/handlers/999999".into()] {
         doc.check(Method::DELETE, "/handlers/{id}", api(Method::DELETE, &path).send().await.unwrap()).await;
     }
+
+    // Tokens and the audit log.
+    let created = api(Method::POST, "/tokens").json(&json!({"name": "dashboards", "scope": "read"}));
+    let created = doc.check(Method::POST, "/tokens", created.send().await.unwrap()).await;
+    let bad = api(Method::POST, "/tokens").json(&json!({"name": "", "scope": "root"}));
+    doc.check(Method::POST, "/tokens", bad.send().await.unwrap()).await;
+    let read = |method: Method, path: &str| {
+        app.client.request(method, app.url(&format!("/api/v1{path}"))).bearer_auth(created["token"].as_str().unwrap())
+    };
+    doc.check(Method::GET, "/tokens", api(Method::GET, "/tokens").send().await.unwrap()).await;
+    doc.check(Method::GET, "/tokens", read(Method::GET, "/tokens").send().await.unwrap()).await;
+    let by_read = read(Method::POST, "/tokens").json(&json!({"name": "x", "scope": "admin"}));
+    doc.check(Method::POST, "/tokens", by_read.send().await.unwrap()).await;
+    let unauthorized = |method: Method, path: &str| app.client.request(method, app.url(&format!("/api/v1{path}")));
+    doc.check(Method::GET, "/tokens", unauthorized(Method::GET, "/tokens").send().await.unwrap()).await;
+    doc.check(Method::POST, "/tokens", unauthorized(Method::POST, "/tokens").send().await.unwrap()).await;
+    doc.check(Method::GET, "/audit", api(Method::GET, "/audit?action=handler.&limit=2").send().await.unwrap()).await;
+    doc.check(Method::GET, "/audit", api(Method::GET, "/audit?from=soon").send().await.unwrap()).await;
+    doc.check(Method::GET, "/audit", unauthorized(Method::GET, "/audit").send().await.unwrap()).await;
+    let token = format!("/tokens/{}", created["id"]);
+    for _ in 0..2 {
+        doc.check(Method::DELETE, "/tokens/{id}", api(Method::DELETE, &token).send().await.unwrap()).await;
+    }
+    doc.check(Method::DELETE, "/tokens/{id}", api(Method::DELETE, "/tokens/999999").send().await.unwrap()).await;
+    doc.check(Method::DELETE, "/tokens/{id}", unauthorized(Method::DELETE, &token).send().await.unwrap()).await;
     doc.assert_all_seen();
 }
