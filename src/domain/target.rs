@@ -127,8 +127,10 @@ pub fn parse_http_target(input: &str, deny: &DenyList) -> Result<String, String>
 }
 
 /// Checks a script target and returns the path to store: relative to the
-/// scripts directory, without `.` parts. The file must be an executable
-/// regular file inside the directory; `..` and symlinks leading out are refused.
+/// scripts directory, without `.` parts. The file must be what
+/// [`open_script`] runs: an executable regular file inside the directory,
+/// reached without a symbolic link, that neither it nor a directory on the
+/// way is writable by group or others; `..` is refused.
 pub fn parse_script_target(input: &str, scripts_dir: &Path) -> Result<String, String> {
     let text = input.trim();
     if text.is_empty() {
@@ -155,23 +157,52 @@ pub fn parse_script_target(input: &str, scripts_dir: &Path) -> Result<String, St
     if relative.as_os_str().is_empty() {
         return Err("Name a script file, not the directory".into());
     }
-    resolve_script(&dir, &relative)?;
+    open_script(&dir, &relative)?;
     relative.to_str().map(str::to_owned).ok_or_else(|| "The path must be valid UTF-8".into())
 }
 
-/// Resolves a stored script target to the file to execute, checking again that
-/// it is an executable file inside the scripts directory (it may have changed).
-pub fn resolve_script(scripts_dir: &Path, relative: &Path) -> Result<PathBuf, String> {
+/// Opens a stored script target for execution and checks the opened file,
+/// not its name: every component is opened relative to the one before with
+/// `O_NOFOLLOW`, so no symbolic link is followed (nor swapped in after the
+/// check); the scripts directory, every directory below it on the way and the
+/// file must not be writable by group or others; the file must be a regular,
+/// executable file. The caller executes this descriptor, never the path.
+pub fn open_script(scripts_dir: &Path, relative: &Path) -> Result<std::fs::File, String> {
     let dir = scripts_dir
         .canonicalize()
         .map_err(|_| format!("The scripts directory {} does not exist", scripts_dir.display()))?;
-    let file = dir
-        .join(relative)
-        .canonicalize()
-        .map_err(|_| format!("There is no file {} in the scripts directory", relative.display()))?;
-    if !file.starts_with(&dir) {
-        return Err("The path leads outside the scripts directory".into());
+    let mut current =
+        std::fs::File::open(&dir).map_err(|e| format!("Cannot open the scripts directory {}: {e}", dir.display()))?;
+    check_not_shared(&current, &dir.display().to_string(), "The scripts directory")?;
+    let parts: Vec<&std::ffi::OsStr> = relative
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(part) => Some(part),
+            _ => None,
+        })
+        .collect();
+    let Some((name, dirs)) = parts.split_last() else { return Err("Name a script file, not the directory".into()) };
+    let mut walked = PathBuf::new();
+    for part in dirs {
+        walked.push(part);
+        current = open_beneath(&current, part, true).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                format!(
+                    "{} is not a directory of the scripts directory (a symbolic link is not followed)",
+                    walked.display()
+                )
+            }
+            _ => format!("There is no file {} in the scripts directory", relative.display()),
+        })?;
+        check_not_shared(&current, &walked.display().to_string(), "The directory")?;
     }
+    let file = open_beneath(&current, name, false).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => format!(
+            "{} is a symbolic link: scripts run only from files of the scripts directory itself",
+            relative.display()
+        ),
+        _ => format!("There is no file {} in the scripts directory", relative.display()),
+    })?;
     let meta = file.metadata().map_err(|e| format!("Cannot read {}: {e}", relative.display()))?;
     if !meta.is_file() {
         return Err(format!("{} is not a file", relative.display()));
@@ -179,7 +210,48 @@ pub fn resolve_script(scripts_dir: &Path, relative: &Path) -> Result<PathBuf, St
     if meta.permissions().mode() & 0o111 == 0 {
         return Err(format!("{} is not executable (chmod +x)", relative.display()));
     }
+    check_not_shared(&file, &relative.display().to_string(), "The script")?;
     Ok(file)
+}
+
+/// Refuses what its group or others may write: whoever can write a script
+/// or its directory could make the server run their code.
+fn check_not_shared(file: &std::fs::File, name: &str, what: &str) -> Result<(), String> {
+    let mode = file.metadata().map_err(|e| format!("Cannot read {name}: {e}"))?.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{what} {name} is writable by its group or others (mode {:o}): anyone who can write it could run code \
+             as the server; chmod go-w it",
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// Opens `name` inside the directory `dir`, never following a symbolic link.
+fn open_beneath(dir: &std::fs::File, name: &std::ffi::OsStr, directory: bool) -> std::io::Result<std::fs::File> {
+    use std::os::{
+        fd::{AsRawFd, FromRawFd},
+        unix::ffi::OsStrExt,
+    };
+    let name = std::ffi::CString::new(name.as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOENT))?;
+    let mut flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    if directory {
+        flags |= libc::O_DIRECTORY;
+    } else {
+        // A FIFO must not block the open.
+        flags |= libc::O_NONBLOCK;
+    }
+    // SAFETY: openat(2) with a descriptor this function borrows for the
+    // call, a NUL-terminated name that outlives it, and no mode (no O_CREAT).
+    #[allow(unsafe_code)]
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    #[allow(unsafe_code)]
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 #[cfg(test)]
@@ -276,6 +348,8 @@ mod tests {
     fn scripts() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("sub")).unwrap();
+        // Whatever the umask: a directory others may write is refused.
+        fs::set_permissions(dir.path().join("sub"), fs::Permissions::from_mode(0o755)).unwrap();
         for (name, mode) in [("run.sh", 0o755), ("sub/deep.sh", 0o755), ("plain.txt", 0o644)] {
             let p = dir.path().join(name);
             fs::write(&p, "#!/bin/sh\n").unwrap();
@@ -305,5 +379,25 @@ mod tests {
         {
             assert!(parse_script_target(bad, dir.path()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_script_others_may_write_or_reached_through_a_link_is_refused() {
+        let dir = scripts();
+        let mode = |path: &Path, mode: u32| fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        mode(&dir.path().join("run.sh"), 0o775);
+        let refused = parse_script_target("run.sh", dir.path()).unwrap_err();
+        assert!(refused.contains("The script run.sh is writable by its group or others (mode 775)"), "{refused}");
+        mode(&dir.path().join("run.sh"), 0o755);
+        symlink(dir.path().join("sub"), dir.path().join("via")).unwrap();
+        let refused = parse_script_target("via/deep.sh", dir.path()).unwrap_err();
+        assert!(refused.contains("a symbolic link is not followed"), "{refused}");
+        mode(&dir.path().join("sub"), 0o777);
+        assert!(parse_script_target("sub/deep.sh", dir.path()).unwrap_err().contains("The directory sub is writable"));
+        mode(&dir.path().join("sub"), 0o755);
+        mode(dir.path(), 0o777);
+        assert!(parse_script_target("run.sh", dir.path()).unwrap_err().contains("The scripts directory"));
+        mode(dir.path(), 0o700);
+        assert_eq!(parse_script_target("sub/deep.sh", dir.path()).unwrap(), "sub/deep.sh");
     }
 }

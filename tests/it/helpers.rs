@@ -280,6 +280,11 @@ impl TestApp {
         let path = self.scripts_dir.join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).unwrap();
+            // Writable by its owner only, whatever the umask: scripts in a
+            // directory others may write are refused.
+            if parent != self.scripts_dir {
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
         }
         std::fs::write(&path, body).unwrap();
         let mode = if executable { 0o755 } else { 0o644 };
