@@ -33,6 +33,11 @@ pub struct Settings {
     )]
     pub deny_targets: DenyList,
 
+    /// After a secret is rotated, how long the old one goes on signing beside
+    /// the new (both in `webhook-signature`), so endpoints can switch; `0s`: at once.
+    #[arg(long, env = "PROVISIOND_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
+    pub secret_overlap: Duration,
+
     /// Delays between attempts of a failed delivery, e.g. `5s,30s,2m`; k delays give at most 1 + k attempts.
     #[arg(
         long,

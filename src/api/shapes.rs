@@ -35,6 +35,8 @@ pub struct HandlerOut {
     pub ordering_group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// After a rotation, until when the previous secret also signs.
+    pub previous_secret_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -54,6 +56,7 @@ impl HandlerOut {
             timeout_ms: h.timeout_ms,
             ordering_group: h.ordering_group,
             secret: actor.may(Action::SeeSecrets).then_some(h.secret),
+            previous_secret_until: h.previous_secret_until.filter(|t| *t > crate::db::now()).map(utc),
             created_at: utc(h.created_at),
             updated_at: utc(h.updated_at),
         }

@@ -60,10 +60,30 @@ pub struct Claimed {
     pub target: String,
     #[diesel(sql_type = Text)]
     pub secret: String,
+    /// The secret before the last rotation, signing beside `secret` until
+    /// `previous_secret_until` (see [`Claimed::signing_secrets`]).
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub previous_secret: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+    pub previous_secret_until: Option<chrono::NaiveDateTime>,
     #[diesel(sql_type = Integer)]
     pub timeout_ms: i32,
     #[diesel(sql_type = Text, deserialize_as = super::text::Checked<HandlerStatus>)]
     pub handler_status: HandlerStatus,
+}
+
+impl Claimed {
+    /// The secrets that sign an attempt at `at`: the current one, and the one
+    /// before it while its overlap lasts.
+    pub fn signing_secrets(&self, at: chrono::NaiveDateTime) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_until)
+            && until > at
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
 }
 
 /// What the claim may take.
@@ -162,7 +182,7 @@ WITH picked AS MATERIALIZED (
 )
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, c.attempts AS attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
-    h.timeout_ms, h.status AS handler_status
+    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status
 FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
 WHERE set_config('synchronous_commit', 'off', true) = 'off'
 ORDER BY d.id";
@@ -233,7 +253,7 @@ const LOAD_SQLITE: &str = "
 /* $1 the leased ids, a JSON array */
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, d.attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
-    h.timeout_ms, h.status AS handler_status
+    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status
 FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
 WHERE d.id IN (SELECT value FROM json_each($1))
 ORDER BY d.id";

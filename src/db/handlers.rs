@@ -25,6 +25,12 @@ pub struct Handler {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub ordering_group: Option<String>,
+    /// The secret before the last rotation, which signs beside the new one
+    /// until `previous_secret_until` (never shown, never in the audit log).
+    #[serde(skip)]
+    pub previous_secret: Option<String>,
+    #[serde(skip)]
+    pub previous_secret_until: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]
@@ -219,10 +225,34 @@ impl Handler {
         }
     }
 
-    pub fn set_secret(conn: &mut Write<'_>, id: i64, secret: &str) -> QueryResult<Handler> {
-        let n = diesel::update(handlers::table.find(id))
-            .set((handlers::secret.eq(secret), handlers::updated_at.eq(now())))
-            .execute(conn.db())?;
+    /// A new signing secret; the old one goes on signing beside it until
+    /// `old_signs_until` (`None`: it stops at once).
+    pub fn set_secret(
+        conn: &mut Write<'_>,
+        id: i64,
+        secret: &str,
+        old_signs_until: Option<NaiveDateTime>,
+    ) -> QueryResult<Handler> {
+        // The right-hand sides read the row as it was: the old secret.
+        let previous = old_signs_until.map(|_| handlers::secret);
+        let n = match previous {
+            Some(old) => diesel::update(handlers::table.find(id))
+                .set((
+                    handlers::previous_secret.eq(old.nullable()),
+                    handlers::previous_secret_until.eq(old_signs_until),
+                    handlers::secret.eq(secret),
+                    handlers::updated_at.eq(now()),
+                ))
+                .execute(conn.db())?,
+            None => diesel::update(handlers::table.find(id))
+                .set((
+                    handlers::previous_secret.eq(None::<String>),
+                    handlers::previous_secret_until.eq(None::<NaiveDateTime>),
+                    handlers::secret.eq(secret),
+                    handlers::updated_at.eq(now()),
+                ))
+                .execute(conn.db())?,
+        };
         if n == 0 {
             return Err(diesel::result::Error::NotFound);
         }

@@ -61,6 +61,8 @@ mod tests {
             handler_type,
             target: "http://127.0.0.1:9/".into(),
             secret: "whsec_x".into(),
+            previous_secret: None,
+            previous_secret_until: None,
             timeout_ms,
             handler_status: status,
         }

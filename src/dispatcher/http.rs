@@ -16,7 +16,7 @@ use reqwest::{
 use super::outcome::{Answer, AttemptResult, Capture, Outcome};
 use crate::{
     db::claims::Claimed,
-    domain::{signing::sign, target::DenyList},
+    domain::{signing::sign_all, target::DenyList},
 };
 
 pub const USER_AGENT: &str = concat!("provisiond/", env!("CARGO_PKG_VERSION"));
@@ -111,8 +111,9 @@ pub async fn call(client: &Client, deny: &DenyList, delivery: &Claimed, timeout:
 /// The signed POST of DESIGN §4.5, with every header set on the request
 /// itself (none added by the client later), so it is what the log shows.
 fn prepare(client: &Client, delivery: &Claimed, timeout: Duration) -> Result<reqwest::Request, reqwest::Error> {
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature = sign(&delivery.secret, &delivery.webhook_id, timestamp, delivery.payload.as_bytes());
+    let now = chrono::Utc::now();
+    let (timestamp, secrets) = (now.timestamp(), delivery.signing_secrets(now.naive_utc()));
+    let signature = sign_all(&secrets, &delivery.webhook_id, timestamp, delivery.payload.as_bytes());
     client
         .post(&delivery.target)
         .timeout(timeout)

@@ -14,8 +14,16 @@ pub fn generate_secret() -> String {
     format!("{SECRET_PREFIX}{}", STANDARD.encode(key))
 }
 
-/// The `webhook-signature` header value: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`,
-/// keyed with the base64-decoded part of the secret after `whsec_`.
+/// The `webhook-signature` header value for one or more secrets: each one's
+/// `v1,<signature>`, separated by spaces (during a rotation's overlap both
+/// the new and the old secret sign, as the Standard Webhooks spec allows).
+pub fn sign_all(secrets: &[&str], webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let signatures: Vec<String> = secrets.iter().map(|s| sign(s, webhook_id, timestamp, body)).collect();
+    signatures.join(" ")
+}
+
+/// One signature: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed
+/// with the base64-decoded part of the secret after `whsec_`.
 pub fn sign(secret: &str, webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
     let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
     let key = STANDARD.decode(encoded).unwrap_or_else(|_| encoded.as_bytes().to_vec());

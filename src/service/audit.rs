@@ -81,6 +81,8 @@ mod tests {
             created_at: at,
             updated_at: at,
             ordering_group: None,
+            previous_secret: None,
+            previous_secret_until: None,
         }
     }
 

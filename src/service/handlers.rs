@@ -102,16 +102,19 @@ impl AppState {
         Ok(handler)
     }
 
-    /// A new signing secret for handler `id`; the old one stops signing at once.
+    /// A new signing secret for handler `id`; the old one goes on signing
+    /// beside it for `PROVISIOND_SECRET_OVERLAP`.
     pub async fn rotate_handler_secret(&self, actor: &Actor, id: i64) -> Result<Handler, Refusal> {
         actor.must(Action::RotateSecrets)?;
         let secret = generate_secret();
+        let overlap = chrono::TimeDelta::from_std(self.settings.secret_overlap).unwrap_or(chrono::TimeDelta::hours(24));
+        let old_signs_until = (overlap > chrono::TimeDelta::zero()).then(|| crate::db::now() + overlap);
         let actor = actor.clone();
         let handler = self
             .db
             .write(move |conn| {
                 let old = Handler::find(conn, id)?;
-                let handler = Handler::set_secret(conn, id, &secret)?;
+                let handler = Handler::set_secret(conn, id, &secret, old_signs_until)?;
                 audit_change(conn, &actor, "handler.secret.rotate", &old, &handler)?;
                 Ok(handler)
             })

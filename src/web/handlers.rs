@@ -142,6 +142,17 @@ impl From<HandlerHealth> for HealthView {
     }
 }
 
+/// A duration as a person reads it: `24h`, `90m`, `30s`.
+fn humantime(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => "no time at all".into(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// A backlog count as the list shows it: exact up to the cap, "10,000+" above.
 fn count_text(n: i64) -> String {
     let cap = crate::db::logs::BACKLOG_CAP;
@@ -242,6 +253,10 @@ pub struct HandlerFormPage {
     pub handler: Option<Handler>,
     pub groups: Vec<EventGroup>,
     pub scripts_dir: String,
+    /// After a rotation, until when the previous secret also signs (UTC).
+    pub previous_signs_until: Option<String>,
+    /// How long a rotated secret goes on signing, as configured.
+    pub overlap: String,
 }
 
 impl HandlerFormPage {
@@ -256,6 +271,11 @@ impl HandlerFormPage {
             Some(h) => (format!("Edit Handler #{}", h.id), format!("/provisioning/{}", h.id)),
             None => ("New Handler".to_owned(), "/provisioning".to_owned()),
         };
+        let previous_signs_until = handler
+            .as_ref()
+            .and_then(|h| h.previous_secret_until)
+            .filter(|t| *t > crate::db::now())
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
         Self {
             layout: Layout::new(admin, heading.clone(), "handlers"),
             heading,
@@ -265,6 +285,8 @@ impl HandlerFormPage {
             handler,
             groups: event_groups(),
             scripts_dir: state.settings.scripts_dir.display().to_string(),
+            previous_signs_until,
+            overlap: humantime(state.settings.secret_overlap),
         }
     }
 }
@@ -404,6 +426,14 @@ pub async fn rotate_handler_secret(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let handler = state.rotate_handler_secret(&input.admin.actor, id).await?;
-    input.admin.flash(&state, format!("Handler “{}” has a new signing secret.", handler.name)).await?;
+    let message = match handler.previous_secret_until {
+        Some(until) => format!(
+            "Handler “{}” has a new signing secret; the old one also signs until {} UTC.",
+            handler.name,
+            until.format("%Y-%m-%d %H:%M:%S")
+        ),
+        None => format!("Handler “{}” has a new signing secret; the old one no longer signs.", handler.name),
+    };
+    input.admin.flash(&state, message).await?;
     Ok(see_other(&format!("/provisioning/{id}/edit")))
 }

@@ -28,6 +28,7 @@ on_both_backends!(
     a_finished_delivery_can_be_retried_by_hand,
     a_stop_lets_attempts_in_flight_finish,
     deleting_a_handler_mid_attempt_leaves_the_others_working,
+    a_rotated_secret_signs_beside_the_new_one_for_the_overlap,
 );
 
 pub fn envelope(events_id: &str, object_id: Value, data: Value) -> Value {
@@ -377,4 +378,47 @@ async fn deleting_a_handler_mid_attempt_leaves_the_others_working(db: TestDb) {
     .await;
     let logs = app.api_json(&format!("/api/v1/handlers/{}/logs", other["id"])).await;
     assert_eq!(logs["logs"][0]["outcome"], "success", "recording goes on after the deleted handler's attempt");
+}
+
+/// Verifies a received call with the Standard Webhooks reference library.
+fn reference_verifies(secret: &str, got: &crate::sink::Received) -> bool {
+    let mut headers = http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(name, got.headers[name].parse().unwrap());
+    }
+    standardwebhooks::Webhook::new(secret).unwrap().verify(got.body.as_bytes(), &headers).is_ok()
+}
+
+async fn a_rotated_secret_signs_beside_the_new_one_for_the_overlap(db: TestDb) {
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| {
+        s.secret_overlap = std::time::Duration::from_millis(1500);
+    })
+    .await;
+    let sink = Sink::start().await;
+    let handler = app.create_handler(http_handler("crm", "clients.create", &sink.url("/crm"), 0)).await;
+    let old = handler["secret"].as_str().unwrap().to_owned();
+    let res =
+        app.api(reqwest::Method::POST, &format!("/api/v1/handlers/{}/secret", handler["id"])).send().await.unwrap();
+    let rotated: Value = res.json().await.unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
+    assert!(rotated["previous_secret_until"].is_string(), "{rotated}");
+
+    // Within the overlap: both sign, and each verifies with the reference library.
+    app.post_event(&envelope("clients.create", json!(1), json!({}))).await;
+    let got = sink.wait_for("/crm", 1, Duration::from_secs(10)).await.remove(0);
+    let header = &got.headers["webhook-signature"];
+    assert_eq!(header.split(' ').count(), 2, "{header}");
+    assert!(reference_verifies(&new, &got), "the new secret verifies");
+    assert!(reference_verifies(&old, &got), "the old secret verifies during the overlap");
+
+    // After it: the new one alone.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    app.post_event(&envelope("clients.create", json!(2), json!({}))).await;
+    let got = sink.wait_for("/crm", 2, Duration::from_secs(10)).await.remove(1);
+    assert_eq!(got.headers["webhook-signature"].split(' ').count(), 1);
+    assert!(reference_verifies(&new, &got));
+    assert!(!reference_verifies(&old, &got), "the old secret no longer signs");
+    let after: Value = app.api_json(&format!("/api/v1/handlers/{}", handler["id"])).await;
+    assert!(after["previous_secret_until"].is_null(), "{after}");
 }

@@ -1,0 +1,2 @@
+ALTER TABLE handlers DROP COLUMN previous_secret_until;
+ALTER TABLE handlers DROP COLUMN previous_secret;
