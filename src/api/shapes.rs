@@ -37,6 +37,10 @@ pub struct HandlerOut {
     pub secret: Option<String>,
     /// After a rotation, until when the previous secret also signs.
     pub previous_secret_until: Option<DateTime<Utc>>,
+    /// `v1` (HMAC-SHA256) or `v1a` (ed25519).
+    pub signature: &'static str,
+    /// A `v1a` handler's `whpk_` public key (public: for every token).
+    pub public_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -45,6 +49,8 @@ impl HandlerOut {
     /// The handler as `actor` may see it: without the secret unless they
     /// may see secrets ([`Action::SeeSecrets`]).
     pub fn new(h: Handler, actor: &Actor) -> Self {
+        let (signature, public_key) =
+            (crate::domain::signing::Scheme::of(&h.secret).as_str(), crate::domain::signing::public_key(&h.secret));
         Self {
             id: h.id,
             name: h.name,
@@ -57,6 +63,8 @@ impl HandlerOut {
             ordering_group: h.ordering_group,
             secret: actor.may(Action::SeeSecrets).then_some(h.secret),
             previous_secret_until: h.previous_secret_until.filter(|t| *t > crate::db::now()).map(utc),
+            signature,
+            public_key,
             created_at: utc(h.created_at),
             updated_at: utc(h.updated_at),
         }

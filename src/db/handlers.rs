@@ -119,6 +119,7 @@ impl Handler {
             priority: self.priority.to_string(),
             timeout_ms: self.timeout_ms.to_string(),
             ordering_group: self.ordering_group.clone().unwrap_or_default(),
+            signature: crate::domain::signing::Scheme::of(&self.secret).as_str().to_owned(),
         }
     }
 

@@ -4,7 +4,10 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::target::{DenyList, parse_http_target, parse_script_target};
+use super::{
+    signing::Scheme,
+    target::{DenyList, parse_http_target, parse_script_target},
+};
 use crate::catalogue;
 
 pub const NAME_MAX_CHARS: usize = 200;
@@ -59,6 +62,8 @@ pub struct HandlerForm {
     pub priority: String,
     pub timeout_ms: String,
     pub ordering_group: String,
+    /// `v1` or `v1a` (see [`Scheme`]); blank keeps the handler's (a new one: `v1`).
+    pub signature: String,
 }
 
 /// A handler that passed every rule, ready to store.
@@ -73,6 +78,8 @@ pub struct ValidHandler {
     pub timeout_ms: i32,
     /// Its ordering group (DESIGN §4.4); `None`: its target is.
     pub ordering_group: Option<String>,
+    /// How its calls are signed; `None`: as they are (a new handler: `v1`).
+    pub signature: Option<Scheme>,
 }
 
 /// Messages by form field name (`name`, `events_id`, `type`, `target`, …).
@@ -178,6 +185,11 @@ impl HandlerForm {
             g => Some(g.to_owned()),
         };
 
+        let signature = match self.signature.trim() {
+            "" => None,
+            s => s.parse::<Scheme>().map_err(|e| errors.add("signature", e)).ok(),
+        };
+
         match (event, handler_type, target, status, priority, timeout_ms) {
             (Some(event), Some(handler_type), Some(target), Some(status), Some(priority), Some(timeout_ms))
                 if errors.is_empty() =>
@@ -191,6 +203,7 @@ impl HandlerForm {
                     priority,
                     timeout_ms,
                     ordering_group,
+                    signature,
                 })
             }
             _ => Err(errors),
@@ -212,6 +225,7 @@ mod tests {
             priority: "10".into(),
             timeout_ms: "".into(),
             ordering_group: "".into(),
+            signature: "".into(),
         }
     }
 

@@ -64,6 +64,8 @@ pub mod delivery;
 pub mod duration;
 pub mod envelope;
 pub mod handler;
+#[cfg(test)]
+mod properties;
 pub mod retry;
 pub mod signing;
 pub mod target;

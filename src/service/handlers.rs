@@ -8,7 +8,10 @@ use super::{
 };
 use crate::{
     db::handlers::{Handler, HandlerChangeset, NewHandler},
-    domain::{HandlerForm, HandlerStatus, signing::generate_secret},
+    domain::{
+        HandlerForm, HandlerStatus,
+        signing::{self, Scheme},
+    },
 };
 
 impl AppState {
@@ -17,7 +20,8 @@ impl AppState {
     pub async fn create_handler(&self, actor: &Actor, form: &HandlerForm) -> Result<Handler, Refusal> {
         actor.must(Action::EditHandlers)?;
         let valid = form.validate(&self.settings.scripts_dir, &self.settings.deny_targets).map_err(Refusal::Invalid)?;
-        let new = NewHandler::new(valid, generate_secret());
+        let secret = signing::generate(valid.signature.unwrap_or_default());
+        let new = NewHandler::new(valid, secret);
         let actor = actor.clone();
         let handler = self
             .db
@@ -37,13 +41,20 @@ impl AppState {
     pub async fn update_handler(&self, actor: &Actor, id: i64, form: &HandlerForm) -> Result<Handler, Refusal> {
         actor.must(Action::EditHandlers)?;
         let valid = form.validate(&self.settings.scripts_dir, &self.settings.deny_targets).map_err(Refusal::Invalid)?;
+        let scheme = valid.signature;
         let changes = HandlerChangeset::from(valid);
+        let old_signs_until = self.old_secret_signs_until();
         let actor = actor.clone();
         let handler = self
             .db
             .write(move |conn| {
                 let old = Handler::find(conn, id)?;
-                let handler = Handler::update(conn, id, &changes)?;
+                let mut handler = Handler::update(conn, id, &changes)?;
+                // Another signature: a new secret of its kind, the old one
+                // signing beside it for the overlap, as at a rotation.
+                if let Some(scheme) = scheme.filter(|s| *s != Scheme::of(&old.secret)) {
+                    handler = Handler::set_secret(conn, id, &signing::generate(scheme), old_signs_until)?;
+                }
                 audit_change(conn, &actor, "handler.update", &old, &handler)?;
                 Ok(handler)
             })
@@ -106,14 +117,14 @@ impl AppState {
     /// beside it for `PROVISIOND_SECRET_OVERLAP`.
     pub async fn rotate_handler_secret(&self, actor: &Actor, id: i64) -> Result<Handler, Refusal> {
         actor.must(Action::RotateSecrets)?;
-        let secret = generate_secret();
-        let overlap = chrono::TimeDelta::from_std(self.settings.secret_overlap).unwrap_or(chrono::TimeDelta::hours(24));
-        let old_signs_until = (overlap > chrono::TimeDelta::zero()).then(|| crate::db::now() + overlap);
+        let old_signs_until = self.old_secret_signs_until();
         let actor = actor.clone();
         let handler = self
             .db
             .write(move |conn| {
                 let old = Handler::find(conn, id)?;
+                // A new secret of the same kind: a key stays a key.
+                let secret = signing::generate(Scheme::of(&old.secret));
                 let handler = Handler::set_secret(conn, id, &secret, old_signs_until)?;
                 audit_change(conn, &actor, "handler.secret.rotate", &old, &handler)?;
                 Ok(handler)
@@ -122,6 +133,14 @@ impl AppState {
             .map_err(Refusal::or_missing(Missing::Handler(id)))?;
         tracing::info!(handler = handler.id, "handler secret rotated");
         Ok(handler)
+    }
+}
+
+impl AppState {
+    /// Until when a replaced secret goes on signing (`PROVISIOND_SECRET_OVERLAP`), if at all.
+    fn old_secret_signs_until(&self) -> Option<chrono::NaiveDateTime> {
+        let overlap = chrono::TimeDelta::from_std(self.settings.secret_overlap).unwrap_or(chrono::TimeDelta::hours(24));
+        (overlap > chrono::TimeDelta::zero()).then(|| crate::db::now() + overlap)
     }
 }
 

@@ -257,6 +257,8 @@ pub struct HandlerFormPage {
     pub previous_signs_until: Option<String>,
     /// How long a rotated secret goes on signing, as configured.
     pub overlap: String,
+    /// The `whpk_` key of a `v1a` handler (public: shown to every role).
+    pub public_key: Option<String>,
 }
 
 impl HandlerFormPage {
@@ -276,6 +278,7 @@ impl HandlerFormPage {
             .and_then(|h| h.previous_secret_until)
             .filter(|t| *t > crate::db::now())
             .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+        let public_key = handler.as_ref().and_then(|h| crate::domain::signing::public_key(&h.secret));
         Self {
             layout: Layout::new(admin, heading.clone(), "handlers"),
             heading,
@@ -287,6 +290,7 @@ impl HandlerFormPage {
             scripts_dir: state.settings.scripts_dir.display().to_string(),
             previous_signs_until,
             overlap: humantime(state.settings.secret_overlap),
+            public_key,
         }
     }
 }

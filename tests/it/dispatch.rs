@@ -29,6 +29,7 @@ on_both_backends!(
     a_stop_lets_attempts_in_flight_finish,
     deleting_a_handler_mid_attempt_leaves_the_others_working,
     a_rotated_secret_signs_beside_the_new_one_for_the_overlap,
+    a_v1a_handler_signs_with_ed25519_and_shows_its_public_key,
 );
 
 pub fn envelope(events_id: &str, object_id: Value, data: Value) -> Value {
@@ -421,4 +422,68 @@ async fn a_rotated_secret_signs_beside_the_new_one_for_the_overlap(db: TestDb) {
     assert!(!reference_verifies(&old, &got), "the old secret no longer signs");
     let after: Value = app.api_json(&format!("/api/v1/handlers/{}", handler["id"])).await;
     assert!(after["previous_secret_until"].is_null(), "{after}");
+}
+
+/// Verifies a `v1a` signature of a received call with the handler's public key.
+fn ed25519_verifies(public_key: &str, got: &crate::sink::Received) -> bool {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let key: [u8; 32] = STANDARD.decode(public_key.strip_prefix("whpk_").unwrap()).unwrap().try_into().unwrap();
+    let key = VerifyingKey::from_bytes(&key).unwrap();
+    let message = format!("{}.{}.{}", got.headers["webhook-id"], got.headers["webhook-timestamp"], got.body);
+    got.headers["webhook-signature"].split(' ').filter_map(|s| s.strip_prefix("v1a,")).any(|sig| {
+        let sig = Signature::from_slice(&STANDARD.decode(sig).unwrap()).unwrap();
+        key.verify(message.as_bytes(), &sig).is_ok()
+    })
+}
+
+async fn a_v1a_handler_signs_with_ed25519_and_shows_its_public_key(db: TestDb) {
+    let (app, csrf) = TestApp::signed_in(db).await;
+    let sink = Sink::start().await;
+    let mut body = http_handler("asym", "clients.create", &sink.url("/asym"), 0);
+    body["signature"] = json!("v1a");
+    let handler = app.create_handler(body).await;
+    assert_eq!(handler["signature"], "v1a");
+    assert!(handler["secret"].as_str().unwrap().starts_with("whsk_"), "{handler}");
+    let public = handler["public_key"].as_str().unwrap().to_owned();
+    assert!(public.starts_with("whpk_"));
+
+    app.post_event(&envelope("clients.create", json!(1), json!({"n": 1}))).await;
+    let got = sink.wait_for("/asym", 1, Duration::from_secs(10)).await.remove(0);
+    assert!(got.headers["webhook-signature"].starts_with("v1a,"), "{:?}", got.headers);
+    assert!(ed25519_verifies(&public, &got), "the public key verifies the call");
+    let mut forged = got.clone();
+    forged.body = forged.body.replace("\"n\":1", "\"n\":2");
+    assert!(!ed25519_verifies(&public, &forged));
+
+    // The public key is on the edit page, for every role; the signing key only for admins.
+    let page = app.get_page(&format!("/provisioning/{}/edit", handler["id"])).await;
+    assert!(page.contains(&public) && page.contains(r#"<option value="v1a" selected>"#));
+    app.create_user(&csrf, "vera", "viewer password 1", "viewer").await;
+    let viewer = app.browser("vera", "viewer password 1").await;
+    let page = viewer.get_page(&format!("/provisioning/{}/edit", handler["id"])).await;
+    assert!(page.contains(&public) && !page.contains(handler["secret"].as_str().unwrap()));
+
+    // Back to v1: a new shared secret; the key signs beside it for the overlap.
+    let res = app
+        .api(reqwest::Method::PATCH, &format!("/api/v1/handlers/{}", handler["id"]))
+        .json(&json!({"signature": "v1"}))
+        .send()
+        .await
+        .unwrap();
+    let v1: Value = res.json().await.unwrap();
+    assert_eq!(v1["signature"], "v1");
+    assert!(v1["public_key"].is_null());
+    let secret = v1["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    app.post_event(&envelope("clients.create", json!(2), json!({}))).await;
+    let got = sink.wait_for("/asym", 2, Duration::from_secs(10)).await.remove(1);
+    assert!(reference_verifies(&secret, &got), "the new shared secret verifies");
+    assert!(ed25519_verifies(&public, &got), "the old key still signs during the overlap");
+    let bad = app
+        .api(reqwest::Method::PATCH, &format!("/api/v1/handlers/{}", handler["id"]))
+        .json(&json!({"signature": "rsa"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
