@@ -19,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/openapi.json", web::get().to(openapi))
             .route("/events", web::post().to(events::ingest_event))
             .route("/events/{id}", web::get().to(events::get_event))
+            .route("/deliveries", web::get().to(deliveries::list_deliveries))
             .route("/deliveries/{id}/retry", web::post().to(deliveries::retry_delivery))
             .route("/handlers", web::get().to(handlers::list_handlers))
             .route("/handlers", web::post().to(handlers::create_handler))

@@ -9,7 +9,13 @@ use serde::Serialize;
 
 use crate::{
     db::{
-        audit::AuditEntry, deliveries::Delivery, events::Event, handlers::Handler, logs::ExecutionLog, tokens::ApiToken,
+        audit::AuditEntry,
+        deliveries::Delivery,
+        delivery_list::{ListedDelivery, Standing},
+        events::Event,
+        handlers::Handler,
+        logs::ExecutionLog,
+        tokens::ApiToken,
     },
     domain::{DeliveryState, HandlerStatus, HandlerType, Outcome},
     service::{Action, Actor},
@@ -276,5 +282,59 @@ impl From<AuditEntry> for AuditOut {
 pub struct AuditList {
     pub entries: Vec<AuditOut>,
     /// Whether older entries follow (pass the last `id` as `before`).
+    pub more: bool,
+}
+
+/// One delivery of `GET /api/v1/deliveries`.
+#[derive(Debug, Serialize)]
+pub struct ListedDeliveryOut {
+    pub id: i64,
+    pub handler_id: i64,
+    pub handler_name: String,
+    pub event_id: i64,
+    pub events_id: String,
+    pub entity: String,
+    pub object_id: String,
+    /// pending, waiting, in_flight, retrying, succeeded, failed or cancelled.
+    pub state: &'static str,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// When a retrying or pending delivery is due; `null` otherwise.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_outcome: Option<String>,
+    pub last_status_code: Option<i32>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ListedDelivery> for ListedDeliveryOut {
+    fn from(l: ListedDelivery) -> Self {
+        let d = l.delivery;
+        let due = d.due_at().filter(|_| matches!(l.standing, Standing::Retrying | Standing::Pending));
+        Self {
+            id: d.id,
+            handler_id: d.handler_id,
+            handler_name: l.handler_name,
+            event_id: d.event_id,
+            events_id: l.events_id,
+            entity: d.entity,
+            object_id: d.object_id,
+            state: l.standing.as_str(),
+            attempts: d.attempts,
+            max_attempts: d.max_attempts,
+            next_attempt_at: due.map(utc),
+            last_outcome: l.last_attempt.as_ref().map(|a| a.outcome.clone()),
+            last_status_code: l.last_attempt.as_ref().and_then(|a| a.status_code),
+            last_attempt_at: l.last_attempt.as_ref().map(|a| utc(a.started_at)),
+            created_at: utc(d.created_at),
+        }
+    }
+}
+
+/// `GET /api/v1/deliveries`: newest first.
+#[derive(Debug, Serialize)]
+pub struct DeliveryListOut {
+    pub deliveries: Vec<ListedDeliveryOut>,
+    /// Whether older deliveries follow (pass the last `id` as `before`).
     pub more: bool,
 }

@@ -11,6 +11,7 @@ pub(crate) mod admins;
 pub(crate) mod audit;
 pub(crate) mod claims;
 pub(crate) mod deliveries;
+pub(crate) mod delivery_list;
 pub(crate) mod events;
 #[cfg(test)]
 mod golden;

@@ -12,6 +12,7 @@ pub mod access;
 pub mod accounts;
 mod audit;
 mod deliveries;
+pub mod delivery_query;
 mod events;
 mod handlers;
 pub(crate) mod ingest;

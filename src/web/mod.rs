@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod deliveries;
 pub mod handlers;
 pub mod help;
 pub mod logs;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(logs::list_all_logs)
         .service(logs::show_log)
         .service(logs::retry_delivery)
+        .service(deliveries::list_deliveries)
         .service(timeline::show_timeline)
         .service(help::handlers_guide)
         .service(handlers::list_handlers)

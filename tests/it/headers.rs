@@ -28,6 +28,7 @@ async fn every_page_has_the_policy_and_no_inline_script(db: TestDb) {
         format!("/provisioning/{id}/delete"),
         format!("/provisioning/{id}/logs"),
         "/provisioning/logs".into(),
+        "/provisioning/deliveries".into(),
         "/provisioning/timeline".into(),
         "/provisioning/help/handlers".into(),
         "/settings/users".into(),

@@ -222,7 +222,11 @@ async fn the_handler_list_shows_health_at_a_glance(db: TestDb) {
     assert!(page.contains(">Health (24 h)</th>"));
     assert!(page.contains("100% ok of 4"), "the good handler");
     assert!(page.contains("33% ok of 3"), "the bad one: 1 of 3");
-    assert!(page.contains(&format!("href=\"/provisioning/{}/logs?outcome=fail\">2 failing</a>", bad["id"])));
+    let badge = format!("href=\"/provisioning/deliveries?handler_id={}&amp;state=failing\">2 failing</a>", bad["id"]);
+    assert!(page.contains(&badge), "the badge links to the failing deliveries");
+    let failing = app.get_page(&format!("/provisioning/deliveries?handler_id={}&state=failing", bad["id"])).await;
+    assert_eq!(failing.matches("<tr class=\"delivery-failed\">").count(), 2, "{failing}");
+    assert!(failing.contains("failed for good") && !failing.contains("delivery-succeeded"));
     assert!(page.contains("aria-label=\"4 attempts in 24 hours, at most 4 in an hour\""));
     assert!(page.contains("<rect x=\"69\" y=\"0\" width=\"2\" height=\"16\"/>"), "this hour's bar, full height");
     assert!(page.contains("Last attempt: success</span>"), "the good handler's last attempt");

@@ -8,6 +8,7 @@ mod access;
 mod auth;
 mod browser;
 mod claims;
+mod deliveries;
 mod dispatch;
 mod durability;
 mod faults;

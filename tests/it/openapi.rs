@@ -235,6 +235,14 @@ async fn every_route_answers_as_the_openapi_document_says(db: TestDb) {
         doc.check(Method::DELETE, "/handlers/{id}", api(Method::DELETE, &path).send().await.unwrap()).await;
     }
 
+    // The deliveries list.
+    doc.check(Method::GET, "/deliveries", api(Method::GET, "/deliveries").send().await.unwrap()).await;
+    doc.check(Method::GET, "/deliveries", api(Method::GET, "/deliveries?state=failing&limit=1").send().await.unwrap())
+        .await;
+    doc.check(Method::GET, "/deliveries", api(Method::GET, "/deliveries?state=stuck").send().await.unwrap()).await;
+    let anonymous = app.client.get(app.url("/api/v1/deliveries")).send().await.unwrap();
+    doc.check(Method::GET, "/deliveries", anonymous).await;
+
     // Tokens and the audit log.
     let created = api(Method::POST, "/tokens").json(&json!({"name": "dashboards", "scope": "read"}));
     let created = doc.check(Method::POST, "/tokens", created.send().await.unwrap()).await;
