@@ -184,6 +184,15 @@ impl Delivery {
         self.state == DeliveryState::Pending && self.next_attempt_at == PARKED
     }
 
+    /// The states of the deliveries `ids` (those still there).
+    pub fn states_of(conn: &mut Read<'_>, ids: &[i64]) -> QueryResult<std::collections::HashMap<i64, DeliveryState>> {
+        let rows: Vec<(i64, String)> = deliveries::table
+            .filter(deliveries::id.eq_any(ids))
+            .select((deliveries::id, deliveries::state))
+            .load(conn.db())?;
+        rows.into_iter().map(|(id, state)| Ok((id, super::text::parsed(&state)?))).collect()
+    }
+
     pub fn for_event(conn: &mut Read<'_>, event_id: i64) -> QueryResult<Vec<Delivery>> {
         deliveries::table
             .filter(deliveries::event_id.eq(event_id))

@@ -72,7 +72,39 @@ impl std::str::FromStr for StandingFilter {
     }
 }
 
+/// The rows of a standing filter, as a condition on `deliveries`: one or two
+/// (state, fewest attempts, most attempts) — see [`StandingFilter::bounds`].
+macro_rules! standing_rows {
+    ($filter:expr) => {{
+        let [(s1, lo1, hi1), (s2, lo2, hi2)] = $filter.bounds();
+        $crate::db::schema::deliveries::state.eq(s1).and($crate::db::schema::deliveries::attempts.between(lo1, hi1)).or(
+            $crate::db::schema::deliveries::state
+                .eq(s2)
+                .and($crate::db::schema::deliveries::attempts.between(lo2, hi2)),
+        )
+    }};
+}
+pub(super) use standing_rows;
+
 impl StandingFilter {
+    /// The rows that may stand so, as (state, fewest attempts, most
+    /// attempts), either of two: exact for every standing but pending and
+    /// waiting, which share their rows (a first attempt not yet made) and
+    /// differ by what holds them back ([`StandingFilter::admits`] tells).
+    pub(super) fn bounds(self) -> [(&'static str, i32, i32); 2] {
+        const NONE: (&str, i32, i32) = ("", 1, 0);
+        let any = |state| (state, 0, i32::MAX);
+        match self {
+            StandingFilter::Failing => [any("failed"), ("pending", 1, i32::MAX)],
+            StandingFilter::Is(Standing::Pending | Standing::Waiting) => [("pending", 0, 0), NONE],
+            StandingFilter::Is(Standing::Retrying) => [("pending", 1, i32::MAX), NONE],
+            StandingFilter::Is(Standing::InFlight) => [any("in_flight"), NONE],
+            StandingFilter::Is(Standing::Succeeded) => [any("succeeded"), NONE],
+            StandingFilter::Is(Standing::Failed) => [any("failed"), NONE],
+            StandingFilter::Is(Standing::Cancelled) => [any("cancelled"), NONE],
+        }
+    }
+
     fn admits(self, standing: Standing) -> bool {
         match self {
             StandingFilter::Is(s) => s == standing,
@@ -151,22 +183,9 @@ macro_rules! filtered_rows {
         if let Some(before) = before {
             q = q.filter(deliveries::id.lt(before));
         }
-        q = match filter.state {
-            None => q,
-            Some(StandingFilter::Failing) => q.filter(
-                deliveries::state.eq("failed").or(deliveries::state.eq("pending").and(deliveries::attempts.gt(0))),
-            ),
-            Some(StandingFilter::Is(s)) => match s {
-                Standing::Pending | Standing::Waiting => {
-                    q.filter(deliveries::state.eq("pending")).filter(deliveries::attempts.eq(0))
-                }
-                Standing::Retrying => q.filter(deliveries::state.eq("pending")).filter(deliveries::attempts.gt(0)),
-                Standing::InFlight => q.filter(deliveries::state.eq("in_flight")),
-                Standing::Succeeded => q.filter(deliveries::state.eq("succeeded")),
-                Standing::Failed => q.filter(deliveries::state.eq("failed")),
-                Standing::Cancelled => q.filter(deliveries::state.eq("cancelled")),
-            },
-        };
+        if let Some(state) = filter.state {
+            q = q.filter(standing_rows!(state));
+        }
         q.order(deliveries::id.desc())
     }};
 }

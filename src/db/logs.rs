@@ -126,6 +126,9 @@ pub struct LogFilter {
     pub from: Option<NaiveDateTime>,
     pub to: Option<NaiveDateTime>,
     pub delivery_id: Option<i64>,
+    /// Where the attempt's delivery stands now (pending and waiting alike:
+    /// a first attempt not yet made).
+    pub delivery_state: Option<super::delivery_list::StandingFilter>,
 }
 
 /// Where a page of the log starts: the newest, or older/newer than a row.
@@ -172,6 +175,12 @@ impl ExecutionLog {
         }
         if let Some(d) = filter.delivery_id {
             q = q.filter(execution_logs::delivery_id.eq(d));
+        }
+        if let Some(state) = filter.delivery_state {
+            let of_state = super::schema::deliveries::table
+                .filter(super::delivery_list::standing_rows!(state))
+                .select(super::schema::deliveries::id);
+            q = q.filter(execution_logs::delivery_id.eq_any(of_state));
         }
         q
     }

@@ -17,8 +17,8 @@ use crate::{
 
 const PER_PAGE: i64 = 50;
 
-/// The states of the filter, as offered.
-const STATES: &[(&str, &str)] = &[
+/// The states a filter offers (the deliveries list, the Execution Logs).
+pub const STATES: &[(&str, &str)] = &[
     ("failing", "Failing (failed or retrying)"),
     ("pending", "Pending"),
     ("waiting", "Waiting on its chain or object"),

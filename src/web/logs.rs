@@ -40,6 +40,8 @@ pub struct LogQuery {
     to: String,
     before: String,
     after: String,
+    /// Where the attempt's delivery stands now (the deliveries list's states).
+    delivery: String,
 }
 
 impl LogQuery {
@@ -66,6 +68,10 @@ impl LogQuery {
             from: crate::domain::duration::parse_instant(&self.from, false)?,
             to: crate::domain::duration::parse_instant(&self.to, true)?,
             delivery_id: None,
+            delivery_state: match self.delivery.trim() {
+                "" => None,
+                d => Some(d.parse().map_err(|e| format!("Unknown delivery state `{d}`: it {e}."))?),
+            },
         })
     }
 
@@ -88,6 +94,7 @@ impl LogQuery {
             ("object_id", self.object_id.trim()),
             ("from", self.from.trim()),
             ("to", self.to.trim()),
+            ("delivery", self.delivery.trim()),
         ]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
@@ -111,10 +118,13 @@ pub struct LogRow {
     pub duration_ms: i64,
     pub attempt: i32,
     pub code: String,
+    /// A failed attempt whose delivery has succeeded since (a retry did).
+    pub later_succeeded: bool,
 }
 
 impl LogRow {
-    fn new(l: ExecutionLog, names: &HashMap<i64, String>) -> Self {
+    /// `later`: the current states of the failed attempts' deliveries.
+    fn new(l: ExecutionLog, names: &HashMap<i64, String>, later: &HashMap<i64, crate::domain::DeliveryState>) -> Self {
         // The response if there was one, else what went wrong (a timeout, a refused connection).
         let source = if l.response_body.is_empty() { l.error.as_deref().unwrap_or_default() } else { &l.response_body };
         let preview: String = source.chars().filter(|c| !c.is_control()).take(80).collect();
@@ -131,6 +141,8 @@ impl LogRow {
             duration_ms: l.duration_ms,
             attempt: l.attempt,
             code: l.status_code.map(|c| c.to_string()).unwrap_or_default(),
+            later_succeeded: l.outcome != Outcome::Success
+                && later.get(&l.delivery_id) == Some(&crate::domain::DeliveryState::Succeeded),
             outcome: l.outcome.label().to_owned(),
         }
     }
@@ -157,6 +169,8 @@ pub struct LogListPage {
     pub newer_url: Option<String>,
     pub older_url: Option<String>,
     pub handler: Option<Handler>,
+    /// The delivery states the filter offers.
+    pub delivery_states: &'static [(&'static str, &'static str)],
 }
 
 async fn show_logs(
@@ -168,7 +182,7 @@ async fn show_logs(
     let filter = query.filter(handler.as_ref().map(|h| h.id)).map_err(AppError::BadRequest)?;
     let cursor = query.cursor().map_err(AppError::BadRequest)?;
     let only_failures = query.outcome.trim() == FAILURES;
-    let (page, names) = state
+    let (page, names, delivery_states) = state
         .db
         .read(move |conn| {
             let page = if only_failures {
@@ -177,7 +191,10 @@ async fn show_logs(
                 ExecutionLog::page(conn, &filter, cursor, PER_PAGE)?
             };
             let names = handler_names(conn, page.rows.iter().map(|r| r.handler_id))?;
-            Ok((page, names))
+            let failed: Vec<i64> =
+                page.rows.iter().filter(|r| r.outcome != Outcome::Success).map(|r| r.delivery_id).collect();
+            let states = crate::db::deliveries::Delivery::states_of(conn, &failed)?;
+            Ok((page, names, states))
         })
         .await?;
     let (heading, path) = match &handler {
@@ -199,7 +216,7 @@ async fn show_logs(
             layout: Layout::new(admin, heading.clone(), "logs"),
             heading,
             path,
-            rows: page.rows.into_iter().map(|l| LogRow::new(l, &names)).collect(),
+            rows: page.rows.into_iter().map(|l| LogRow::new(l, &names, &delivery_states)).collect(),
             filtered: !filters.is_empty(),
             query,
             outcomes,
@@ -207,6 +224,7 @@ async fn show_logs(
             newer_url,
             older_url,
             handler,
+            delivery_states: super::deliveries::STATES,
         },
     )
 }

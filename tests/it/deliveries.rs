@@ -14,7 +14,11 @@ use crate::{
     sink::{Behavior, Sink},
 };
 
-on_both_backends!(each_delivery_says_where_it_stands, the_list_filters_and_pages);
+on_both_backends!(
+    each_delivery_says_where_it_stands,
+    the_list_filters_and_pages,
+    the_logs_say_when_a_failed_attempts_delivery_succeeded_later,
+);
 
 fn states_of(list: &Value, handler: &Value) -> Vec<String> {
     let mut states: Vec<String> = list["deliveries"]
@@ -146,4 +150,25 @@ async fn the_list_filters_and_pages(db: TestDb) {
     assert_eq!(page.matches("<tr class=\"delivery-failed\">").count(), 3);
     assert!(page.contains(r#"<option value="failing" selected>"#));
     assert_eq!(app.get("/provisioning/deliveries?state=stuck").await.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn the_logs_say_when_a_failed_attempts_delivery_succeeded_later(db: TestDb) {
+    let app = TestApp::with_retries(db, "100ms").await;
+    let sink = Sink::start().await;
+    sink.behave("/flaky", Behavior { statuses: [503].into(), ..Behavior::default() });
+    sink.behave("/down", Behavior { statuses: [500, 500].into(), ..Behavior::default() });
+    app.create_handler(http_handler("flaky", "clients.create", &sink.url("/flaky"), 1)).await;
+    app.create_handler(http_handler("down", "clients.update", &sink.url("/down"), 1)).await;
+    app.post_event(&envelope("clients.create", json!(1), json!({}))).await;
+    app.post_event(&envelope("clients.update", json!(2), json!({}))).await;
+    app.settled().await;
+    app.sign_in().await;
+    let page = app.get_page("/provisioning/logs").await;
+    assert_eq!(page.matches("delivery later succeeded</span>").count(), 1, "only flaky's failure was made good");
+    let succeeded = app.get_page("/provisioning/logs?delivery=succeeded").await;
+    assert!(succeeded.contains("flaky") && !succeeded.contains(">down<"), "{succeeded}");
+    let failing = app.get_page("/provisioning/logs?delivery=failing").await;
+    assert!(failing.contains(">down<") && !failing.contains(">flaky<"), "{failing}");
+    assert!(failing.contains(r#"<option value="failing" selected>"#));
+    assert_eq!(app.get("/provisioning/logs?delivery=stuck").await.status(), StatusCode::BAD_REQUEST);
 }
