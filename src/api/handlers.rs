@@ -72,6 +72,8 @@ pub struct ListQuery {
     #[serde(rename = "type")]
     handler_type: Option<String>,
     status: Option<String>,
+    /// Text the name or the target contains.
+    q: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -106,7 +108,8 @@ pub async fn list_handlers(
     if !errors.is_empty() {
         return Err(ApiError::Unprocessable { message: "invalid query parameters".into(), errors: Some(errors) });
     }
-    let filter = HandlerFilter { events_id, handler_type, status };
+    let text = q.q.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    let filter = HandlerFilter { events_id, handler_type, status, text, sort: Default::default() };
     let (rows, total) = state.db.read(move |conn| Handler::list(conn, &filter, offset, limit)).await?;
     Ok(HttpResponse::Ok()
         .json(HandlerList { handlers: rows.into_iter().map(|h| HandlerOut::new(h, &client.actor)).collect(), total }))

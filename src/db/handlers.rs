@@ -105,6 +105,64 @@ pub struct HandlerFilter {
     pub events_id: Option<String>,
     pub handler_type: Option<HandlerType>,
     pub status: Option<HandlerStatus>,
+    /// Text the name or the target contains, in any case.
+    pub text: Option<String>,
+    /// The order of the list.
+    pub sort: HandlerSort,
+}
+
+/// A column the handler list sorts by, and which way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandlerSort {
+    pub column: SortColumn,
+    pub descending: bool,
+}
+
+/// The handler list's sortable columns; ties go by id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortColumn {
+    Id,
+    /// Priority then id: the order of the chain (the default).
+    #[default]
+    Priority,
+    Name,
+    Event,
+    Type,
+    Target,
+    Status,
+}
+
+impl SortColumn {
+    pub const ALL: [SortColumn; 7] = [
+        SortColumn::Id,
+        SortColumn::Priority,
+        SortColumn::Name,
+        SortColumn::Event,
+        SortColumn::Type,
+        SortColumn::Target,
+        SortColumn::Status,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortColumn::Id => "id",
+            SortColumn::Priority => "priority",
+            SortColumn::Name => "name",
+            SortColumn::Event => "event",
+            SortColumn::Type => "type",
+            SortColumn::Target => "target",
+            SortColumn::Status => "status",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+diesel::define_sql_function! {
+    /// SQL's `lower`, the same on both backends.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
 impl Handler {
@@ -163,14 +221,39 @@ impl Handler {
                     handlers::status.eq_any([HandlerStatus::Enabled.as_str(), HandlerStatus::Disabled.as_str()]),
                 ),
             };
+            if let Some(text) = &filter.text {
+                let pattern = super::text::contains_pattern(&text.to_lowercase());
+                q = q.filter(
+                    lower(handlers::name)
+                        .like(pattern.clone())
+                        .escape('\\')
+                        .or(lower(handlers::target).like(pattern).escape('\\')),
+                );
+            }
             q
         };
         let total = query().count().get_result(conn.db())?;
-        let rows = query()
-            .order((handlers::priority.asc(), handlers::id.asc()))
-            .offset(offset)
-            .limit(limit)
-            .load(conn.db())?;
+        let HandlerSort { column, descending } = filter.sort;
+        macro_rules! by {
+            ($column:expr) => {
+                if descending {
+                    query().order(($column.desc(), handlers::id.desc()))
+                } else {
+                    query().order(($column.asc(), handlers::id.asc()))
+                }
+            };
+        }
+        let sorted = match column {
+            SortColumn::Id if descending => query().order(handlers::id.desc()),
+            SortColumn::Id => query().order(handlers::id.asc()),
+            SortColumn::Priority => by!(handlers::priority),
+            SortColumn::Name => by!(handlers::name),
+            SortColumn::Event => by!(handlers::events_id),
+            SortColumn::Type => by!(handlers::handler_type),
+            SortColumn::Target => by!(handlers::target),
+            SortColumn::Status => by!(handlers::status),
+        };
+        let rows = sorted.offset(offset).limit(limit).load(conn.db())?;
         Ok((rows, total))
     }
 

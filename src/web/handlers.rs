@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     db::{
-        handlers::{Handler, HandlerFilter},
+        handlers::{Handler, HandlerFilter, HandlerSort, SortColumn},
         logs::HandlerHealth,
     },
     domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType, Outcome},
@@ -27,6 +27,11 @@ pub struct ListQuery {
     #[serde(rename = "type")]
     handler_type: String,
     status: String,
+    /// Text the name or the target contains.
+    q: String,
+    /// The column sorted by, and `dir=desc` for the other way.
+    sort: String,
+    dir: String,
     page: String,
 }
 
@@ -50,16 +55,56 @@ impl ListQuery {
                     .map_err(|_| format!("Unknown status `{s}`: use enabled, disabled or archived."))?,
             ),
         };
-        Ok(HandlerFilter { events_id, handler_type, status })
+        let sort = match self.sort.trim() {
+            "" => SortColumn::default(),
+            s => SortColumn::parse(s).ok_or_else(|| {
+                format!("Unknown column `{s}`: sort by id, priority, name, event, type, target or status.")
+            })?,
+        };
+        let sort = HandlerSort { column: sort, descending: self.dir.trim() == "desc" };
+        let text = Some(self.q.trim().to_owned()).filter(|t| !t.is_empty());
+        Ok(HandlerFilter { events_id, handler_type, status, text, sort })
     }
 
-    /// The filters as a query string, without the page.
-    fn filters_query(&self) -> String {
-        let pairs: Vec<(&str, &str)> = [("event", &self.event), ("type", &self.handler_type), ("status", &self.status)]
+    /// The link that sorts the list by `column`: ascending, or the other way
+    /// when it is sorted so already; the filters kept, back to page 1.
+    pub fn sort_link(&self, column: &str) -> String {
+        let descending = self.sort.trim() == column && self.dir.trim() != "desc";
+        let mut pairs = self.filter_pairs();
+        pairs.push(("sort", column));
+        if descending {
+            pairs.push(("dir", "desc"));
+        }
+        format!("/provisioning?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+    }
+
+    /// `aria-sort` of a column's header.
+    pub fn aria_sort(&self, column: &str) -> &'static str {
+        let sorted = self.sort.trim();
+        let current = if sorted.is_empty() { "priority" } else { sorted };
+        match (current == column, self.dir.trim() == "desc") {
+            (false, _) => "none",
+            (true, false) => "ascending",
+            (true, true) => "descending",
+        }
+    }
+
+    fn filter_pairs(&self) -> Vec<(&str, &str)> {
+        [("q", &self.q), ("event", &self.event), ("type", &self.handler_type), ("status", &self.status)]
             .into_iter()
             .filter(|(_, v)| !v.trim().is_empty())
             .map(|(k, v)| (k, v.trim()))
-            .collect();
+            .collect()
+    }
+
+    /// The filters and the order as a query string, without the page.
+    fn filters_query(&self) -> String {
+        let mut pairs = self.filter_pairs();
+        for (k, v) in [("sort", &self.sort), ("dir", &self.dir)] {
+            if !v.trim().is_empty() {
+                pairs.push((k, v.trim()));
+            }
+        }
         serde_urlencoded::to_string(pairs).unwrap_or_default()
     }
 }
@@ -193,6 +238,8 @@ pub struct HandlerListPage {
     pub return_to: String,
     pub pager: Pager,
     pub groups: Vec<EventGroup>,
+    /// The query as given: the text filter, and the sort links of the headers.
+    pub query: ListQuery,
 }
 
 #[get("/provisioning")]
@@ -233,10 +280,11 @@ pub async fn list_handlers(
             event: query.event.trim().to_owned(),
             handler_type: query.handler_type.trim().to_owned(),
             status: query.status.trim().to_owned(),
-            filtered: !filters.is_empty(),
+            filtered: !query.filter_pairs().is_empty(),
             return_to,
             pager,
             groups: event_groups(),
+            query: query.into_inner(),
         },
     )
 }

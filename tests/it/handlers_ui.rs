@@ -17,6 +17,7 @@ on_both_backends!(
     script_targets_must_be_executables_inside_the_scripts_directory,
     a_backlog_past_ten_thousand_is_shown_as_10_000_plus,
     the_integrator_guide_is_linked_from_the_pages,
+    a_handler_is_found_by_name_or_target_and_the_list_sorts_by_its_columns,
 );
 
 fn handler_fields<'a>(csrf: &'a str, name: &'a str, target: &'a str, priority: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -404,4 +405,53 @@ async fn the_integrator_guide_is_linked_from_the_pages(db: TestDb) {
     app.post_form("/logout", &[("csrf_token", &csrf)]).await;
     let res = app.get("/provisioning/help/handlers").await;
     assert!(res.url().path().starts_with("/login") || res.status() == reqwest::StatusCode::SEE_OTHER, "signed in only");
+}
+
+async fn a_handler_is_found_by_name_or_target_and_the_list_sorts_by_its_columns(db: TestDb) {
+    let (app, _) = TestApp::signed_in(db).await;
+    let mut ids = std::collections::HashMap::new();
+    for (name, target, priority) in [
+        ("Billing CRM", "http://10.0.0.1/crm", 5),
+        ("radius sync", "http://10.0.0.2/radius", 1),
+        ("Mailer", "http://mail.example/100%_done", 3),
+    ] {
+        let h = app.create_handler(crate::dispatch::http_handler(name, "clients.create", target, priority)).await;
+        ids.insert(name, h["id"].as_i64().unwrap());
+    }
+    let listed = |path: &'static str| {
+        let app = &app;
+        async move { listed_ids(&app.get_page(path).await) }
+    };
+    // By name or target, in any case; LIKE's wildcards are literal.
+    assert_eq!(listed("/provisioning?q=crm").await, [ids["Billing CRM"]]);
+    assert_eq!(listed("/provisioning?q=RADIUS").await, [ids["radius sync"]]);
+    assert_eq!(listed("/provisioning?q=10.0.0").await.len(), 2);
+    assert_eq!(listed("/provisioning?q=100%25_").await, [ids["Mailer"]]);
+    assert!(listed("/provisioning?q=%25").await == [ids["Mailer"]], "a % is a %");
+    assert!(listed("/provisioning?q=nothing-like-it").await.is_empty());
+    let page = app.get_page("/provisioning?q=crm").await;
+    assert!(page.contains(r#"<input id="f-q" name="q" type="search" value="crm""#));
+    assert!(page.contains("Filtered list"));
+    let api = app.api_json("/api/v1/handlers?q=radius").await;
+    assert_eq!(api["handlers"].as_array().unwrap().len(), 1);
+
+    // Sorted by priority (the chain's order) unless a column is chosen; a second click turns it.
+    assert_eq!(listed("/provisioning").await, [ids["radius sync"], ids["Mailer"], ids["Billing CRM"]]);
+    assert_eq!(listed("/provisioning?sort=name").await, [ids["Billing CRM"], ids["Mailer"], ids["radius sync"]]);
+    assert_eq!(
+        listed("/provisioning?sort=name&dir=desc").await,
+        [ids["radius sync"], ids["Mailer"], ids["Billing CRM"]]
+    );
+    assert_eq!(listed("/provisioning?sort=id").await, {
+        let mut all: Vec<i64> = ids.values().copied().collect();
+        all.sort();
+        all
+    });
+    let page = app.get_page("/provisioning?sort=name&q=i").await;
+    let header = page.replace("&#38;", "&amp;");
+    assert!(
+        header.contains(r#"aria-sort="ascending"><a href="/provisioning?q=i&amp;sort=name&amp;dir=desc">Name</a>"#),
+        "the header sorts the other way, the filter kept: {page}"
+    );
+    assert_eq!(app.get("/provisioning?sort=colour").await.status(), StatusCode::BAD_REQUEST);
 }
