@@ -117,6 +117,7 @@ impl StandingFilter {
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub handler_id: Option<i64>,
+    pub event_id: Option<i64>,
     pub events_id: Option<String>,
     pub state: Option<StandingFilter>,
     pub object_id: Option<String>,
@@ -167,6 +168,9 @@ macro_rules! filtered_rows {
             .into_boxed();
         if let Some(h) = filter.handler_id {
             q = q.filter(deliveries::handler_id.eq(h));
+        }
+        if let Some(e) = filter.event_id {
+            q = q.filter(deliveries::event_id.eq(e));
         }
         if let Some(e) = &filter.events_id {
             q = q.filter(events::events_id.eq(e.clone()));

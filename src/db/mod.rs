@@ -12,6 +12,7 @@ pub(crate) mod audit;
 pub(crate) mod claims;
 pub(crate) mod deliveries;
 pub(crate) mod delivery_list;
+pub(crate) mod event_list;
 pub(crate) mod events;
 #[cfg(test)]
 mod golden;

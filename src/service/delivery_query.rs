@@ -14,6 +14,8 @@ use crate::{
 #[serde(default)]
 pub struct DeliveryQuery {
     pub handler_id: String,
+    /// One event's deliveries.
+    pub event_id: String,
     pub event: String,
     pub state: String,
     pub object_id: String,
@@ -32,6 +34,7 @@ impl DeliveryQuery {
             n => n.parse::<i64>().map_err(|_| errors.add(field, format!("`{n}` is not a number"))).ok(),
         };
         let (handler_id, before) = (id("handler_id", &self.handler_id), id("before", &self.before));
+        let event_id = id("event_id", &self.event_id);
         let events_id = text(&self.event);
         if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
             errors.add("event", "not an event of the catalogue");
@@ -44,7 +47,8 @@ impl DeliveryQuery {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let filter = DeliveryFilter { handler_id, events_id, state, object_id: text(&self.object_id), from, to };
+        let filter =
+            DeliveryFilter { handler_id, event_id, events_id, state, object_id: text(&self.object_id), from, to };
         Ok((filter, before))
     }
 
@@ -52,6 +56,7 @@ impl DeliveryQuery {
     pub fn filters_query(&self) -> String {
         let pairs: Vec<(&str, &str)> = [
             ("handler_id", &self.handler_id),
+            ("event_id", &self.event_id),
             ("event", &self.event),
             ("state", &self.state),
             ("object_id", &self.object_id),

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod deliveries;
+pub mod events;
 pub mod handlers;
 pub mod help;
 pub mod logs;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(logs::show_log)
         .service(logs::retry_delivery)
         .service(deliveries::list_deliveries)
+        .service(events::list_events)
         .service(timeline::show_timeline)
         .service(help::handlers_guide)
         .service(handlers::list_handlers)

@@ -18,6 +18,7 @@ on_both_backends!(
     each_delivery_says_where_it_stands,
     the_list_filters_and_pages,
     the_logs_say_when_a_failed_attempts_delivery_succeeded_later,
+    every_event_is_listed_with_its_deliveries_even_those_no_handler_matched,
 );
 
 fn states_of(list: &Value, handler: &Value) -> Vec<String> {
@@ -171,4 +172,34 @@ async fn the_logs_say_when_a_failed_attempts_delivery_succeeded_later(db: TestDb
     assert!(failing.contains(">down<") && !failing.contains(">flaky<"), "{failing}");
     assert!(failing.contains(r#"<option value="failing" selected>"#));
     assert_eq!(app.get("/provisioning/logs?delivery=stuck").await.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn every_event_is_listed_with_its_deliveries_even_those_no_handler_matched(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let sink = Sink::start().await;
+    app.create_handler(http_handler("a", "clients.create", &sink.url("/a"), 1)).await;
+    app.create_handler(http_handler("b", "clients.create", &sink.url("/b"), 2)).await;
+    let (_, matched) = app.post_event(&envelope("clients.create", json!(12), json!({}))).await;
+    let (_, unmatched) = app.post_event(&envelope("accounting.payments.create", json!(99), json!({}))).await;
+    app.settled().await;
+    app.sign_in().await;
+    let page = app.get_page("/provisioning/events").await;
+    assert_eq!(page.matches("<tr class=\"event-row\">").count(), 2);
+    assert!(page.contains("no handler matched"), "the event nobody handled is listed");
+    let link = format!("/provisioning/deliveries?event_id={}", matched["id"]);
+    assert!(page.contains(&format!("<a href=\"{link}\">2 deliveries</a>")), "{page}");
+    let deliveries = app.get_page(&link).await;
+    assert_eq!(deliveries.matches("<tr class=\"delivery-succeeded\">").count(), 2);
+    let api = app.api_json(&format!("/api/v1/deliveries?event_id={}", matched["id"])).await;
+    assert_eq!(api["deliveries"].as_array().unwrap().len(), 2);
+    let empty = app.api_json(&format!("/api/v1/deliveries?event_id={}", unmatched["id"])).await;
+    assert!(empty["deliveries"].as_array().unwrap().is_empty());
+    // Filters.
+    let by_event = app.get_page("/provisioning/events?event=accounting.payments.create").await;
+    assert_eq!(by_event.matches("<tr class=\"event-row\">").count(), 1);
+    assert!(by_event.contains("no handler matched"));
+    let by_object = app.get_page("/provisioning/events?object_id=12").await;
+    assert_eq!(by_object.matches("<tr class=\"event-row\">").count(), 1);
+    assert!(app.get_page("/provisioning/events?from=2999-01-01").await.contains("No events match these filters."));
+    assert_eq!(app.get("/provisioning/events?event=nope").await.status(), StatusCode::BAD_REQUEST);
 }

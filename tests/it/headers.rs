@@ -29,6 +29,7 @@ async fn every_page_has_the_policy_and_no_inline_script(db: TestDb) {
         format!("/provisioning/{id}/logs"),
         "/provisioning/logs".into(),
         "/provisioning/deliveries".into(),
+        "/provisioning/events".into(),
         "/provisioning/timeline".into(),
         "/provisioning/help/handlers".into(),
         "/settings/users".into(),
