@@ -224,29 +224,40 @@ impl ListedDelivery {
                     continue;
                 }
                 if rows.len() as i64 == limit {
-                    return Ok(DeliveryPage { rows, more: true });
+                    return with_last_attempts(conn, rows, true);
                 }
-                let last_attempt = execution_logs::table
-                    .filter(execution_logs::delivery_id.eq(delivery.id))
-                    .order(execution_logs::id.desc())
-                    .select((
-                        execution_logs::id,
-                        execution_logs::outcome,
-                        execution_logs::status_code,
-                        execution_logs::started_at,
-                    ))
-                    .first(conn.db())
-                    .optional()?;
-                rows.push(ListedDelivery { delivery, handler_name, events_id, standing, last_attempt });
+                rows.push(ListedDelivery { delivery, handler_name, events_id, standing, last_attempt: None });
             }
             if exhausted {
-                return Ok(DeliveryPage { rows, more: false });
+                return with_last_attempts(conn, rows, false);
             }
             if scanned >= SCAN_MAX {
-                return Ok(DeliveryPage { more: true, rows });
+                return with_last_attempts(conn, rows, true);
             }
         }
     }
+}
+
+/// The page with each row's last attempt, read in one statement.
+fn with_last_attempts(conn: &mut Read<'_>, mut rows: Vec<ListedDelivery>, more: bool) -> QueryResult<DeliveryPage> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.delivery.id).collect();
+    let attempts: Vec<(i64, LastAttempt)> = execution_logs::table
+        .filter(execution_logs::delivery_id.eq_any(&ids))
+        .order(execution_logs::id.desc())
+        .select((
+            execution_logs::delivery_id,
+            (execution_logs::id, execution_logs::outcome, execution_logs::status_code, execution_logs::started_at),
+        ))
+        .load(conn.db())?;
+    let mut last = std::collections::HashMap::new();
+    for (delivery, attempt) in attempts {
+        // Newest first: the first of each delivery is its last attempt.
+        last.entry(delivery).or_insert(attempt);
+    }
+    for row in &mut rows {
+        row.last_attempt = last.remove(&row.delivery.id);
+    }
+    Ok(DeliveryPage { rows, more })
 }
 
 /// Where `d` stands: its state, and for a pending first attempt whether

@@ -51,22 +51,4 @@ impl DeliveryQuery {
             DeliveryFilter { handler_id, event_id, events_id, state, object_id: text(&self.object_id), from, to };
         Ok((filter, before))
     }
-
-    /// The filters as a query string, without the cursor.
-    pub fn filters_query(&self) -> String {
-        let pairs: Vec<(&str, &str)> = [
-            ("handler_id", &self.handler_id),
-            ("event_id", &self.event_id),
-            ("event", &self.event),
-            ("state", &self.state),
-            ("object_id", &self.object_id),
-            ("from", &self.from),
-            ("to", &self.to),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .map(|(k, v)| (k, v.trim()))
-        .collect();
-        serde_urlencoded::to_string(pairs).unwrap_or_default()
-    }
 }

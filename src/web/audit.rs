@@ -4,7 +4,11 @@ use actix_web::{HttpResponse, get, http::StatusCode, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{render, session::CurrentAdmin, views::Layout};
+use super::{
+    render,
+    session::CurrentAdmin,
+    views::{Layout, link_with, query_string},
+};
 use crate::{
     db::audit::{AuditEntry, AuditFilter},
     domain::duration::parse_instant,
@@ -44,18 +48,13 @@ impl AuditQuery {
     }
 
     fn filters_query(&self) -> String {
-        let pairs: Vec<(&str, &str)> = [
+        query_string(&[
             ("actor", &self.actor),
             ("action", &self.action),
             ("target", &self.target),
             ("from", &self.from),
             ("to", &self.to),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.trim().is_empty())
-        .map(|(k, v)| (k, v.trim()))
-        .collect();
-        serde_urlencoded::to_string(pairs).unwrap_or_default()
+        ])
     }
 }
 
@@ -116,10 +115,10 @@ pub async fn show_audit(
     let (filter, before) = query.filter().map_err(AppError::BadRequest)?;
     let (entries, more) = state.db.read(move |conn| AuditEntry::page(conn, &filter, before, PER_PAGE)).await?;
     let filters = query.filters_query();
-    let older_url = more.then(|| entries.last().map(|e| e.id)).flatten().map(|id| {
-        let sep = if filters.is_empty() { "" } else { "&" };
-        format!("/settings/audit?{filters}{sep}before={id}")
-    });
+    let older_url = more
+        .then(|| entries.last().map(|e| e.id))
+        .flatten()
+        .map(|id| link_with("/settings/audit", &filters, "before", id));
     let page = AuditPage {
         layout: Layout::new(&admin, "Audit log", "audit"),
         rows: entries.into_iter().map(AuditRow::from).collect(),

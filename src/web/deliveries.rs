@@ -7,7 +7,7 @@ use askama::Template;
 use super::{
     render,
     session::CurrentAdmin,
-    views::{EventGroup, Layout, event_groups, event_label},
+    views::{EventGroup, Layout, event_groups, event_label, link_with, query_string},
 };
 use crate::{
     db::delivery_list::{ListedDelivery, Standing},
@@ -103,11 +103,20 @@ pub async fn list_deliveries(
         AppError::BadRequest(format!("{}.", message.join("; ")))
     })?;
     let page = state.db.read(move |conn| ListedDelivery::page(conn, &filter, before, PER_PAGE)).await?;
-    let filters = query.filters_query();
-    let older_url = page.more.then(|| page.rows.last().map(|r| r.delivery.id)).flatten().map(|id| {
-        let sep = if filters.is_empty() { "" } else { "&" };
-        format!("/provisioning/deliveries?{filters}{sep}before={id}")
-    });
+    let filters = query_string(&[
+        ("handler_id", &query.handler_id),
+        ("event_id", &query.event_id),
+        ("event", &query.event),
+        ("state", &query.state),
+        ("object_id", &query.object_id),
+        ("from", &query.from),
+        ("to", &query.to),
+    ]);
+    let older_url = page
+        .more
+        .then(|| page.rows.last().map(|r| r.delivery.id))
+        .flatten()
+        .map(|id| link_with("/provisioning/deliveries", &filters, "before", id));
     let page = DeliveriesPage {
         layout: Layout::new(&admin, "Deliveries", "deliveries"),
         rows: page.rows.into_iter().map(DeliveryRow::from).collect(),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{
     render,
     session::CurrentAdmin,
-    views::{EventGroup, Layout, event_groups, event_label},
+    views::{EventGroup, Layout, event_groups, event_label, link_with, query_string},
 };
 use crate::{
     db::event_list::{EventFilter, EventPage},
@@ -50,13 +50,7 @@ impl EventQuery {
     }
 
     fn filters_query(&self) -> String {
-        let pairs: Vec<(&str, &str)> =
-            [("event", &self.event), ("object_id", &self.object_id), ("from", &self.from), ("to", &self.to)]
-                .into_iter()
-                .filter(|(_, v)| !v.trim().is_empty())
-                .map(|(k, v)| (k, v.trim()))
-                .collect();
-        serde_urlencoded::to_string(pairs).unwrap_or_default()
+        query_string(&[("event", &self.event), ("object_id", &self.object_id), ("from", &self.from), ("to", &self.to)])
     }
 }
 
@@ -91,10 +85,11 @@ pub async fn list_events(
     let (filter, before) = query.filter().map_err(AppError::BadRequest)?;
     let page = state.db.read(move |conn| EventPage::load(conn, &filter, before, PER_PAGE)).await?;
     let filters = query.filters_query();
-    let older_url = page.more.then(|| page.rows.last().map(|(e, _)| e.id)).flatten().map(|id| {
-        let sep = if filters.is_empty() { "" } else { "&" };
-        format!("/provisioning/events?{filters}{sep}before={id}")
-    });
+    let older_url = page
+        .more
+        .then(|| page.rows.last().map(|(e, _)| e.id))
+        .flatten()
+        .map(|id| link_with("/provisioning/events", &filters, "before", id));
     let rows = page
         .rows
         .into_iter()

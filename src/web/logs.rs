@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{
     render, see_other,
     session::{CsrfForm, CurrentAdmin, safe_local},
-    views::{EventGroup, Layout, event_groups, event_label},
+    views::{EventGroup, Layout, event_groups, event_label, link_with, query_string},
 };
 use crate::{
     catalogue,
@@ -87,19 +87,15 @@ impl LogQuery {
 
     /// The filters as a query string (no cursor).
     fn filters_query(&self) -> String {
-        let pairs: Vec<(&str, &str)> = [
-            ("event", self.event.trim()),
-            ("outcome", self.outcome.trim()),
-            ("q", self.q.trim()),
-            ("object_id", self.object_id.trim()),
-            ("from", self.from.trim()),
-            ("to", self.to.trim()),
-            ("delivery", self.delivery.trim()),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .collect();
-        serde_urlencoded::to_string(pairs).unwrap_or_default()
+        query_string(&[
+            ("event", &self.event),
+            ("outcome", &self.outcome),
+            ("q", &self.q),
+            ("object_id", &self.object_id),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("delivery", &self.delivery),
+        ])
     }
 }
 
@@ -202,10 +198,7 @@ async fn show_logs(
         None => ("Execution Logs".to_owned(), "/provisioning/logs".to_owned()),
     };
     let filters = query.filters_query();
-    let link = |key: &str, id: i64| {
-        let sep = if filters.is_empty() { "" } else { "&" };
-        format!("{path}?{filters}{sep}{key}={id}")
-    };
+    let link = |key: &str, id: i64| link_with(&path, &filters, key, id);
     let newer_url = page.newer.then(|| page.rows.first().map(|r| link("after", r.id))).flatten();
     let older_url = page.older.then(|| page.rows.last().map(|r| link("before", r.id))).flatten();
     let mut outcomes = vec![Outcome::Success.as_str(), FAILURES];

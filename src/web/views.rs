@@ -64,6 +64,18 @@ impl Layout {
     }
 }
 
+/// Filters as a query string: the pairs whose value is not blank, trimmed.
+pub fn query_string(pairs: &[(&str, &str)]) -> String {
+    let kept: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.trim())).filter(|(_, v)| !v.is_empty()).collect();
+    serde_urlencoded::to_string(kept).unwrap_or_default()
+}
+
+/// `path?filters&key=value`: a link that keeps the filters.
+pub fn link_with(path: &str, filters: &str, key: &str, value: i64) -> String {
+    let sep = if filters.is_empty() { "" } else { "&" };
+    format!("{path}?{filters}{sep}{key}={value}")
+}
+
 /// The events of the catalogue by group, for grouped selects.
 pub struct EventGroup {
     pub name: &'static str,
