@@ -135,6 +135,10 @@ impl Application {
         let dispatcher = self.state.dispatcher().clone();
         let dispatching = tokio::spawn(async move { dispatcher.run().await });
         let housekeeping = tokio::spawn(crate::maintenance::run(self.state.db.clone(), self.state.settings.clone()));
+        let jobs = {
+            let state = self.state.clone();
+            tokio::spawn(async move { state.run_jobs().await })
+        };
         let signals = tokio::spawn(async move {
             wait_for_signal().await;
             stopper.stop().await;
@@ -143,6 +147,7 @@ impl Application {
         self.state.dispatcher().stop();
         let _ = dispatching.await;
         housekeeping.abort();
+        jobs.abort();
         signals.abort();
         self.state.db.release_lock();
         result

@@ -18,9 +18,17 @@
     document.body.appendChild(form);
     form.submit();
   });
+  // A form that asks first (in a page or the pop-up alike): once the user
+  // agrees, it carries confirm=yes, which the server asks for itself otherwise.
   document.addEventListener("submit", (ev) => {
     const form = ev.target;
-    if (form.dataset.confirm && !form.closest("dialog") && !window.confirm(form.dataset.confirm)) ev.preventDefault();
+    if (!form.dataset.confirm) return;
+    if (!window.confirm(form.dataset.confirm)) { ev.preventDefault(); return; }
+    if (!form.querySelector('input[name="confirm"]')) {
+      const yes = document.createElement("input");
+      yes.type = "hidden"; yes.name = "confirm"; yes.value = "yes";
+      form.appendChild(yes);
+    }
   });
 
   // The New/Edit Handler form in a pop-up: loaded from the page it has

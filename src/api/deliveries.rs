@@ -12,7 +12,7 @@ use super::{
 use crate::{
     db::delivery_list::ListedDelivery,
     error::{ApiError, ApiResult},
-    service::{AppState, delivery_query::DeliveryQuery},
+    service::{AppState, filters::DeliveryQuery},
 };
 
 #[derive(Debug, Deserialize, Default)]

@@ -209,3 +209,36 @@ fn not_found(id: i64) -> impl Fn(crate::db::DbError) -> ApiError {
         if e.is_not_found() { Refusal::NotFound(Missing::Handler(id)).into() } else { ApiError::from(e) }
     }
 }
+
+/// `POST /api/v1/handlers/{id}/test`: sends the handler a test event now —
+/// `{"payload": <envelope>}` (an object, or its JSON text), else the sample of
+/// its event — and answers the attempt's outcome (200), logged as a test.
+pub async fn send_test_event(
+    client: ApiClient,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id)?;
+    let body = super::read_body(body, state.settings.max_body_bytes).await?;
+    let payload = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+        match value.get("payload") {
+            None | Some(Value::Null) if value.as_object().is_some_and(|o| o.keys().all(|k| k == "payload")) => {
+                String::new()
+            }
+            Some(Value::String(text)) => text.clone(),
+            Some(envelope @ Value::Object(_)) => envelope.to_string(),
+            _ => {
+                let mut errors = FieldErrors::default();
+                errors.add("payload", "must be the envelope to send (an object), or absent for the event's sample");
+                return Err(Refusal::Invalid(errors).into());
+            }
+        }
+    };
+    let sent = state.send_test_event(&client.actor, id, &payload).await?;
+    Ok(HttpResponse::Ok().json(super::shapes::TestOut::from(sent.log)))
+}

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod deliveries;
 pub mod events;
 pub mod handlers;
+pub mod jobs;
 pub mod shapes;
 pub mod tokens;
 
@@ -20,7 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/events", web::post().to(events::ingest_event))
             .route("/events/{id}", web::get().to(events::get_event))
             .route("/deliveries", web::get().to(deliveries::list_deliveries))
+            .route("/deliveries/retry", web::post().to(jobs::bulk_retry))
             .route("/deliveries/{id}/retry", web::post().to(deliveries::retry_delivery))
+            .route("/jobs", web::get().to(jobs::list_jobs))
+            .route("/jobs/{id}", web::get().to(jobs::get_job))
+            .route("/jobs/{id}/cancel", web::post().to(jobs::cancel_job))
             .route("/handlers", web::get().to(handlers::list_handlers))
             .route("/handlers", web::post().to(handlers::create_handler))
             .route("/handlers/{id}", web::get().to(handlers::get_handler))
@@ -28,6 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/handlers/{id}", web::delete().to(handlers::delete_handler))
             .route("/handlers/{id}/secret", web::post().to(handlers::rotate_secret))
             .route("/handlers/{id}/logs", web::get().to(handlers::list_handler_logs))
+            .route("/handlers/{id}/replay", web::post().to(jobs::replay))
+            .route("/handlers/{id}/test", web::post().to(handlers::send_test_event))
             .route("/tokens", web::get().to(tokens::list_tokens))
             .route("/tokens", web::post().to(tokens::create_token))
             .route("/tokens/{id}", web::delete().to(tokens::revoke_token))

@@ -107,6 +107,10 @@ pub struct LogOut {
     pub error: Option<String>,
     /// When the retry this attempt led to was due; `null` for none.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The URL or script it was sent to (`null`: not sent, or recorded before targets were).
+    pub target: Option<String>,
+    /// A test event sent by hand: no delivery (`delivery_id` and `event_id` 0).
+    pub test: bool,
 }
 
 impl From<ExecutionLog> for LogOut {
@@ -132,6 +136,8 @@ impl From<ExecutionLog> for LogOut {
             response_body: l.response_body,
             error: l.error,
             next_attempt_at: l.next_attempt_at.map(utc),
+            target: l.target,
+            test: l.test,
         }
     }
 }
@@ -337,4 +343,100 @@ pub struct DeliveryListOut {
     pub deliveries: Vec<ListedDeliveryOut>,
     /// Whether older deliveries follow (pass the last `id` as `before`).
     pub more: bool,
+}
+
+/// A bulk retry or replay (DESIGN §8.5) and how far it has come.
+#[derive(Debug, Serialize)]
+pub struct JobOut {
+    pub id: i64,
+    /// `retry` or `replay`.
+    pub kind: &'static str,
+    /// `running`, `done` or `cancelled`.
+    pub state: &'static str,
+    /// A replay's handler.
+    pub handler_id: Option<i64>,
+    /// The filter it was started with, as given.
+    pub filter: serde_json::Value,
+    /// Deliveries (retry) or events (replay) matched when it started.
+    pub matched: i64,
+    /// Those retried or replayed so far.
+    pub done: i64,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<crate::db::jobs::BulkJob> for JobOut {
+    fn from(j: crate::db::jobs::BulkJob) -> Self {
+        Self {
+            id: j.id,
+            kind: j.kind.as_str(),
+            state: j.state.as_str(),
+            handler_id: j.handler_id,
+            filter: serde_json::from_str(&j.filter).unwrap_or_default(),
+            matched: j.matched,
+            done: j.done,
+            created_by: j.created_by,
+            created_at: utc(j.created_at),
+            updated_at: utc(j.updated_at),
+            finished_at: j.finished_at.map(utc),
+        }
+    }
+}
+
+/// A bulk retry's or replay's answer: its count, and the job when it started.
+#[derive(Debug, Serialize)]
+pub struct BulkOut {
+    pub dry_run: bool,
+    pub matched: i64,
+    /// Of a retry's, those that succeeded already (sent again).
+    pub succeeded: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobOut>,
+}
+
+impl From<crate::service::BulkStart> for BulkOut {
+    fn from(b: crate::service::BulkStart) -> Self {
+        Self { dry_run: b.job.is_none(), matched: b.matched, succeeded: b.succeeded, job: b.job.map(JobOut::from) }
+    }
+}
+
+/// The newest jobs.
+#[derive(Debug, Serialize)]
+pub struct JobList {
+    pub jobs: Vec<JobOut>,
+}
+
+/// A test event's attempt (DESIGN §8.5), as logged.
+#[derive(Debug, Serialize)]
+pub struct TestOut {
+    /// Its execution log.
+    pub log_id: i64,
+    pub outcome: Outcome,
+    /// The HTTP status or the script's exit code.
+    pub status_code: Option<i32>,
+    pub duration_ms: i64,
+    /// The response body or the script's output (first 64 KiB).
+    pub response: String,
+    pub error: Option<String>,
+    /// Where it was sent.
+    pub target: Option<String>,
+    /// The envelope sent.
+    pub payload: serde_json::Value,
+}
+
+impl From<ExecutionLog> for TestOut {
+    fn from(l: ExecutionLog) -> Self {
+        Self {
+            log_id: l.id,
+            outcome: l.outcome,
+            status_code: l.status_code,
+            duration_ms: l.duration_ms,
+            response: l.response_body,
+            error: l.error,
+            target: l.target,
+            payload: serde_json::from_str(&l.request_body).unwrap_or(serde_json::Value::String(l.request_body)),
+        }
+    }
 }

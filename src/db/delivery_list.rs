@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use super::{
     Read,
     deliveries::{Delivery, PARKED},
-    schema::{deliveries, events, execution_logs, handlers},
+    schema::{deliveries, execution_logs},
 };
 use crate::domain::DeliveryState;
 
@@ -156,11 +156,13 @@ pub struct DeliveryPage {
     pub more: bool,
 }
 
-/// The filtered rows, newest first, older than `$before` (a macro: the
-/// boxed query's type is not worth spelling out).
-macro_rules! filtered_rows {
-    ($filter:expr, $before:expr) => {{
-        let (filter, before): (&DeliveryFilter, Option<i64>) = ($filter, $before);
+/// The rows a filter matches, unordered (a macro: the boxed query's type is
+/// not worth spelling out). The list pages them newest first; a bulk retry
+/// walks them oldest first ([`super::jobs`]).
+macro_rules! matching_rows {
+    ($filter:expr) => {{
+        use $crate::db::schema::{deliveries, events, handlers};
+        let filter: &$crate::db::delivery_list::DeliveryFilter = $filter;
         let mut q = deliveries::table
             .inner_join(handlers::table)
             .inner_join(events::table)
@@ -184,11 +186,21 @@ macro_rules! filtered_rows {
         if let Some(to) = filter.to {
             q = q.filter(deliveries::created_at.lt(to));
         }
+        if let Some(state) = filter.state {
+            q = q.filter($crate::db::delivery_list::standing_rows!(state));
+        }
+        q
+    }};
+}
+pub(super) use matching_rows;
+
+/// The filtered rows, newest first, older than `$before`.
+macro_rules! filtered_rows {
+    ($filter:expr, $before:expr) => {{
+        let (filter, before): (&DeliveryFilter, Option<i64>) = ($filter, $before);
+        let mut q = matching_rows!(filter);
         if let Some(before) = before {
             q = q.filter(deliveries::id.lt(before));
-        }
-        if let Some(state) = filter.state {
-            q = q.filter(standing_rows!(state));
         }
         q.order(deliveries::id.desc())
     }};

@@ -4,7 +4,12 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::{DbConnection, Read, Write, deliveries::Delivery, now, schema::handlers};
+use super::{
+    DbConnection, Read, Write,
+    deliveries::Delivery,
+    now,
+    schema::{deleted_handlers, handlers},
+};
 use crate::domain::{HandlerForm, HandlerStatus, HandlerType, ValidHandler};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Identifiable, Serialize)]
@@ -190,14 +195,33 @@ impl Handler {
         handlers::table.find(id).first(conn.db()).optional()
     }
 
-    /// The names of the given handlers (deleted ones are missing).
+    /// The names of the given handlers; a deleted one's as it was when it
+    /// was deleted (its logs outlive it).
     pub fn names(conn: &mut Read<'_>, ids: &[i64]) -> QueryResult<std::collections::HashMap<i64, String>> {
-        Ok(handlers::table
+        let mut names: std::collections::HashMap<i64, String> = handlers::table
             .filter(handlers::id.eq_any(ids))
             .select((handlers::id, handlers::name))
             .load::<(i64, String)>(conn.db())?
             .into_iter()
-            .collect())
+            .collect();
+        let gone: Vec<i64> = ids.iter().copied().filter(|id| !names.contains_key(id)).collect();
+        if !gone.is_empty() {
+            let deleted: Vec<(i64, String)> = deleted_handlers::table
+                .filter(deleted_handlers::id.eq_any(&gone))
+                .select((deleted_handlers::id, deleted_handlers::name))
+                .load(conn.db())?;
+            names.extend(deleted.into_iter().map(|(id, name)| (id, format!("{name} (deleted)"))));
+        }
+        Ok(names)
+    }
+
+    /// The enabled handlers (of one event type, when given), by priority then id.
+    pub fn enabled(conn: &mut Read<'_>, events_id: Option<&str>) -> QueryResult<Vec<Handler>> {
+        let mut q = handlers::table.filter(handlers::status.eq("enabled")).into_boxed();
+        if let Some(e) = events_id {
+            q = q.filter(handlers::events_id.eq(e.to_owned()));
+        }
+        q.order((handlers::priority.asc(), handlers::id.asc())).limit(1000).load(conn.db())
     }
 
     /// One page of the list, sorted by priority then id, and the total count.
@@ -343,8 +367,9 @@ impl Handler {
         Self::find(conn, id)
     }
 
-    /// Deletes the handler with its deliveries and execution logs; the
-    /// handlers after it in its events' chains go on.
+    /// Deletes the handler with its deliveries; its execution logs stay
+    /// (until retention), with its name and target kept in
+    /// `deleted_handlers`. The handlers after it in its events' chains go on.
     pub fn delete(conn: &mut Write<'_>, id: i64) -> QueryResult<Handler> {
         let handler = Self::find(conn, id)?;
         // On PostgreSQL, the handler's row lock first: an ingestion adding
@@ -357,6 +382,16 @@ impl Handler {
         }
         let chains = Delivery::chains_held_by(conn, id)?;
         diesel::delete(handlers::table.find(id)).execute(conn.db())?;
+        diesel::insert_into(deleted_handlers::table)
+            .values((
+                deleted_handlers::id.eq(handler.id),
+                deleted_handlers::name.eq(&handler.name),
+                deleted_handlers::events_id.eq(&handler.events_id),
+                deleted_handlers::handler_type.eq(handler.handler_type.as_str()),
+                deleted_handlers::target.eq(&handler.target),
+                deleted_handlers::deleted_at.eq(now()),
+            ))
+            .execute(conn.db())?;
         Delivery::unpark(conn, &chains)?;
         Ok(handler)
     }

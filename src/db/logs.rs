@@ -41,6 +41,10 @@ pub struct ExecutionLog {
     pub response_body: String,
     pub error: Option<String>,
     pub next_attempt_at: Option<NaiveDateTime>,
+    /// The URL or script it was sent to (`None`: recorded before targets were).
+    pub target: Option<String>,
+    /// Sent by hand from the handler's page: no delivery, outside ordering.
+    pub test: bool,
 }
 
 /// One attempt to record.
@@ -64,6 +68,9 @@ pub struct NewExecutionLog {
     pub response_body: String,
     pub error: Option<String>,
     pub next_attempt_at: Option<NaiveDateTime>,
+    /// The URL or script it was sent to (none for a cancellation).
+    pub target: Option<String>,
+    pub test: bool,
 }
 
 impl NewExecutionLog {
@@ -86,12 +93,17 @@ impl NewExecutionLog {
         Ok(())
     }
 
+    /// One row, by itself; its id.
+    pub fn insert_returning_id(&self, conn: &mut Write<'_>) -> QueryResult<i64> {
+        diesel::insert_into(execution_logs::table).values(self).returning(execution_logs::id).get_result(conn.db())
+    }
+
     fn insert_prepared(&self, conn: &mut Write<'_>) -> QueryResult<()> {
         cached(
             "INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
                  started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body,
-                 error, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                 error, next_attempt_at, target, test)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind::<BigInt, _>(self.delivery_id)
         .bind::<BigInt, _>(self.handler_id)
@@ -109,6 +121,8 @@ impl NewExecutionLog {
         .bind::<Text, _>(&self.response_body)
         .bind::<Nullable<Text>, _>(&self.error)
         .bind::<Nullable<Timestamp>, _>(self.next_attempt_at)
+        .bind::<Nullable<Text>, _>(&self.target)
+        .bind::<diesel::sql_types::Bool, _>(self.test)
         .execute(conn.db())
         .map(drop)
     }

@@ -17,6 +17,7 @@ pub(crate) mod events;
 #[cfg(test)]
 mod golden;
 pub(crate) mod handlers;
+pub(crate) mod jobs;
 pub(crate) mod logs;
 mod pool;
 mod prepared;

@@ -81,6 +81,37 @@ diesel::table! {
         response_body -> Text,
         error -> Nullable<Text>,
         next_attempt_at -> Nullable<Timestamp>,
+        target -> Nullable<Text>,
+        test -> Bool,
+    }
+}
+
+diesel::table! {
+    bulk_jobs (id) {
+        id -> BigInt,
+        kind -> Text,
+        filter -> Text,
+        handler_id -> Nullable<BigInt>,
+        state -> Text,
+        matched -> BigInt,
+        done -> BigInt,
+        upto -> BigInt,
+        position -> BigInt,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    deleted_handlers (id) {
+        id -> BigInt,
+        name -> Text,
+        events_id -> Text,
+        handler_type -> Text,
+        target -> Text,
+        deleted_at -> Timestamp,
     }
 }
 
@@ -177,4 +208,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     audit_log,
     login_failures,
+    bulk_jobs,
+    deleted_handlers,
 );

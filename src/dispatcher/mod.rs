@@ -26,7 +26,8 @@ use std::{
 
 use tokio::sync::watch;
 
-use crate::domain::{RetrySchedule, target::DenyList};
+use crate::db::claims::Claimed;
+use crate::domain::{HandlerType, RetrySchedule, target::DenyList};
 use crate::{config::Settings, db::Db};
 pub use metrics::{DatabaseFigures, Metrics};
 
@@ -158,6 +159,18 @@ impl Dispatcher {
     /// within the grace period and hands the rest back.
     pub async fn run(&self) {
         worker::run(self.shared.clone()).await;
+    }
+
+    /// Sends `delivery` now, whatever its handler's status, outside the
+    /// claims, the ordering rules and the concurrency limits (a test event,
+    /// DESIGN §8.5); nothing is recorded here.
+    pub async fn attempt_now(&self, delivery: &Claimed) -> outcome::AttemptResult {
+        let timeout = attempt::Attempt::of(delivery).timeout;
+        let shared = &self.shared;
+        match delivery.handler_type {
+            HandlerType::Http => http::call(&shared.http, &shared.settings.deny_targets, delivery, timeout).await,
+            HandlerType::Script => script::run(&shared.settings.scripts_dir, delivery, 1, timeout).await,
+        }
     }
 
     /// Stops claiming; `run` returns once the attempts in flight are settled.

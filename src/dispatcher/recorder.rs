@@ -152,35 +152,45 @@ fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> Settl
     let after = after_attempt(r.outcome, done.attempt, d.max_attempts, handler_enabled, schedule);
     let next_attempt_at =
         after.retry_in.map(|delay| now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(5)));
-    let headers: serde_json::Map<String, serde_json::Value> =
-        r.request_headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    let log = NewExecutionLog {
-        delivery_id: d.id,
-        handler_id: d.handler_id,
-        event_id: d.event_id,
-        events_id: d.events_id.clone(),
-        entity: d.entity.clone(),
-        object_id: d.object_id.clone(),
-        attempt: done.attempt,
-        started_at: done.started_at,
-        duration_ms: i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX),
-        outcome: r.outcome.as_str(),
-        status_code: r.status_code,
-        request_body: if r.outcome == Outcome::Cancelled { String::new() } else { d.payload.clone() },
-        request_headers: serde_json::Value::Object(headers).to_string(),
-        response_body: r.response.clone(),
-        error: match (&r.error, after.not_retried) {
-            (None, _) => None,
-            (Some(e), Some(why)) => Some(format!("{e}; {why}")),
-            (Some(e), None) => Some(e.clone()),
-        },
-        next_attempt_at,
+    let error = match (&r.error, after.not_retried) {
+        (None, _) => None,
+        (Some(e), Some(why)) => Some(format!("{e}; {why}")),
+        (Some(e), None) => Some(e.clone()),
     };
+    let log = NewExecutionLog { next_attempt_at, error, ..log_row(d, done.attempt, done.started_at, r) };
     Settled {
         delivery_id: d.id,
         event_id: d.event_id,
         first_to_end: !d.first_attempt_done,
         finish: Finish { state: after.state, attempts: done.attempt, next_attempt_at },
         log,
+    }
+}
+
+/// The log row of an attempt of `d` number `attempt` that started at
+/// `started_at` and came to `r` (its error as the attempt gave it, no retry).
+pub(crate) fn log_row(d: &Claimed, attempt: i32, started_at: NaiveDateTime, r: &AttemptResult) -> NewExecutionLog {
+    let headers: serde_json::Map<String, serde_json::Value> =
+        r.request_headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let sent = r.outcome != Outcome::Cancelled;
+    NewExecutionLog {
+        delivery_id: d.id,
+        handler_id: d.handler_id,
+        event_id: d.event_id,
+        events_id: d.events_id.clone(),
+        entity: d.entity.clone(),
+        object_id: d.object_id.clone(),
+        attempt,
+        started_at,
+        duration_ms: i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX),
+        outcome: r.outcome.as_str(),
+        status_code: r.status_code,
+        request_body: if sent { d.payload.clone() } else { String::new() },
+        request_headers: serde_json::Value::Object(headers).to_string(),
+        response_body: r.response.clone(),
+        error: r.error.clone(),
+        next_attempt_at: None,
+        target: sent.then(|| d.target.clone()),
+        test: false,
     }
 }

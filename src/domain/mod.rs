@@ -64,6 +64,7 @@ pub mod delivery;
 pub mod duration;
 pub mod envelope;
 pub mod handler;
+pub mod job;
 #[cfg(test)]
 mod properties;
 pub mod retry;

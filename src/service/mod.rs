@@ -12,10 +12,12 @@ pub mod access;
 pub mod accounts;
 mod audit;
 mod deliveries;
-pub mod delivery_query;
 mod events;
+pub mod filters;
 mod handlers;
 pub(crate) mod ingest;
+mod jobs;
+mod test_events;
 pub mod tokens;
 
 use std::sync::{
@@ -25,6 +27,8 @@ use std::sync::{
 
 pub use access::{Action, Actor, Role, Scope};
 pub use events::IngestRequest;
+pub use jobs::BulkStart;
+pub use test_events::sample_envelope;
 
 use self::{ingest::Ingestor, tokens::TokenCache};
 use crate::{
@@ -46,6 +50,8 @@ pub struct AppState {
     tokens: TokenCache,
     /// Set at a stop: no event is acknowledged after it.
     stopping: Arc<AtomicBool>,
+    /// Wakes the bulk jobs' runner when a job is started.
+    jobs: tokio::sync::Notify,
 }
 
 /// Why a change was not made.
@@ -90,6 +96,7 @@ pub enum Missing {
     Delivery(i64),
     User(i64),
     Token(i64),
+    Job(i64),
 }
 
 impl std::fmt::Display for Missing {
@@ -99,6 +106,7 @@ impl std::fmt::Display for Missing {
             Missing::Delivery(id) => write!(f, "delivery {id}"),
             Missing::User(id) => write!(f, "user {id}"),
             Missing::Token(id) => write!(f, "API token {id}"),
+            Missing::Job(id) => write!(f, "job {id}"),
         }
     }
 }
@@ -124,6 +132,7 @@ impl AppState {
             ingestor,
             tokens: TokenCache::default(),
             stopping: Arc::new(AtomicBool::new(false)),
+            jobs: tokio::sync::Notify::new(),
         }
     }
 

@@ -12,7 +12,10 @@ use super::{
 use crate::{
     db::delivery_list::{ListedDelivery, Standing},
     error::{AppError, AppResult},
-    service::{AppState, delivery_query::DeliveryQuery},
+    service::{
+        AppState,
+        filters::{DeliveryQuery, in_one_line},
+    },
 };
 
 const PER_PAGE: i64 = 50;
@@ -89,6 +92,8 @@ pub struct DeliveriesPage {
     pub states: &'static [(&'static str, &'static str)],
     pub older_url: Option<String>,
     pub filtered: bool,
+    /// The filters, for "Retry these…".
+    pub filter_fields: Vec<(&'static str, String)>,
 }
 
 #[get("/provisioning/deliveries")]
@@ -98,12 +103,9 @@ pub async fn list_deliveries(
     query: web::Query<DeliveryQuery>,
 ) -> AppResult<HttpResponse> {
     let query = query.into_inner();
-    let (filter, before) = query.parse().map_err(|errors| {
-        let message: Vec<String> = errors.iter().map(|(field, m)| format!("{field}: {m}")).collect();
-        AppError::BadRequest(format!("{}.", message.join("; ")))
-    })?;
+    let (filter, before) = query.parse().map_err(|e| AppError::BadRequest(in_one_line(&e)))?;
     let page = state.db.read(move |conn| ListedDelivery::page(conn, &filter, before, PER_PAGE)).await?;
-    let filters = query_string(&[
+    let filter_fields: Vec<(&'static str, String)> = [
         ("handler_id", &query.handler_id),
         ("event_id", &query.event_id),
         ("event", &query.event),
@@ -111,7 +113,13 @@ pub async fn list_deliveries(
         ("object_id", &query.object_id),
         ("from", &query.from),
         ("to", &query.to),
-    ]);
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.trim().is_empty())
+    .map(|(k, v)| (k, v.trim().to_owned()))
+    .collect();
+    let pairs: Vec<(&str, &str)> = filter_fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let filters = query_string(&pairs);
     let older_url = page
         .more
         .then(|| page.rows.last().map(|r| r.delivery.id))
@@ -125,6 +133,7 @@ pub async fn list_deliveries(
         groups: event_groups(),
         states: STATES,
         older_url,
+        filter_fields,
     };
     render(StatusCode::OK, &page)
 }

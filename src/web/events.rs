@@ -3,7 +3,6 @@
 
 use actix_web::{HttpResponse, get, http::StatusCode, web};
 use askama::Template;
-use serde::Deserialize;
 
 use super::{
     render,
@@ -11,49 +10,20 @@ use super::{
     views::{EventGroup, Layout, event_groups, event_label, link_with, query_string},
 };
 use crate::{
-    db::event_list::{EventFilter, EventPage},
-    domain::duration::parse_instant,
+    db::{event_list::EventPage, handlers::Handler},
     error::{AppError, AppResult},
-    service::AppState,
+    service::{
+        AppState,
+        filters::{EventQuery, in_one_line},
+    },
 };
 
 const PER_PAGE: i64 = 50;
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct EventQuery {
-    pub event: String,
-    pub object_id: String,
-    pub from: String,
-    pub to: String,
-    pub before: String,
+/// The filters' query string, for the page links.
+fn filters_query(q: &EventQuery) -> String {
+    query_string(&[("event", &q.event), ("object_id", &q.object_id), ("from", &q.from), ("to", &q.to)])
 }
-
-impl EventQuery {
-    fn filter(&self) -> Result<(EventFilter, Option<i64>), String> {
-        let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        let events_id = text(&self.event);
-        if let Some(e) = events_id.as_deref().filter(|e| crate::catalogue::find(e).is_none()) {
-            return Err(format!("There is no event `{e}` in the catalogue."));
-        }
-        let before = match self.before.trim() {
-            "" => None,
-            b => Some(b.parse::<i64>().map_err(|_| format!("`{b}` is not an event id."))?),
-        };
-        let filter = EventFilter {
-            events_id,
-            object_id: text(&self.object_id),
-            from: parse_instant(&self.from, false)?,
-            to: parse_instant(&self.to, true)?,
-        };
-        Ok((filter, before))
-    }
-
-    fn filters_query(&self) -> String {
-        query_string(&[("event", &self.event), ("object_id", &self.object_id), ("from", &self.from), ("to", &self.to)])
-    }
-}
-
 /// One event as listed.
 pub struct EventRow {
     pub id: i64,
@@ -73,6 +43,8 @@ pub struct EventsPage {
     pub groups: Vec<EventGroup>,
     pub older_url: Option<String>,
     pub filtered: bool,
+    /// The enabled handlers a replay may go to (of the filter's event, when set).
+    pub replay_handlers: Vec<(i64, String)>,
 }
 
 #[get("/provisioning/events")]
@@ -82,9 +54,20 @@ pub async fn list_events(
     query: web::Query<EventQuery>,
 ) -> AppResult<HttpResponse> {
     let query = query.into_inner();
-    let (filter, before) = query.filter().map_err(AppError::BadRequest)?;
-    let page = state.db.read(move |conn| EventPage::load(conn, &filter, before, PER_PAGE)).await?;
-    let filters = query.filters_query();
+    let (filter, before) = query.parse().map_err(|e| AppError::BadRequest(in_one_line(&e)))?;
+    let event = filter.events_id.clone();
+    let (page, replay_handlers) = state
+        .db
+        .read(move |conn| {
+            let handlers = Handler::enabled(conn, event.as_deref())?;
+            Ok((EventPage::load(conn, &filter, before, PER_PAGE)?, handlers))
+        })
+        .await?;
+    let replay_handlers = replay_handlers
+        .into_iter()
+        .map(|h| (h.id, format!("#{} {} ({})", h.id, h.name, event_label(&h.events_id))))
+        .collect();
+    let filters = filters_query(&query);
     let older_url = page
         .more
         .then(|| page.rows.last().map(|(e, _)| e.id))
@@ -109,6 +92,7 @@ pub async fn list_events(
         query,
         groups: event_groups(),
         older_url,
+        replay_handlers,
     };
     render(StatusCode::OK, &page)
 }

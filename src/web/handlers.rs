@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{
     render, see_other,
     session::{CsrfForm, CurrentAdmin, safe_local},
-    views::{EventGroup, Layout, Pager, event_groups, event_label, parse_page},
+    views::{ConfirmPage, EventGroup, Layout, Pager, event_groups, event_label, parse_page},
 };
 use crate::{
     db::{
@@ -16,7 +16,7 @@ use crate::{
     },
     domain::{FieldErrors, HandlerForm, HandlerStatus, HandlerType, Outcome},
     error::{AppError, AppResult},
-    service::{AppState, Refusal},
+    service::{Action, AppState, Refusal},
 };
 
 /// The Advanced Search parameters, as typed in the URL.
@@ -304,7 +304,8 @@ pub struct HandlerFormPage {
     /// After a rotation, until when the previous secret also signs (UTC).
     pub previous_signs_until: Option<String>,
     /// How long a rotated secret goes on signing, as configured.
-    pub overlap: String,
+    /// What rotating the secret asks first.
+    pub rotation_question: String,
     /// The `whpk_` key of a `v1a` handler (public: shown to every role).
     pub public_key: Option<String>,
 }
@@ -327,6 +328,8 @@ impl HandlerFormPage {
             .filter(|t| *t > crate::db::now())
             .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
         let public_key = handler.as_ref().and_then(|h| crate::domain::signing::public_key(&h.secret));
+        let rotation_question =
+            rotation_question(handler.as_ref().map_or("", |h| h.name.as_str()), state.settings.secret_overlap);
         Self {
             layout: Layout::new(admin, heading.clone(), "handlers"),
             heading,
@@ -337,7 +340,7 @@ impl HandlerFormPage {
             groups: event_groups(),
             scripts_dir: state.settings.scripts_dir.display().to_string(),
             previous_signs_until,
-            overlap: humantime(state.settings.secret_overlap),
+            rotation_question,
             public_key,
         }
     }
@@ -474,10 +477,25 @@ pub async fn delete_handler(
 pub async fn rotate_handler_secret(
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    input: CsrfForm<NoFields>,
+    input: CsrfForm<ConfirmForm>,
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
-    let handler = state.rotate_handler_secret(&input.admin.actor, id).await?;
+    let CsrfForm { admin, form } = input;
+    if form.confirm != "yes" {
+        admin.actor.must(Action::RotateSecrets)?;
+        let handler = state.db.read(move |conn| Handler::find(conn, id)).await?;
+        let page = ConfirmPage {
+            layout: Layout::new(&admin, format!("Rotate the secret of handler #{id}?"), "handlers"),
+            question: rotation_question(&handler.name, state.settings.secret_overlap),
+            action: format!("/provisioning/{id}/secret"),
+            hidden: Vec::new(),
+            button: "Rotate secret",
+            button_class: "danger",
+            back: format!("/provisioning/{id}/edit"),
+        };
+        return render(StatusCode::OK, &page);
+    }
+    let handler = state.rotate_handler_secret(&admin.actor, id).await?;
     let message = match handler.previous_secret_until {
         Some(until) => format!(
             "Handler “{}” has a new signing secret; the old one also signs until {} UTC.",
@@ -486,6 +504,22 @@ pub async fn rotate_handler_secret(
         ),
         None => format!("Handler “{}” has a new signing secret; the old one no longer signs.", handler.name),
     };
-    input.admin.flash(&state, message).await?;
+    admin.flash(&state, message).await?;
     Ok(see_other(&format!("/provisioning/{id}/edit")))
+}
+
+/// A change that asks first: `confirm=yes` once asked.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct ConfirmForm {
+    pub confirm: String,
+}
+
+/// What rotating a secret asks, in the pop-up and on the page alike.
+pub fn rotation_question(name: &str, overlap: std::time::Duration) -> String {
+    format!(
+        "Replace the signing secret of “{name}”? The old one goes on signing beside the new one for {}; after that, \
+         an endpoint verifying only the old one rejects the calls.",
+        humantime(overlap)
+    )
 }

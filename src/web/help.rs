@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use actix_web::{HttpResponse, get, http::StatusCode};
+use actix_web::{HttpRequest, HttpResponse, get, http::StatusCode};
 use askama::Template;
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
@@ -24,6 +24,54 @@ static HANDLERS_GUIDE: LazyLock<String> = LazyLock::new(|| markdown_to_html(incl
 pub async fn handlers_guide(admin: CurrentAdmin) -> AppResult<HttpResponse> {
     let layout = Layout::new(&admin, "Guide for integrators", "help");
     render(StatusCode::OK, &HelpPage { layout, body: HANDLERS_GUIDE.as_str() })
+}
+
+/// One event of the catalogue as the samples page shows it.
+pub struct EventSample {
+    pub id: &'static str,
+    pub group: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    pub sample: String,
+    pub curl: String,
+}
+
+#[derive(Template)]
+#[template(path = "help_events.html")]
+pub struct EventSamplesPage {
+    pub layout: Layout,
+    pub events: Vec<EventSample>,
+    pub events_url: String,
+}
+
+/// Every event's sample payload, with a `curl` that posts it to this server.
+#[get("/provisioning/help/events")]
+pub async fn event_samples(admin: CurrentAdmin, req: HttpRequest) -> AppResult<HttpResponse> {
+    let info = req.connection_info();
+    let events_url = format!("{}://{}/api/v1/events", info.scheme(), info.host());
+    let events = crate::catalogue::EVENTS
+        .iter()
+        .map(|e| {
+            let pretty = serde_json::from_str::<serde_json::Value>(e.sample)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| e.sample.to_owned());
+            let curl = format!(
+                "curl -X POST '{events_url}' \\\n  -H \"Authorization: Bearer $PROVISIOND_TOKEN\" \\\n  -H 'Content-Type: application/json' \\\n  -d '{}'",
+                e.sample.replace('\'', "'\\''")
+            );
+            EventSample {
+                id: e.id,
+                group: e.group,
+                label: e.label,
+                description: e.description,
+                sample: pretty,
+                curl,
+            }
+        })
+        .collect();
+    let layout = Layout::new(&admin, "Events and their samples", "help");
+    render(StatusCode::OK, &EventSamplesPage { layout, events, events_url })
 }
 
 /// Markdown to HTML, each heading with the id GitHub gives it, so the

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{
     render, see_other,
     session::{CsrfForm, CurrentAdmin, safe_local},
-    views::{EventGroup, Layout, event_groups, event_label, link_with, query_string},
+    views::{ConfirmPage, EventGroup, Layout, event_groups, event_label, link_with, query_string},
 };
 use crate::{
     catalogue,
@@ -283,6 +283,13 @@ pub struct LogDetailPage {
     pub attempts: Vec<AttemptRow>,
     pub started_at: String,
     pub next_attempt_at: Option<String>,
+    /// The handler's target now, when it differs from where this attempt went.
+    pub target_now: Option<String>,
+    /// Where the delivery stands now, when a later attempt changed it: the
+    /// page says it first ("now succeeded, by attempt 3").
+    pub now_headline: Option<String>,
+    /// Asked before retrying a delivery that succeeded (it sends the event again).
+    pub resend_question: Option<String>,
 }
 
 #[get("/provisioning/logs/{log_id:\\d+}")]
@@ -296,10 +303,15 @@ pub async fn show_log(
         .db
         .read(move |conn| {
             let log = ExecutionLog::find(conn, log_id)?;
-            let delivery = Delivery::find_optional(conn, log.delivery_id)?;
-            let others = ExecutionLog::for_delivery(conn, log.delivery_id)?;
+            // A test attempt belongs to no delivery.
+            let (delivery, others) = if log.test {
+                (None, vec![log.clone()])
+            } else {
+                (Delivery::find_optional(conn, log.delivery_id)?, ExecutionLog::for_delivery(conn, log.delivery_id)?)
+            };
             let handler = Handler::find_optional(conn, log.handler_id)?;
-            Ok((log, delivery, others, handler))
+            let name = Handler::names(conn, &[log.handler_id])?.remove(&log.handler_id);
+            Ok((log, delivery, others, (handler, name)))
         })
         .await?;
     let payload = serde_json::from_str::<serde_json::Value>(&log.request_body)
@@ -323,10 +335,22 @@ pub async fn show_log(
         })
         .collect();
     let finished = delivery.as_ref().is_some_and(|d| d.state.is_finished());
+    let (handler, name) = handler;
+    let target_now =
+        handler.as_ref().map(|h| h.target.clone()).filter(|now| log.target.as_ref().is_some_and(|t| t != now));
+    let latest = others.last().filter(|latest| latest.id != log.id);
+    let now_headline = delivery.as_ref().zip(latest).map(|(d, latest)| {
+        format!("Delivery #{} is now {} (attempt {} was the latest).", d.id, describe_state(d), latest.attempt)
+    });
+    let resend_question =
+        delivery.as_ref().filter(|d| d.state == DeliveryState::Succeeded).map(|d| resend_question(d.id));
     let page = LogDetailPage {
+        target_now,
+        now_headline,
+        resend_question,
         layout: Layout::new(&admin, format!("Execution Log #{}", log.id), "logs"),
         success: log.outcome == Outcome::Success,
-        handler_name: handler.map_or_else(|| format!("#{} (deleted)", log.handler_id), |h| h.name),
+        handler_name: name.unwrap_or_else(|| format!("#{} (deleted)", log.handler_id)),
         event_label: event_label(&log.events_id),
         payload,
         headers,
@@ -345,6 +369,16 @@ pub async fn show_log(
 #[serde(default)]
 pub struct RetryForm {
     return_to: String,
+    /// `yes` once asked: retrying a delivery that succeeded sends its event again.
+    confirm: String,
+}
+
+/// What retrying a delivery that succeeded asks first.
+pub fn resend_question(id: i64) -> String {
+    format!(
+        "Delivery #{id} succeeded already. Retrying it sends its event to the handler again — for a client, \
+         that may provision it twice. Send it again?"
+    )
 }
 
 /// Queues a finished delivery again (one more attempt) and goes back to its details.
@@ -356,6 +390,22 @@ pub async fn retry_delivery(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let CsrfForm { admin, form } = input;
+    if form.confirm != "yes" {
+        admin.actor.must(crate::service::Action::Retry)?;
+        let delivery = state.db.read(move |conn| Delivery::find_optional(conn, id)).await?;
+        if delivery.is_some_and(|d| d.state == DeliveryState::Succeeded) {
+            let page = ConfirmPage {
+                layout: Layout::new(&admin, format!("Send delivery #{id} again?"), "logs"),
+                question: resend_question(id),
+                action: format!("/provisioning/deliveries/{id}/retry"),
+                hidden: vec![("return_to", form.return_to.clone())],
+                button: "Send it again",
+                button_class: "danger",
+                back: safe_local(&form.return_to, "/provisioning/logs"),
+            };
+            return render(StatusCode::OK, &page);
+        }
+    }
     let message = match state.retry_delivery(&admin.actor, id).await {
         Ok(_) => format!("Delivery #{id} queued again: its new attempt appears below as soon as it has run."),
         Err(Refusal::NotFinished(_)) => {

@@ -6,9 +6,11 @@ pub mod deliveries;
 pub mod events;
 pub mod handlers;
 pub mod help;
+pub mod jobs;
 pub mod logs;
 pub mod session;
 pub mod settings;
+pub mod test_event;
 pub mod timeline;
 pub mod views;
 
@@ -30,9 +32,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(logs::show_log)
         .service(logs::retry_delivery)
         .service(deliveries::list_deliveries)
+        .service(jobs::bulk_retry)
+        .service(jobs::replay)
+        .service(jobs::show_job)
+        .service(jobs::list_jobs)
+        .service(jobs::cancel_job)
         .service(events::list_events)
         .service(timeline::show_timeline)
         .service(help::handlers_guide)
+        .service(help::event_samples)
+        .service(test_event::test_event_form)
+        .service(test_event::send_test_event)
         .service(handlers::list_handlers)
         .service(handlers::new_handler_form)
         .service(handlers::create_handler)

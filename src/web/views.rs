@@ -145,3 +145,19 @@ pub fn parse_page(text: &str) -> Result<i64, String> {
             .ok_or_else(|| format!("`{t}` is not a page number")),
     }
 }
+
+/// A question asked before a change that cannot be taken back, as a page:
+/// what the browser's confirmation says where JavaScript runs (which then
+/// posts `confirm=yes` itself), for a browser without it.
+#[derive(askama::Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub layout: Layout,
+    pub question: String,
+    pub action: String,
+    pub hidden: Vec<(&'static str, String)>,
+    pub button: &'static str,
+    /// `primary` or `danger`.
+    pub button_class: &'static str,
+    pub back: String,
+}

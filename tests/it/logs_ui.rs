@@ -154,7 +154,15 @@ async fn details_show_what_was_sent_and_what_came_back_and_retry_works(db: TestD
     let attempts = regex::Regex::new(r#"<td class="num"><a href="/provisioning/logs/\d+">(\d+)</a></td>"#).unwrap();
     let numbers: Vec<String> = attempts.captures_iter(&page).map(|c| c[1].to_owned()).collect();
     assert_eq!(numbers, ["1", "2"], "both attempts listed");
-    assert!(page.contains("Retry delivery"), "finished again, so it can be retried again");
+    assert!(page.contains("Send again…"), "finished again, so it can be retried again, asking first");
+    // It succeeded: without confirmation, a retry only asks (the page without JavaScript).
+    let delivery =
+        regex::Regex::new(r#"/provisioning/deliveries/(\d+)/retry"#).unwrap().captures(&page).unwrap()[1].to_owned();
+    let path = format!("/provisioning/deliveries/{delivery}/retry");
+    let res = app.post_form(&path, &[("csrf_token", csrf.as_str())]).await;
+    assert_eq!(res.status(), StatusCode::OK, "asks first");
+    let ask = res.text().await.unwrap();
+    assert!(ask.contains("succeeded already") && ask.contains("sends its event to the handler again"), "{ask}");
     assert_eq!(
         flash_of(&app.get_page("/provisioning").await),
         None,

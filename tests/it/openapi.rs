@@ -261,6 +261,72 @@ async fn every_route_answers_as_the_openapi_document_says(db: TestDb) {
     doc.check(Method::GET, "/audit", api(Method::GET, "/audit?action=handler.&limit=2").send().await.unwrap()).await;
     doc.check(Method::GET, "/audit", api(Method::GET, "/audit?from=soon").send().await.unwrap()).await;
     doc.check(Method::GET, "/audit", unauthorized(Method::GET, "/audit").send().await.unwrap()).await;
+    // Bulk retry, replay and their jobs.
+    let bulk = |body: Value| api(Method::POST, "/deliveries/retry").json(&body);
+    doc.check(Method::POST, "/deliveries/retry", bulk(json!({"state": "failing"})).send().await.unwrap()).await;
+    let started = bulk(json!({"state": "failed", "handler_id": 999999, "dry_run": false}));
+    let started = doc.check(Method::POST, "/deliveries/retry", started.send().await.unwrap()).await;
+    doc.check(Method::POST, "/deliveries/retry", bulk(json!({"state": "stuck"})).send().await.unwrap()).await;
+    let not_json = api(Method::POST, "/deliveries/retry").body("{");
+    doc.check(Method::POST, "/deliveries/retry", not_json.send().await.unwrap()).await;
+    let by_read = read(Method::POST, "/deliveries/retry").json(&json!({}));
+    doc.check(Method::POST, "/deliveries/retry", by_read.send().await.unwrap()).await;
+    doc.check(Method::POST, "/deliveries/retry", unauthorized(Method::POST, "/deliveries/retry").send().await.unwrap())
+        .await;
+    // Many events for a replay that runs long enough to be cancelled.
+    app.raw_sql(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 5000)
+         INSERT INTO events (events_id, entity, object_id, payload, received_at)
+         SELECT 'clients.create', 'clients', CAST(x AS TEXT), '{}', CURRENT_TIMESTAMP FROM n",
+    );
+    let replay = format!("/handlers/{}/replay", refused["id"]);
+    let replay_with = |path: &str, body: Value| api(Method::POST, path).json(&body);
+    for (path, body) in [
+        (replay.clone(), json!({"object_id": 7})),
+        (replay.clone(), json!({"event": "clients.update"})),
+        ("/handlers/999999/replay".to_owned(), json!({})),
+    ] {
+        doc.check(Method::POST, "/handlers/{id}/replay", replay_with(&path, body).send().await.unwrap()).await;
+    }
+    let running = replay_with(&replay, json!({"dry_run": false})).send().await.unwrap();
+    let running = doc.check(Method::POST, "/handlers/{id}/replay", running).await;
+    let cancel = format!("/jobs/{}/cancel", running["job"]["id"]);
+    doc.check(Method::POST, "/jobs/{id}/cancel", api(Method::POST, &cancel).send().await.unwrap()).await;
+    let disabled = json!({"name": "off", "events_id": "clients.create", "type": "http", "target": sink.url("/off"), "status": "disabled"});
+    let disabled = doc
+        .check(Method::POST, "/handlers", api(Method::POST, "/handlers").json(&disabled).send().await.unwrap())
+        .await;
+    let path = format!("/handlers/{}/replay", disabled["id"]);
+    doc.check(Method::POST, "/handlers/{id}/replay", replay_with(&path, json!({})).send().await.unwrap()).await;
+    doc.check(Method::POST, "/handlers/{id}/replay", unauthorized(Method::POST, &path).send().await.unwrap()).await;
+    // A test event.
+    let test = format!("/handlers/{}/test", refused["id"]);
+    for (path, body) in [
+        (test.clone(), String::new()),
+        (
+            test.clone(),
+            json!({"payload": {"event": {"events_id": "clients.create", "object_id": 1}, "data": {}}}).to_string(),
+        ),
+        (test.clone(), json!({"payload": 5}).to_string()),
+        (test.clone(), "{".to_owned()),
+        ("/handlers/999999/test".to_owned(), String::new()),
+    ] {
+        doc.check(Method::POST, "/handlers/{id}/test", api(Method::POST, &path).body(body).send().await.unwrap()).await;
+    }
+    doc.check(Method::POST, "/handlers/{id}/test", read(Method::POST, &test).send().await.unwrap()).await;
+    doc.check(Method::POST, "/handlers/{id}/test", unauthorized(Method::POST, &test).send().await.unwrap()).await;
+    let job = format!("/jobs/{}", started["job"]["id"]);
+    doc.check(Method::GET, "/jobs", api(Method::GET, "/jobs").send().await.unwrap()).await;
+    doc.check(Method::GET, "/jobs", unauthorized(Method::GET, "/jobs").send().await.unwrap()).await;
+    for path in [job.clone(), "/jobs/999999".into()] {
+        doc.check(Method::GET, "/jobs/{id}", api(Method::GET, &path).send().await.unwrap()).await;
+        let res = api(Method::POST, &format!("{path}/cancel")).send().await.unwrap();
+        doc.check(Method::POST, "/jobs/{id}/cancel", res).await;
+    }
+    doc.check(Method::GET, "/jobs/{id}", unauthorized(Method::GET, &job).send().await.unwrap()).await;
+    let res = unauthorized(Method::POST, &format!("{job}/cancel")).send().await.unwrap();
+    doc.check(Method::POST, "/jobs/{id}/cancel", res).await;
+
     let token = format!("/tokens/{}", created["id"]);
     for _ in 0..2 {
         doc.check(Method::DELETE, "/tokens/{id}", api(Method::DELETE, &token).send().await.unwrap()).await;

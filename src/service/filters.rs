@@ -1,0 +1,98 @@
+//! The filters of the deliveries and events lists as a page or the API
+//! receives them (DESIGN §8.5), read once for both — and kept, as typed, by a
+//! bulk retry or a replay, which reads them again for each batch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    db::{
+        delivery_list::{DeliveryFilter, StandingFilter},
+        event_list::EventFilter,
+    },
+    domain::{FieldErrors, duration::parse_instant},
+};
+
+/// The deliveries list's filters as typed: `handler_id`, `event_id`,
+/// `event`, `state`, `object_id`, `from`, `to`, and the `before` cursor.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DeliveryQuery {
+    pub handler_id: String,
+    /// One event's deliveries.
+    pub event_id: String,
+    pub event: String,
+    pub state: String,
+    pub object_id: String,
+    pub from: String,
+    pub to: String,
+    pub before: String,
+}
+
+impl DeliveryQuery {
+    /// The filter and the cursor, or a message by field for what is wrong.
+    pub fn parse(&self) -> Result<(DeliveryFilter, Option<i64>), FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let mut id = |field: &str, s: &str| match s.trim() {
+            "" => None,
+            n => n.parse::<i64>().map_err(|_| errors.add(field, format!("`{n}` is not a number"))).ok(),
+        };
+        let (handler_id, before) = (id("handler_id", &self.handler_id), id("before", &self.before));
+        let event_id = id("event_id", &self.event_id);
+        let events_id = text(&self.event);
+        if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
+            errors.add("event", "not an event of the catalogue");
+        }
+        let state = text(&self.state).and_then(|s| {
+            s.parse::<StandingFilter>().map_err(|e| errors.add("state", format!("`{s}` is not a state: it {e}"))).ok()
+        });
+        let from = parse_instant(&self.from, false).map_err(|e| errors.add("from", e)).ok().flatten();
+        let to = parse_instant(&self.to, true).map_err(|e| errors.add("to", e)).ok().flatten();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let filter =
+            DeliveryFilter { handler_id, event_id, events_id, state, object_id: text(&self.object_id), from, to };
+        Ok((filter, before))
+    }
+}
+
+/// The events list's filters as typed: `event`, `object_id`, `from`, `to`,
+/// and the `before` cursor.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct EventQuery {
+    pub event: String,
+    pub object_id: String,
+    pub from: String,
+    pub to: String,
+    pub before: String,
+}
+
+impl EventQuery {
+    /// The filter and the cursor, or a message by field for what is wrong.
+    pub fn parse(&self) -> Result<(EventFilter, Option<i64>), FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let events_id = text(&self.event);
+        if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
+            errors.add("event", "not an event of the catalogue");
+        }
+        let before = match self.before.trim() {
+            "" => None,
+            b => b.parse::<i64>().map_err(|_| errors.add("before", format!("`{b}` is not an event id"))).ok(),
+        };
+        let from = parse_instant(&self.from, false).map_err(|e| errors.add("from", e)).ok().flatten();
+        let to = parse_instant(&self.to, true).map_err(|e| errors.add("to", e)).ok().flatten();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok((EventFilter { events_id, object_id: text(&self.object_id), from, to }, before))
+    }
+}
+
+/// Field errors as one sentence, for a page's 400.
+pub fn in_one_line(errors: &FieldErrors) -> String {
+    let message: Vec<String> = errors.iter().map(|(field, m)| format!("{field}: {m}")).collect();
+    format!("{}.", message.join("; "))
+}
