@@ -134,7 +134,9 @@ pub struct LogFilter {
     pub handler_id: Option<i64>,
     pub events_id: Option<String>,
     pub outcome: Option<Outcome>,
-    /// Text searched for in the error message.
+    /// Text searched for in what the administrator sees of an attempt: the
+    /// response body or the script's output, and the error. A page of a
+    /// search looks at [`SEARCH_WINDOW`] attempts at most.
     pub q: Option<String>,
     pub object_id: Option<String>,
     pub from: Option<NaiveDateTime>,
@@ -160,7 +162,16 @@ pub struct LogPage {
     pub rows: Vec<ExecutionLog>,
     pub older: bool,
     pub newer: bool,
+    /// A text search that found fewer rows than a page in its window: the
+    /// oldest id it looked at (older attempts are searched from there on).
+    pub searched_to: Option<i64>,
 }
+
+/// The most attempts one page of a text search looks at: the search reads
+/// bodies of up to 64 KiB that no index holds, so a rare text would
+/// otherwise read the whole history for one page. The page says where it
+/// stopped, and the next one goes on from there (docs/PERFORMANCE.md).
+pub const SEARCH_WINDOW: i64 = 100_000;
 
 /// `LIKE` pattern for a literal text.
 impl ExecutionLog {
@@ -176,7 +187,13 @@ impl ExecutionLog {
             q = q.filter(execution_logs::outcome.eq(o.as_str()));
         }
         if let Some(text) = &filter.q {
-            q = q.filter(execution_logs::error.like(contains_pattern(text)).escape('\\'));
+            let pattern = contains_pattern(text);
+            q = q.filter(
+                execution_logs::response_body
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(execution_logs::error.like(pattern).escape('\\')),
+            );
         }
         if let Some(o) = &filter.object_id {
             q = q.filter(execution_logs::object_id.eq(o.clone()));
@@ -199,19 +216,35 @@ impl ExecutionLog {
         q
     }
 
-    /// One page, newest first (keyset pagination: fast however deep).
+    /// One page, newest first (keyset pagination: fast however deep). A
+    /// text search looks at the [`SEARCH_WINDOW`] attempts from the cursor on.
     pub fn page(conn: &mut Read<'_>, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
-        let mut rows: Vec<Self> = match cursor {
-            Cursor::Newest => {
-                Self::filtered(filter).order(execution_logs::id.desc()).limit(limit + 1).load(conn.db())?
+        let mut q = Self::filtered(filter);
+        let mut window_end = None;
+        if filter.q.is_some() {
+            match cursor {
+                Cursor::Newest | Cursor::Before(_) => {
+                    let top = match cursor {
+                        Cursor::Before(id) => id - 1,
+                        _ => execution_logs::table
+                            .select(diesel::dsl::max(execution_logs::id))
+                            .first::<Option<i64>>(conn.db())?
+                            .unwrap_or(0),
+                    };
+                    let bottom = (top - SEARCH_WINDOW + 1).max(1);
+                    q = q.filter(execution_logs::id.ge(bottom));
+                    window_end = Some(bottom);
+                }
+                Cursor::After(id) => q = q.filter(execution_logs::id.le(id.saturating_add(SEARCH_WINDOW))),
             }
-            Cursor::Before(id) => Self::filtered(filter)
-                .filter(execution_logs::id.lt(id))
-                .order(execution_logs::id.desc())
-                .limit(limit + 1)
-                .load(conn.db())?,
+        }
+        let mut rows: Vec<Self> = match cursor {
+            Cursor::Newest => q.order(execution_logs::id.desc()).limit(limit + 1).load(conn.db())?,
+            Cursor::Before(id) => {
+                q.filter(execution_logs::id.lt(id)).order(execution_logs::id.desc()).limit(limit + 1).load(conn.db())?
+            }
             Cursor::After(id) => {
-                let mut up: Vec<Self> = Self::filtered(filter)
+                let mut up: Vec<Self> = q
                     .filter(execution_logs::id.gt(id))
                     .order(execution_logs::id.asc())
                     .limit(limit + 1)
@@ -219,24 +252,27 @@ impl ExecutionLog {
                 let newer = up.len() as i64 > limit;
                 up.truncate(limit as usize);
                 up.reverse();
-                return Ok(LogPage { rows: up, older: true, newer });
+                return Ok(LogPage { rows: up, older: true, newer, searched_to: None });
             }
         };
         let older = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        Ok(LogPage { rows, older, newer: cursor != Cursor::Newest })
+        // The window ran out before the page filled: older attempts may match too.
+        let searched_to = window_end.filter(|bottom| !older && *bottom > 1);
+        Ok(LogPage { rows, older, newer: cursor != Cursor::Newest, searched_to })
     }
 
     /// Like [`ExecutionLog::page`], of failed attempts only (every outcome
     /// but success and cancelled).
     pub fn page_failures(conn: &mut Read<'_>, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
         let mut pages: Vec<ExecutionLog> = Vec::new();
-        let (mut older, mut newer) = (false, false);
+        let (mut older, mut newer, mut searched_to) = (false, false, None);
         for outcome in Outcome::ALL.iter().filter(|o| o.is_failure()) {
             let f = LogFilter { outcome: Some(*outcome), ..filter.clone() };
             let page = Self::page(conn, &f, cursor, limit)?;
             older |= page.older;
             newer |= page.newer;
+            searched_to = searched_to.or(page.searched_to);
             pages.extend(page.rows);
         }
         pages.sort_by_key(|r| std::cmp::Reverse(r.id));
@@ -251,7 +287,8 @@ impl ExecutionLog {
                 pages.truncate(limit as usize);
             }
         }
-        Ok(LogPage { rows: pages, older, newer })
+        // Once a page is full, the next one goes on from its last row.
+        Ok(LogPage { rows: pages, older, newer, searched_to: searched_to.filter(|_| !older) })
     }
 
     /// One page, newest first, as the JSON API lists it.

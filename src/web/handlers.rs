@@ -201,18 +201,7 @@ fn humantime(d: std::time::Duration) -> String {
 /// A backlog count as the list shows it: exact up to the cap, "10,000+" above.
 fn count_text(n: i64) -> String {
     let cap = crate::db::logs::BACKLOG_CAP;
-    let grouped = |n: i64| {
-        let digits = n.to_string();
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    };
-    if n > cap { format!("{}+", grouped(cap)) } else { grouped(n) }
+    if n > cap { format!("{}+", super::views::grouped(cap)) } else { super::views::grouped(n) }
 }
 
 impl HandlerRow {

@@ -167,6 +167,10 @@ pub struct LogListPage {
     pub handler: Option<Handler>,
     /// The delivery states the filter offers.
     pub delivery_states: &'static [(&'static str, &'static str)],
+    /// A text search stopped at this attempt before filling the page.
+    pub searched_to: Option<i64>,
+    /// How many attempts a page of a text search looks at, as text.
+    pub window: String,
 }
 
 async fn show_logs(
@@ -200,7 +204,10 @@ async fn show_logs(
     let filters = query.filters_query();
     let link = |key: &str, id: i64| link_with(&path, &filters, key, id);
     let newer_url = page.newer.then(|| page.rows.first().map(|r| link("after", r.id))).flatten();
-    let older_url = page.older.then(|| page.rows.last().map(|r| link("before", r.id))).flatten();
+    let older_url = match page.searched_to {
+        Some(bottom) => Some(link("before", bottom)),
+        None => page.older.then(|| page.rows.last().map(|r| link("before", r.id))).flatten(),
+    };
     let mut outcomes = vec![Outcome::Success.as_str(), FAILURES];
     outcomes.extend(Outcome::ALL.iter().filter(|o| **o != Outcome::Success).map(|o| o.as_str()));
     render(
@@ -218,6 +225,8 @@ async fn show_logs(
             older_url,
             handler,
             delivery_states: super::deliveries::STATES,
+            searched_to: page.searched_to,
+            window: super::views::grouped(crate::db::logs::SEARCH_WINDOW),
         },
     )
 }

@@ -64,6 +64,19 @@ impl Layout {
     }
 }
 
+/// A number with its thousands grouped: `10,000`.
+pub fn grouped(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && c.is_ascii_digit() && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Filters as a query string: the pairs whose value is not blank, trimmed.
 pub fn query_string(pairs: &[(&str, &str)]) -> String {
     let kept: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.trim())).filter(|(_, v)| !v.is_empty()).collect();

@@ -19,6 +19,7 @@ on_both_backends!(
     the_timeline_shows_one_objects_history_across_handlers,
     the_handler_list_shows_health_at_a_glance,
     old_logs_and_finished_deliveries_are_pruned,
+    the_text_search_reads_answers_and_output_a_window_at_a_time,
 );
 
 fn log_ids(page: &str) -> Vec<i64> {
@@ -276,4 +277,49 @@ async fn old_logs_and_finished_deliveries_are_pruned(db: TestDb) {
     assert_eq!(kept["deliveries"][0]["state"], "pending", "unfinished work is never pruned");
     let logs = app.api_json(&format!("/api/v1/handlers/{}/logs", h["id"])).await;
     assert_eq!(logs["logs"], json!([]), "old attempts are pruned");
+}
+
+async fn the_text_search_reads_answers_and_output_a_window_at_a_time(db: TestDb) {
+    let app = TestApp::with_retries(db, "").await;
+    let sink = Sink::start().await;
+    // A success whose answer says more than its status: no error to search.
+    sink.behave(
+        "/crm",
+        Behavior { body: Some(b"accepted; quota exceeded for client 7".to_vec()), ..Behavior::default() },
+    );
+    let crm = app.create_handler(http_handler("CRM", "clients.create", &sink.url("/crm"), 1)).await;
+    app.write_script("radius.sh", "#!/bin/sh\necho 'radius: user added to pool B'\n", true);
+    let radius = app
+        .create_handler(
+            json!({"name": "radius", "events_id": "clients.update", "type": "script", "target": "radius.sh"}),
+        )
+        .await;
+    deliver(&app, crm["id"].as_i64().unwrap(), "clients.create", 1).await;
+    deliver(&app, radius["id"].as_i64().unwrap(), "clients.update", 1).await;
+    app.sign_in().await;
+    let found = |page: &str| log_ids(page).len();
+    assert_eq!(found(&app.get_page("/provisioning/logs?q=quota%20exceeded").await), 1, "the response body");
+    assert_eq!(found(&app.get_page("/provisioning/logs?q=to%20pool%20B").await), 1, "the script's output");
+    assert_eq!(found(&app.get_page("/provisioning/logs?q=50%25").await), 0, "wildcards are text");
+
+    // A long history after them: a page of a search looks at 100,000 attempts, then says where it stopped.
+    app.raw_sql(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 100001)
+         INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt, started_at,
+             duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
+         SELECT 0, 999, 0, 'clients.create', 'clients', '1', 1, CURRENT_TIMESTAMP, 1, 'success', 200, '{}', '{}', 'ok', NULL, NULL
+         FROM n",
+    );
+    let page = app.get_page("/provisioning/logs?q=quota%20exceeded").await;
+    assert_eq!(found(&page), 0, "beyond the window");
+    assert!(page.contains(r#"id="search-window""#), "says where it stopped: {page}");
+    let older = regex::Regex::new(r#"href="(/provisioning/logs\?q=quota\+exceeded&(?:amp;|#38;)before=\d+)""#)
+        .unwrap()
+        .captures(&page)
+        .unwrap()[1]
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let page = app.get_page(&older).await;
+    assert_eq!(found(&page), 1, "found further back: {older}");
+    assert!(!page.contains(r#"id="search-window""#), "the window reached the first attempt");
 }
