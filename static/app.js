@@ -74,6 +74,58 @@
     if (ev.target.tagName === "DIALOG" && opener) { opener.focus(); opener = null; }
   }, true);
 
+  // Times: UTC by default, always labelled; a user may choose to read them in
+  // the browser's time zone instead (kept in this browser). Every <time
+  // class="utc"> holds its UTC text; the choice rewrites the text and keeps
+  // the UTC time in its title.
+  const TIMES = "provisiond.times";
+  const pad = (n) => String(n).padStart(2, "0");
+  const zone = () => {
+    const part = new Intl.DateTimeFormat("en", { timeZoneName: "short" }).formatToParts(new Date())
+      .find((p) => p.type === "timeZoneName");
+    return part ? part.value : "local";
+  };
+  function parseUtc(text) {
+    const m = text.match(/^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?: UTC)?$/);
+    return m ? new Date(m[1] + "T" + m[2] + "Z") : null;
+  }
+  function showTimes(local) {
+    document.querySelectorAll("time.utc").forEach((el) => {
+      if (!el.dataset.utc) el.dataset.utc = el.textContent.trim();
+      const utc = el.dataset.utc;
+      const d = parseUtc(utc);
+      if (!d || isNaN(d.getTime())) return;
+      const labelled = utc.endsWith(" UTC") ? utc : utc + " UTC";
+      if (local) {
+        const ms = utc.includes(".") ? "." + String(d.getMilliseconds()).padStart(3, "0") : "";
+        el.textContent = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+          `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}${ms} ${zone()}`;
+        el.title = labelled;
+      } else {
+        el.textContent = utc;
+        el.removeAttribute("title");
+      }
+    });
+    document.querySelectorAll(".tz-label").forEach((el) => { el.textContent = local ? zone() : "UTC"; });
+    const toggle = document.getElementById("tz-toggle");
+    if (toggle) {
+      toggle.textContent = local ? `your time zone (${zone()})` : "UTC";
+      toggle.setAttribute("aria-pressed", String(local));
+      toggle.title = local ? "Show times in UTC" : "Show times in your browser's time zone";
+    }
+  }
+  function storedLocal() { try { return localStorage.getItem(TIMES) === "local"; } catch (e) { return false; } }
+  const tzSwitch = document.getElementById("tz-switch");
+  if (tzSwitch) {
+    tzSwitch.hidden = false;
+    document.getElementById("tz-toggle").addEventListener("click", () => {
+      const local = !storedLocal();
+      try { localStorage.setItem(TIMES, local ? "local" : "utc"); } catch (e) { /* private mode: this page only */ }
+      showTimes(local);
+    });
+  }
+  showTimes(storedLocal());
+
   // Esc closes an open drop-down and returns focus to its toggle.
   document.addEventListener("keydown", (ev) => {
     if (ev.key !== "Escape") return;

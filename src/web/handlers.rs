@@ -213,6 +213,23 @@ impl HandlerRow {
             _ => "Archived — click to restore as disabled",
         }
     }
+
+    /// The status in words beside its dot: a colour alone says nothing to a
+    /// screen reader or a colour-blind user.
+    pub fn status_label(&self) -> &'static str {
+        match self.status.as_str() {
+            "enabled" => "Enabled",
+            "disabled" => "Disabled",
+            _ => "Archived",
+        }
+    }
+
+    /// The target in pieces that may each end a line (after a `/`, `?` or
+    /// `&`): a narrow screen wraps a URL between its parts, never inside
+    /// `host:port`.
+    pub fn target_parts(&self) -> Vec<&str> {
+        self.target.split_inclusive(['/', '?', '&']).collect()
+    }
 }
 
 #[derive(Template)]
@@ -358,10 +375,35 @@ pub async fn create_handler(state: web::Data<AppState>, input: CsrfForm<HandlerF
         }
         Err(refusal) => return Err(refusal.into()),
     };
-    admin
-        .flash(&state, format!("Handler “{}” created (#{}). It applies to the next event.", handler.name, handler.id))
-        .await?;
-    Ok(see_other("/provisioning"))
+    let (message, list) = created_message(&handler);
+    admin.flash(&state, message).await?;
+    Ok(see_other(&list))
+}
+
+/// What creating `handler` says, by its status, and the list it is in (its row
+/// marked): a disabled or archived handler receives no event.
+fn created_message(handler: &Handler) -> (String, String) {
+    let (name, id) = (&handler.name, handler.id);
+    match handler.status {
+        HandlerStatus::Enabled => (
+            format!("Handler “{name}” created (#{id}). It applies to the next event."),
+            format!("/provisioning#handler-{id}"),
+        ),
+        HandlerStatus::Disabled => (
+            format!(
+                "Handler “{name}” created (#{id}), disabled: it receives no event until you enable it (the status \
+                 button in its row). Send it a test event meanwhile."
+            ),
+            format!("/provisioning#handler-{id}"),
+        ),
+        HandlerStatus::Archived => (
+            format!(
+                "Handler “{name}” created (#{id}), archived: it receives no event, and the list shows it only with \
+                 Advanced Search → Status: Archived, as here."
+            ),
+            format!("/provisioning?status=archived#handler-{id}"),
+        ),
+    }
 }
 
 #[get("/provisioning/{id:\\d+}/edit")]
@@ -422,7 +464,9 @@ pub async fn change_handler_status(
         };
     let handler = state.set_handler_status(&admin.actor, id, wanted).await?;
     admin.flash(&state, format!("Handler “{}” is now {}.", handler.name, handler.status)).await?;
-    Ok(see_other(&safe_local(&form.return_to, "/provisioning")))
+    // Back to the row that was toggled, however far down the list.
+    let back = safe_local(&form.return_to, "/provisioning");
+    Ok(see_other(&format!("{}#handler-{id}", back.split('#').next().unwrap_or("/provisioning"))))
 }
 
 #[derive(Template)]

@@ -19,10 +19,19 @@ impl Browser {
     /// `None` with a note on a developer machine without chromedriver; a panic
     /// when CI requires browser tests (`E2E_REQUIRED=1`).
     pub async fn start() -> Option<Self> {
+        Self::start_in_zone(None).await
+    }
+
+    /// [`Browser::start`] with the browser in time zone `zone` (`TZ`), when given.
+    pub async fn start_in_zone(zone: Option<&str>) -> Option<Self> {
         let required = std::env::var("E2E_REQUIRED").is_ok_and(|v| v == "1");
         let driver_path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = match tokio::process::Command::new(&driver_path)
+        let mut command = tokio::process::Command::new(&driver_path);
+        if let Some(zone) = zone {
+            command.env("TZ", zone);
+        }
+        let driver = match command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

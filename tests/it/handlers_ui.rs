@@ -38,9 +38,10 @@ fn handler_fields<'a>(csrf: &'a str, name: &'a str, target: &'a str, priority: &
 async fn create(app: &TestApp, fields: &[(&str, &str)]) -> i64 {
     let res = app.post_form("/provisioning", fields).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(res.headers()["location"], "/provisioning");
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
     let flash = flash_of(&app.get_page("/provisioning").await).expect("a flash message");
     let id = flash.split("(#").nth(1).and_then(|rest| rest.split(')').next()).expect("the id in the flash");
+    assert!(location.ends_with(&format!("#handler-{id}")), "back to the new row: {location}");
     id.parse().unwrap()
 }
 
@@ -89,7 +90,8 @@ async fn create_edit_toggle_archive_and_delete_a_handler(db: TestDb) {
             }
             let res = app.post_form(&format!("/provisioning/{id}/status"), &f).await;
             assert_eq!(res.status(), StatusCode::SEE_OTHER);
-            assert_eq!(res.headers()["location"], "/provisioning?type=http");
+            let back = format!("/provisioning?type=http#handler-{id}");
+            assert_eq!(res.headers()["location"], back.as_str(), "back to the row in the list it was toggled in");
         }
     };
     let ids = |path: &'static str| {

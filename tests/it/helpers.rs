@@ -246,10 +246,12 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// The page's HTML, without the `<wbr>` line-break hints (a target's
+    /// text reads as one, as a user reads it).
     pub async fn get_page(&self, path: &str) -> String {
         let res = self.get(path).await;
         assert_eq!(res.status(), StatusCode::OK, "GET {path}");
-        res.text().await.unwrap()
+        res.text().await.unwrap().replace("<wbr>", "")
     }
 
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
@@ -313,7 +315,7 @@ pub fn field_error(page: &str, field: &str) -> Option<String> {
 
 /// The ids of the handler rows of a list page, in order.
 pub fn listed_ids(page: &str) -> Vec<i64> {
-    let re = regex::Regex::new(r#"<tr class="status-\w+">\s*<td class="num">(\d+)</td>"#).unwrap();
+    let re = regex::Regex::new(r#"<tr class="status-\w+" id="handler-\d+">\s*<td class="num">(\d+)</td>"#).unwrap();
     re.captures_iter(page).map(|c| c[1].parse().unwrap()).collect()
 }
 

@@ -53,9 +53,18 @@ async fn the_log_lists_attempts_newest_first_and_filters_them(db: TestDb) {
     app.sign_in().await;
 
     let page = app.get_page("/provisioning/logs").await;
-    for column in
-        ["ID", "Status", "Date (UTC)", "Event", "Handler", "Object ID", "Response Data", "Duration", "Attempt", "Code"]
-    {
+    for column in [
+        "ID",
+        "Status",
+        r#"Date (<span class="tz-label">UTC</span>)"#,
+        "Event",
+        "Handler",
+        "Object ID",
+        "Response Data",
+        "Duration",
+        "Attempt",
+        "Code",
+    ] {
         assert!(page.contains(&format!(">{column}</th>")), "{column}");
     }
     let ids = log_ids(&page);

@@ -7,6 +7,7 @@ mod sink;
 mod access;
 mod auth;
 mod browser;
+mod browser_ops;
 mod claims;
 mod deliveries;
 mod dispatch;
