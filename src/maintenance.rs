@@ -12,8 +12,8 @@ use chrono::TimeDelta;
 use crate::{
     config::Settings,
     db::{
-        Db, QueryResult, Write, audit::AuditEntry, deliveries::Delivery, events::Event, logs::ExecutionLog, now,
-        sessions::Session, signins,
+        Db, QueryResult, Write, audit::AuditEntry, deliveries::Delivery, events::Event, handlers::Handler,
+        jobs::BulkJob, logs::ExecutionLog, now, sessions::Session, signins,
     },
     diagnostics::cause_chain,
 };
@@ -52,13 +52,17 @@ pub async fn run(db: Db, settings: Settings) {
 }
 
 /// Removes what is older than the retention: attempts, finished deliveries,
-/// and events left with no delivery. Unfinished deliveries and their events stay.
+/// events left with no delivery, the names of handlers deleted before it and
+/// bulk jobs finished before it. Unfinished deliveries and their events stay.
 pub async fn prune(db: &Db, retention: Duration) {
     let before = now() - TimeDelta::from_std(retention).unwrap_or(TimeDelta::days(30));
-    let steps: [(&str, PruneStep); 3] = [
+    let steps: [(&str, PruneStep); 5] = [
         ("execution logs", |c, t| ExecutionLog::prune(c, t, BATCH)),
         ("finished deliveries", |c, t| Delivery::prune_finished(c, t, BATCH)),
         ("events", |c, t| Event::prune_undelivered(c, t, BATCH)),
+        // A deleted handler's name is kept for its logs, all older than its deletion.
+        ("deleted handlers' names", |c, t| Handler::prune_deleted(c, t)),
+        ("finished bulk jobs", |c, t| BulkJob::prune_finished(c, t)),
     ];
     prune_steps(db, before, &steps).await;
 }

@@ -80,7 +80,7 @@ async fn measure(args: &Args) {
     let mut settings = Settings::with_database(args.database.clone());
     settings.bind = "127.0.0.1:0".parse().unwrap();
     settings.admin_password = Some("seed-password".into());
-    settings.api_token = Some("seed-token".into());
+    settings.api_token = Some("seed-token-for-timing-the-pages".into());
     settings.scripts_dir = scripts;
     let app = Application::build(settings).await.expect("the server starts");
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -395,4 +395,10 @@ impl Handler {
         Delivery::unpark(conn, &chains)?;
         Ok(handler)
     }
+
+    /// Forgets the names of handlers deleted before `before` (their logs,
+    /// all older, are gone by then).
+    pub fn prune_deleted(conn: &mut Write<'_>, before: NaiveDateTime) -> QueryResult<usize> {
+        diesel::delete(deleted_handlers::table.filter(deleted_handlers::deleted_at.lt(before))).execute(conn.db())
+    }
 }

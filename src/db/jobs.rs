@@ -138,6 +138,14 @@ impl BulkJob {
         Ok(n == 1)
     }
 
+    /// Removes the jobs that finished before `before` (retention).
+    pub fn prune_finished(conn: &mut Write<'_>, before: NaiveDateTime) -> QueryResult<usize> {
+        diesel::delete(
+            bulk_jobs::table.filter(bulk_jobs::state.ne("running")).filter(bulk_jobs::finished_at.lt(before)),
+        )
+        .execute(conn.db())
+    }
+
     /// Takes the next batch of a running job that is at `position`: locks
     /// its row (on PostgreSQL another instance's batch waits here, then
     /// finds the position moved). `false` when it has moved, or the job

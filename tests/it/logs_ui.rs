@@ -286,6 +286,29 @@ async fn old_logs_and_finished_deliveries_are_pruned(db: TestDb) {
     assert_eq!(kept["deliveries"][0]["state"], "pending", "unfinished work is never pruned");
     let logs = app.api_json(&format!("/api/v1/handlers/{}/logs", h["id"])).await;
     assert_eq!(logs["logs"], json!([]), "old attempts are pruned");
+
+    // A deleted handler's name and a finished bulk job go with the retention too.
+    let gone = app.create_handler(http_handler("gone", "clients.update", &sink.url("/gone"), 1)).await;
+    let res = app.api(reqwest::Method::DELETE, &format!("/api/v1/handlers/{}", gone["id"])).send().await.unwrap();
+    assert!(res.status().is_success());
+    let res = app
+        .api(reqwest::Method::POST, "/api/v1/deliveries/retry")
+        .json(&json!({"state": "failed", "dry_run": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    assert_eq!(count_rows(&app, "deleted_handlers"), 1, "kept for its logs meanwhile");
+    while app.api_json("/api/v1/jobs").await["jobs"] != json!([]) || count_rows(&app, "deleted_handlers") > 0 {
+        assert!(std::time::Instant::now() < deadline, "the deleted handler's name and the job were not pruned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Rows in `table` (an update that changes nothing says how many it matched).
+fn count_rows(app: &TestApp, table: &str) -> usize {
+    app.raw_sql(&format!("UPDATE {table} SET id = id"))
 }
 
 async fn the_text_search_reads_answers_and_output_a_window_at_a_time(db: TestDb) {
