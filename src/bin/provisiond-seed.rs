@@ -109,6 +109,10 @@ async fn measure(args: &Args) {
     let pages = [
         ("handler list (page 1, with health)", "/provisioning".to_owned()),
         ("handler list (page 100)", "/provisioning?page=100".to_owned()),
+        ("handler list: find by name", "/provisioning?q=Handler%204242".to_owned()),
+        ("handler list: find, sorted by name", "/provisioning?q=hook%2F77&sort=name".to_owned()),
+        ("deliveries: failing", "/provisioning/deliveries?state=failing".to_owned()),
+        ("events list", "/provisioning/events".to_owned()),
         ("all-handlers log", "/provisioning/logs".to_owned()),
         ("all-handlers log, deep page", format!("/provisioning/logs?before={deep}")),
         ("log filtered: status fail", "/provisioning/logs?outcome=fail".to_owned()),

@@ -32,6 +32,19 @@ impl DeliveryQuery {
     /// The filter and the cursor, or a message by field for what is wrong.
     pub fn parse(&self) -> Result<(DeliveryFilter, Option<i64>), FieldErrors> {
         let mut errors = FieldErrors::default();
+        let fields = [
+            ("handler_id", &self.handler_id),
+            ("event_id", &self.event_id),
+            ("event", &self.event),
+            ("state", &self.state),
+            ("object_id", &self.object_id),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("before", &self.before),
+        ];
+        if refuse_nul(&mut errors, &fields) {
+            return Err(errors);
+        }
         let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         let mut id = |field: &str, s: &str| match s.trim() {
             "" => None,
@@ -73,6 +86,16 @@ impl EventQuery {
     /// The filter and the cursor, or a message by field for what is wrong.
     pub fn parse(&self) -> Result<(EventFilter, Option<i64>), FieldErrors> {
         let mut errors = FieldErrors::default();
+        let fields = [
+            ("event", &self.event),
+            ("object_id", &self.object_id),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("before", &self.before),
+        ];
+        if refuse_nul(&mut errors, &fields) {
+            return Err(errors);
+        }
         let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         let events_id = text(&self.event);
         if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
@@ -89,6 +112,17 @@ impl EventQuery {
         }
         Ok((EventFilter { events_id, object_id: text(&self.object_id), from, to }, before))
     }
+}
+
+/// A NUL character in any field (a JSON body can hold one; no database text
+/// can) is named; whether there was one.
+fn refuse_nul(errors: &mut FieldErrors, fields: &[(&str, &String)]) -> bool {
+    for (name, value) in fields {
+        if value.contains('\0') {
+            errors.add(name, "must not contain a NUL character");
+        }
+    }
+    !errors.is_empty()
 }
 
 /// Field errors as one sentence, for a page's 400.

@@ -137,6 +137,39 @@ async fn a_nul_in_a_filter_is_a_400(db: TestDb) {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let errors = &res.json::<serde_json::Value>().await.unwrap()["errors"];
     assert!(errors["name"].is_string() && errors["target"].is_string(), "{errors}");
+    // In a bulk retry's or a replay's filter, or a test event's envelope: named, 422.
+    for (path, body) in [
+        ("/api/v1/deliveries/retry".to_owned(), json!({"object_id": "a\u{0}b"})),
+        (format!("/api/v1/handlers/{id}/replay"), json!({"from": "2026-01-01\u{0}"})),
+        (
+            format!("/api/v1/handlers/{id}/test"),
+            json!({"payload": {"event": {"events_id": "clients.create", "object_id": "1\u{0}"}, "data": {}}}),
+        ),
+    ] {
+        let res = app.api(reqwest::Method::POST, &path).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "POST {path}");
+        let answer: serde_json::Value = res.json().await.unwrap();
+        assert!(answer.to_string().contains("NUL"), "POST {path} says why: {answer}");
+    }
+    // A deeply nested or huge envelope for a test: refused, never a crash.
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let res = app
+        .api(reqwest::Method::POST, &format!("/api/v1/handlers/{id}/test"))
+        .json(&json!({"payload": deep}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let huge = "x".repeat(2 * 1024 * 1024);
+    // On a connection of its own: the server closes it after a 413 without reading the rest.
+    let res = reqwest::Client::new()
+        .post(app.url(&format!("/api/v1/handlers/{id}/test")))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"payload": huge}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
 }
 
