@@ -120,7 +120,7 @@ impl From<Refusal> for ApiError {
             Refusal::Envelope(EnvelopeError::Malformed(m)) => ApiError::BadRequest(m),
             Refusal::Envelope(EnvelopeError::Invalid(m)) => ApiError::Unprocessable { message: m, errors: None },
             Refusal::NotFound(_) => ApiError::NotFound(refusal.to_string()),
-            Refusal::NotFinished(_) => ApiError::Conflict(refusal.to_string()),
+            Refusal::NotFinished(_) | Refusal::AlreadyRunning(_) => ApiError::Conflict(refusal.to_string()),
             Refusal::KeyReused(_) => ApiError::Unprocessable { message: refusal.to_string(), errors: None },
             Refusal::ShuttingDown => ApiError::ShuttingDown,
             Refusal::Db(e) => e.into(),
@@ -139,6 +139,7 @@ impl From<Refusal> for AppError {
             Refusal::Db(e) => e.into(),
             Refusal::Forbidden(m) => AppError::Forbidden(format!("You may not do this: {m}.")),
             Refusal::Conflict(m) => AppError::Conflict(format!("{}.", capitalized(&m))),
+            Refusal::AlreadyRunning(_) => AppError::Conflict(format!("{}.", capitalized(&refusal.to_string()))),
             Refusal::Internal(m) => AppError::Internal(m),
             Refusal::ShuttingDown => AppError::Unavailable(refusal.to_string()),
             Refusal::Invalid(_) | Refusal::Envelope(_) | Refusal::NotFinished(_) | Refusal::KeyReused(_) => {

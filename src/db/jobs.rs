@@ -115,6 +115,20 @@ impl BulkJob {
             .and_then(|id| Self::find(conn, id))
     }
 
+    /// A running job of the same kind, filter and handler as `new`, if any.
+    pub fn running_like(conn: &mut Read<'_>, new: &NewJob) -> QueryResult<Option<i64>> {
+        let mut q = bulk_jobs::table
+            .filter(bulk_jobs::state.eq("running"))
+            .filter(bulk_jobs::kind.eq(new.kind.as_str()))
+            .filter(bulk_jobs::filter.eq(new.filter.clone()))
+            .into_boxed();
+        q = match new.handler_id {
+            Some(h) => q.filter(bulk_jobs::handler_id.eq(h)),
+            None => q.filter(bulk_jobs::handler_id.is_null()),
+        };
+        q.select(bulk_jobs::id).first(conn.db()).optional()
+    }
+
     pub fn find(conn: &mut Read<'_>, id: i64) -> QueryResult<BulkJob> {
         bulk_jobs::table.find(id).first(conn.db())
     }

@@ -165,6 +165,10 @@ pub struct LogPage {
     /// A text search that found fewer rows than a page in its window: the
     /// oldest id it looked at (older attempts are searched from there on).
     pub searched_to: Option<i64>,
+    /// The same, going to newer attempts: the newest id it looked at.
+    pub searched_up_to: Option<i64>,
+    /// Where the page started.
+    pub cursor: Cursor,
 }
 
 /// The most attempts one page of a text search looks at: the search reads
@@ -220,22 +224,26 @@ impl ExecutionLog {
     /// text search looks at the [`SEARCH_WINDOW`] attempts from the cursor on.
     pub fn page(conn: &mut Read<'_>, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
         let mut q = Self::filtered(filter);
-        let mut window_end = None;
+        // A text search's window: the ids it may look at, and whether older
+        // (or newer) attempts lie beyond it.
+        let (mut bottom_beyond, mut top_beyond) = (None, None);
         if filter.q.is_some() {
+            let (first, last) = Self::id_range(conn)?;
             match cursor {
                 Cursor::Newest | Cursor::Before(_) => {
                     let top = match cursor {
-                        Cursor::Before(id) => id - 1,
-                        _ => execution_logs::table
-                            .select(diesel::dsl::max(execution_logs::id))
-                            .first::<Option<i64>>(conn.db())?
-                            .unwrap_or(0),
+                        Cursor::Before(id) => id.saturating_sub(1),
+                        _ => last,
                     };
-                    let bottom = (top - SEARCH_WINDOW + 1).max(1);
+                    let bottom = top.saturating_sub(SEARCH_WINDOW - 1).max(first);
                     q = q.filter(execution_logs::id.ge(bottom));
-                    window_end = Some(bottom);
+                    bottom_beyond = (bottom > first).then_some(bottom);
                 }
-                Cursor::After(id) => q = q.filter(execution_logs::id.le(id.saturating_add(SEARCH_WINDOW))),
+                Cursor::After(id) => {
+                    let top = id.saturating_add(SEARCH_WINDOW);
+                    q = q.filter(execution_logs::id.le(top));
+                    top_beyond = (top < last).then_some(top);
+                }
             }
         }
         let mut rows: Vec<Self> = match cursor {
@@ -252,29 +260,48 @@ impl ExecutionLog {
                 let newer = up.len() as i64 > limit;
                 up.truncate(limit as usize);
                 up.reverse();
-                return Ok(LogPage { rows: up, older: true, newer, searched_to: None });
+                // The window ran out before the page filled: newer attempts may match too.
+                let searched_up_to = top_beyond.filter(|_| !newer);
+                return Ok(LogPage { rows: up, older: true, newer, searched_to: None, searched_up_to, cursor });
             }
         };
         let older = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         // The window ran out before the page filled: older attempts may match too.
-        let searched_to = window_end.filter(|bottom| !older && *bottom > 1);
-        Ok(LogPage { rows, older, newer: cursor != Cursor::Newest, searched_to })
+        let searched_to = bottom_beyond.filter(|_| !older);
+        Ok(LogPage { rows, older, newer: cursor != Cursor::Newest, searched_to, searched_up_to: None, cursor })
+    }
+
+    /// The oldest and the newest attempt's ids (0 and 0 when there is none).
+    fn id_range(conn: &mut Read<'_>) -> QueryResult<(i64, i64)> {
+        let (first, last): (Option<i64>, Option<i64>) = execution_logs::table
+            .select((diesel::dsl::min(execution_logs::id), diesel::dsl::max(execution_logs::id)))
+            .first(conn.db())?;
+        Ok((first.unwrap_or(0), last.unwrap_or(0)))
     }
 
     /// Like [`ExecutionLog::page`], of failed attempts only (every outcome
     /// but success and cancelled).
     pub fn page_failures(conn: &mut Read<'_>, filter: &LogFilter, cursor: Cursor, limit: i64) -> QueryResult<LogPage> {
         let mut pages: Vec<ExecutionLog> = Vec::new();
-        let (mut older, mut newer, mut searched_to) = (false, false, None);
+        let (mut older, mut newer, mut searched_to, mut searched_up_to) = (false, false, None, None);
+        // One window for every outcome: a search's newest page starts below the same top.
+        let asked = cursor;
+        let cursor = match cursor {
+            Cursor::Newest if filter.q.is_some() => Cursor::Before(Self::id_range(conn)?.1.saturating_add(1)),
+            other => other,
+        };
         for outcome in Outcome::ALL.iter().filter(|o| o.is_failure()) {
             let f = LogFilter { outcome: Some(*outcome), ..filter.clone() };
             let page = Self::page(conn, &f, cursor, limit)?;
             older |= page.older;
             newer |= page.newer;
             searched_to = searched_to.or(page.searched_to);
+            searched_up_to = searched_up_to.or(page.searched_up_to);
             pages.extend(page.rows);
         }
+        // The newest page has nothing newer, whatever window it was read through.
+        newer &= asked != Cursor::Newest;
         pages.sort_by_key(|r| std::cmp::Reverse(r.id));
         match cursor {
             Cursor::After(_) => {
@@ -288,7 +315,14 @@ impl ExecutionLog {
             }
         }
         // Once a page is full, the next one goes on from its last row.
-        Ok(LogPage { rows: pages, older, newer, searched_to: searched_to.filter(|_| !older) })
+        Ok(LogPage {
+            rows: pages,
+            older,
+            newer,
+            searched_to: searched_to.filter(|_| !older),
+            searched_up_to: searched_up_to.filter(|_| !newer),
+            cursor: asked,
+        })
     }
 
     /// One page, newest first, as the JSON API lists it.

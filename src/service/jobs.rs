@@ -129,11 +129,15 @@ impl AppState {
         let job = self
             .db
             .write(move |conn| {
+                if let Some(running) = BulkJob::running_like(conn, &new)? {
+                    return Ok(Err(running));
+                }
                 let job = BulkJob::create(conn, &new)?;
                 audit::record(conn, &actor, &action, &format!("job {}", job.id), changes)?;
-                Ok(job)
+                Ok(Ok(job))
             })
-            .await?;
+            .await?
+            .map_err(Refusal::AlreadyRunning)?;
         tracing::info!(job = job.id, kind = %job.kind, matched = job.matched, "bulk job started");
         self.jobs.notify_one();
         Ok(job)
@@ -220,9 +224,12 @@ impl AppState {
                         if !BulkJob::take_batch(conn, id, position)? {
                             return Ok(0);
                         }
-                        // A handler deleted or disabled meanwhile ends the replay.
+                        // A handler deleted, disabled or given another event meanwhile ends the replay.
                         let handler = Handler::find_optional(conn, handler_id)?;
-                        let Some(handler) = handler.filter(|h| h.status == HandlerStatus::Enabled) else {
+                        let same = |h: &Handler| {
+                            h.status == HandlerStatus::Enabled && filter.events_id.as_deref() == Some(&h.events_id)
+                        };
+                        let Some(handler) = handler.filter(same) else {
                             BulkJob::cancel(conn, id)?;
                             return Ok(0);
                         };

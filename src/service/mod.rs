@@ -71,6 +71,10 @@ pub enum Refusal {
     Envelope(EnvelopeError),
     #[error("there is no {0}")]
     NotFound(Missing),
+    /// The same bulk retry or replay (kind, filter, handler) is running
+    /// already, as job `.0` (a confirmation sent twice starts one job).
+    #[error("the same bulk action is running already as job {0}")]
+    AlreadyRunning(i64),
     /// Only a finished delivery can be retried by hand.
     #[error("delivery {0} is still pending or in flight: it can be retried once it has finished")]
     NotFinished(i64),

@@ -121,7 +121,10 @@ pub async fn bulk_retry(state: web::Data<AppState>, input: CsrfForm<BulkRetryFor
     let hidden = delivery_fields(&form.filters);
     let back = link("/provisioning/deliveries", &hidden);
     let summary = delivery_summary(&form.filters);
-    let started = state.bulk_retry(&admin.actor, form.filters, dry_run).await.map_err(bad_filter)?;
+    let started = match state.bulk_retry(&admin.actor, form.filters, dry_run).await {
+        Err(Refusal::AlreadyRunning(job)) => return already_running(&state, &admin, job).await,
+        other => other.map_err(bad_filter)?,
+    };
     match started.job {
         Some(job) => started_page(&state, &admin, &job).await,
         None => {
@@ -170,7 +173,10 @@ pub async fn replay(state: web::Data<AppState>, input: CsrfForm<ReplayForm>) -> 
     let mut hidden = event_fields(&form.filters);
     let back = link("/provisioning/events", &hidden);
     let mut summary = event_summary(&form.filters);
-    let started = state.replay(&admin.actor, handler_id, form.filters, dry_run).await.map_err(bad_filter)?;
+    let started = match state.replay(&admin.actor, handler_id, form.filters, dry_run).await {
+        Err(Refusal::AlreadyRunning(job)) => return already_running(&state, &admin, job).await,
+        other => other.map_err(bad_filter)?,
+    };
     match started.job {
         Some(job) => started_page(&state, &admin, &job).await,
         None => {
@@ -209,9 +215,14 @@ pub async fn replay(state: web::Data<AppState>, input: CsrfForm<ReplayForm>) -> 
 fn bad_filter(refusal: Refusal) -> AppError {
     match refusal {
         Refusal::Invalid(errors) => AppError::BadRequest(in_one_line(&errors)),
-        Refusal::Conflict(m) => AppError::Conflict(format!("{}{}.", m[..1].to_uppercase(), &m[1..])),
         other => other.into(),
     }
+}
+
+/// A confirmation sent twice (a double click): the job the first one started.
+async fn already_running(state: &AppState, admin: &CurrentAdmin, job: i64) -> AppResult<HttpResponse> {
+    admin.flash(state, format!("The same bulk action is running already: job #{job}, here.")).await?;
+    Ok(see_other(&format!("/provisioning/jobs/{job}")))
 }
 
 async fn started_page(state: &AppState, admin: &CurrentAdmin, job: &BulkJob) -> AppResult<HttpResponse> {

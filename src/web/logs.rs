@@ -203,10 +203,19 @@ async fn show_logs(
     };
     let filters = query.filters_query();
     let link = |key: &str, id: i64| link_with(&path, &filters, key, id);
-    let newer_url = page.newer.then(|| page.rows.first().map(|r| link("after", r.id))).flatten();
-    let older_url = match page.searched_to {
-        Some(bottom) => Some(link("before", bottom)),
-        None => page.older.then(|| page.rows.last().map(|r| link("before", r.id))).flatten(),
+    // The links go on from the page's ends; a text search's page that its
+    // window ended goes on from the window's end (it may have no rows at all).
+    let newer_url = match (page.searched_up_to, page.rows.first(), page.cursor) {
+        (Some(top), _, _) => Some(link("after", top)),
+        (None, Some(first), _) if page.newer => Some(link("after", first.id)),
+        (None, None, Cursor::Before(before)) => Some(link("after", before.saturating_sub(1))),
+        _ => None,
+    };
+    let older_url = match (page.searched_to, page.rows.last(), page.cursor) {
+        (Some(bottom), _, _) => Some(link("before", bottom)),
+        (None, Some(last), _) if page.older => Some(link("before", last.id)),
+        (None, None, Cursor::After(after)) => Some(link("before", after.saturating_add(1))),
+        _ => None,
     };
     let mut outcomes = vec![Outcome::Success.as_str(), FAILURES];
     outcomes.extend(Outcome::ALL.iter().filter(|o| **o != Outcome::Success).map(|o| o.as_str()));

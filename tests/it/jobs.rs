@@ -285,6 +285,11 @@ async fn a_running_job_can_be_cancelled(db: TestDb) {
         post_json(&app, &format!("/api/v1/handlers/{}/replay", new["id"]), json!({"dry_run": false})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
     let id = &started["job"]["id"];
+    // The same confirmation twice (a double click) starts one job.
+    let (status, twice) =
+        post_json(&app, &format!("/api/v1/handlers/{}/replay", new["id"]), json!({"dry_run": false})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{twice}");
+    assert!(twice["error"].as_str().unwrap().contains(&format!("job {id}")), "{twice}");
     let (status, cancelled) = post_json(&app, &format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["state"], "cancelled");
@@ -299,4 +304,20 @@ async fn a_running_job_can_be_cancelled(db: TestDb) {
     app.settled().await;
     let deliveries = app.api_json(&format!("/api/v1/deliveries?handler_id={}&limit=1000", new["id"])).await;
     assert_eq!(deliveries["deliveries"].as_array().unwrap().len() as i64, done.min(1000));
+
+    // A replay whose handler is given another event meanwhile stops: the rest was not what was counted.
+    let other = app.create_handler(http_handler("other", "clients.create", &sink.url("/other"), 1)).await;
+    let (status, started) =
+        post_json(&app, &format!("/api/v1/handlers/{}/replay", other["id"]), json!({"dry_run": false})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let res = app
+        .api(Method::PATCH, &format!("/api/v1/handlers/{}", other["id"]))
+        .json(&json!({"events_id": "clients.update"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let job = finished_job(&app, &started["job"]["id"]).await;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(job["done"].as_i64().unwrap() < 1500, "{job}");
 }

@@ -354,4 +354,16 @@ async fn the_text_search_reads_answers_and_output_a_window_at_a_time(db: TestDb)
     let page = app.get_page(&older).await;
     assert_eq!(found(&page), 1, "found further back: {older}");
     assert!(!page.contains(r#"id="search-window""#), "the window reached the first attempt");
+    // And back up: newer windows, each page with a way on, none a dead end.
+    let newer = regex::Regex::new(r#"href="([^"]+)" rel="prev""#).unwrap();
+    let mut path =
+        newer.captures(&page).expect("a way back to newer attempts")[1].replace("&#38;", "&").replace("&amp;", "&");
+    for _ in 0..3 {
+        let page = app.get_page(&path).await;
+        assert_eq!(found(&page), 0, "nothing newer matches: {path}");
+        match newer.captures(&page) {
+            Some(next) => path = next[1].replace("&#38;", "&").replace("&amp;", "&"),
+            None => break,
+        }
+    }
 }

@@ -228,7 +228,11 @@ async fn a_symlink_swapped_in_after_the_check_never_runs(db: TestDb) {
                 good_runs += 1;
             }
             _ => {
-                assert!(log["error"].as_str().unwrap().contains("symbolic link"), "{log}");
+                // Refused for the link; or, now and then, "Text file busy": this test's own
+                // thread had the copy open for writing while the server (in the same process)
+                // forked to run it — nothing ran either way.
+                let error = log["error"].as_str().unwrap();
+                assert!(error.contains("symbolic link") || error.contains("Text file busy"), "{log}");
                 refused += 1;
             }
         }
