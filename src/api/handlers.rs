@@ -95,7 +95,9 @@ pub async fn list_handlers(
         .filter(|t| !t.is_empty())
         .and_then(|t| t.parse::<HandlerType>().map_err(|_| errors.add("type", "must be http or script")).ok());
     let status = q.status.filter(|s| !s.is_empty()).and_then(|s| {
-        s.parse::<HandlerStatus>().map_err(|_| errors.add("status", "must be enabled, disabled or archived")).ok()
+        s.parse::<HandlerStatus>()
+            .map_err(|_| errors.add("status", "must be enabled, paused, disabled or archived"))
+            .ok()
     });
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {

@@ -110,7 +110,7 @@ pub struct ClaimLimits {
 //   process (the JSON map `busy`), at most the claim's limit; a handler with
 //   no room, or nothing due (one probe of the due index, which is by
 //   handler), is not looked at further, however long its backlog. Every
-//   status counts: a delivery of a handler disabled a moment ago is still
+//   status but paused counts: a delivery of a handler disabled a moment ago is still
 //   claimed, and its attempt ends it;
 // - rule 4: no delivery of an earlier event about the same object in the same
 //   ordering group is unfinished, whichever its handler (one probe of
@@ -143,7 +143,7 @@ WITH picked AS MATERIALIZED (
       FROM (
         SELECT h.id AS id, LEAST($4, $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)) AS room
         FROM handlers h
-        WHERE $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0) > 0
+        WHERE h.status <> 'paused' AND $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0) > 0
           AND (SELECT 1 FROM deliveries u
                WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= $3
                ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1
@@ -202,7 +202,7 @@ SELECT r.id, r.room,
 FROM (
   SELECT h.id AS id, MIN(?1, ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0)) AS room
   FROM handlers h
-  WHERE ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0) > 0
+  WHERE h.status <> 'paused' AND ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0) > 0
     AND (SELECT 1 FROM deliveries u
          WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
          ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1

@@ -145,14 +145,15 @@ WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($2::jso
   AND lease_owner = $3 AND state = 'in_flight'",
 };
 
-/// Which of the deliveries `$1` (a JSON array of ids) exist, with their handler's status.
+/// Which of the deliveries `$1` (a JSON array of ids) exist, with whether
+/// their handler keeps its deliveries (enabled or paused: a failure retries).
 const PRESENT: ByBackend = ByBackend {
     sqlite: "
-SELECT d.id, h.status = 'enabled' AS enabled
+SELECT d.id, h.status IN ('enabled', 'paused') AS enabled
 FROM deliveries d JOIN handlers h ON h.id = d.handler_id
 WHERE d.id IN (SELECT value FROM json_each($1))",
     postgres: "
-SELECT d.id, h.status = 'enabled' AS enabled
+SELECT d.id, h.status IN ('enabled', 'paused') AS enabled
 FROM deliveries d JOIN handlers h ON h.id = d.handler_id
 WHERE d.id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)))",
 };
@@ -407,6 +408,32 @@ impl Delivery {
         Ok(cancelled.len())
     }
 
+    /// Takes handler `handler_id`'s pending deliveries out of their events'
+    /// chains (it is paused: the handlers after it go on without it), and
+    /// makes due the chains they held.
+    pub fn leave_chains(conn: &mut Write<'_>, handler_id: i64) -> QueryResult<usize> {
+        let chains = Self::chains_held_by(conn, handler_id)?;
+        let at = now();
+        let n = diesel::update(
+            deliveries::table
+                .filter(deliveries::handler_id.eq(handler_id))
+                .filter(deliveries::state.eq(DeliveryState::Pending.as_str()))
+                .filter(deliveries::first_attempt_done.eq(false)),
+        )
+        .set((
+            deliveries::first_attempt_done.eq(true),
+            deliveries::next_attempt_at.eq(diesel::dsl::sql::<Timestamp>("CASE WHEN next_attempt_at = ")
+                .bind::<Timestamp, _>(PARKED)
+                .sql(" THEN ")
+                .bind::<Timestamp, _>(at)
+                .sql(" ELSE next_attempt_at END")),
+            deliveries::updated_at.eq(at),
+        ))
+        .execute(conn.db())?;
+        Self::unpark(conn, &chains)?;
+        Ok(n)
+    }
+
     /// The events whose chain may wait on the first attempt of a delivery of
     /// `handler_id`: those to [`Delivery::unpark`] once its deliveries are
     /// deleted.
@@ -436,7 +463,7 @@ impl Delivery {
             "SELECT MIN((SELECT d.next_attempt_at FROM deliveries d
                          WHERE d.handler_id = h.id AND d.state IN ('pending', 'in_flight')
                          ORDER BY d.handler_id, d.next_attempt_at LIMIT 1)) AS next_attempt_at
-             FROM handlers h",
+             FROM handlers h WHERE h.status <> 'paused'",
         )
         .get_result::<Due>(conn.db())
         .map(|due| due.next_attempt_at)

@@ -241,9 +241,11 @@ impl Handler {
             }
             q = match filter.status {
                 Some(s) => q.filter(handlers::status.eq(s.as_str())),
-                None => q.filter(
-                    handlers::status.eq_any([HandlerStatus::Enabled.as_str(), HandlerStatus::Disabled.as_str()]),
-                ),
+                None => q.filter(handlers::status.eq_any([
+                    HandlerStatus::Enabled.as_str(),
+                    HandlerStatus::Paused.as_str(),
+                    HandlerStatus::Disabled.as_str(),
+                ])),
             };
             if let Some(text) = &filter.text {
                 let pattern = super::text::contains_pattern(&text.to_lowercase());
@@ -324,9 +326,13 @@ impl Handler {
         Ok(handler)
     }
 
+    /// Leaving `enabled` for `disabled` or `archived` cancels its pending
+    /// deliveries; for `paused` they stay, out of their events' chains (a
+    /// paused handler holds up no other handler of an event).
     fn cancel_pending_unless_enabled(&self, conn: &mut Write<'_>) -> QueryResult<usize> {
         match self.status {
             HandlerStatus::Enabled => Ok(0),
+            HandlerStatus::Paused => Delivery::leave_chains(conn, self.id),
             status => {
                 Delivery::cancel_pending_of_handler(conn, self.id, &format!("cancelled: the handler was {status}"))
             }

@@ -385,6 +385,9 @@ pub struct HandlerHealth {
     /// Deliveries not attempted yet, or in flight; more than [`BACKLOG_CAP`]
     /// is `BACKLOG_CAP + 1`.
     pub pending: i64,
+    /// When the unfinished delivery due first fell due (a paused handler's
+    /// backlog: how long it has been waiting).
+    pub oldest_due: Option<NaiveDateTime>,
 }
 
 /// The start of the hour a time falls in.
@@ -429,7 +432,9 @@ const BACKLOG: &str = "
     SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE handler_id = $1 AND state IN ('pending', 'in_flight')
                            ORDER BY handler_id, next_attempt_at LIMIT 10001) AS u) AS unfinished,
            (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE handler_id = $1 AND state = 'pending' AND attempts > 0 LIMIT 10001) AS r) AS retrying,
-           (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE handler_id = $1 AND state = 'failed' LIMIT 10001) AS f) AS failed";
+           (SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE handler_id = $1 AND state = 'failed' LIMIT 10001) AS f) AS failed,
+           (SELECT next_attempt_at FROM deliveries WHERE handler_id = $1 AND state IN ('pending', 'in_flight')
+            ORDER BY handler_id, next_attempt_at LIMIT 1) AS oldest_due";
 
 /// A handler's backlog counts, each at most [`BACKLOG_CAP`] + 1.
 #[derive(QueryableByName)]
@@ -440,6 +445,8 @@ struct BacklogRow {
     retrying: i64,
     #[diesel(sql_type = BigInt)]
     failed: i64,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    oldest_due: Option<NaiveDateTime>,
 }
 
 impl HandlerHealth {
@@ -487,6 +494,7 @@ impl HandlerHealth {
             if let Some(h) = health.get_mut(id) {
                 h.failing = (row.retrying + row.failed).min(BACKLOG_CAP + 1);
                 h.pending = if row.unfinished > BACKLOG_CAP { BACKLOG_CAP + 1 } else { row.unfinished - row.retrying };
+                h.oldest_due = row.oldest_due.filter(|due| *due != super::deliveries::PARKED);
             }
         }
         Ok(health)

@@ -380,11 +380,31 @@ impl Db {
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct One {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[allow(dead_code)] // only counted
+    one: i32,
+}
+
 fn run_migrations(conn: &mut DbConnection) -> Result<(), DbError> {
     let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
     match conn {
         DbConnection::Sqlite(conn) => {
-            conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(migration_error)?;
+            // A migration that changes a constraint builds its table again; with
+            // foreign keys enforced, dropping the old table would delete the rows
+            // that reference it (the pragma cannot change inside the migrations'
+            // transactions). Off while they run, and every reference checked after.
+            conn.batch_execute("PRAGMA foreign_keys = OFF")?;
+            let result = conn.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ());
+            let broken = diesel::sql_query("SELECT 1 AS one FROM pragma_foreign_key_check LIMIT 1")
+                .load::<One>(conn)
+                .map(|rows| !rows.is_empty());
+            conn.batch_execute("PRAGMA foreign_keys = ON")?;
+            result.map_err(migration_error)?;
+            if broken? {
+                return Err(DbError::Migration("a migration left rows whose references are broken".into()));
+            }
         }
         DbConnection::Postgres(conn) => {
             // Several processes may start at once on one database: one migrates, the others wait.
@@ -400,4 +420,67 @@ fn run_migrations(conn: &mut DbConnection) -> Result<(), DbError> {
 /// The current time as stored: UTC, truncated to microseconds (PostgreSQL's precision).
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::{Connection, RunQueryDsl, connection::SimpleConnection, sqlite::SqliteConnection};
+    use diesel_migrations::MigrationHarness;
+
+    use super::{DbConnection, SQLITE_MIGRATIONS, run_migrations};
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    fn count(conn: &mut SqliteConnection, table: &str) -> i64 {
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}")).get_result::<Count>(conn).unwrap().n
+    }
+
+    /// A migration that builds `handlers` again (to change its CHECK) keeps
+    /// every delivery and log that references a handler, and the ids to come.
+    #[test]
+    fn rebuilding_a_referenced_table_loses_no_row_that_references_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("m.db").display().to_string();
+        let mut conn = DbConnection::Sqlite(SqliteConnection::establish(&url).unwrap());
+        let DbConnection::Sqlite(sqlite) = &mut conn else { unreachable!() };
+        sqlite.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        run_migrations(&mut conn).unwrap();
+        let DbConnection::Sqlite(sqlite) = &mut conn else { unreachable!() };
+        sqlite
+            .batch_execute(
+                "INSERT INTO handlers (name, events_id, handler_type, target, status, priority, timeout_ms, secret,
+                     created_at, updated_at) VALUES
+                   ('a', 'clients.create', 'http', 'http://127.0.0.1:9/a', 'enabled', 0, 1000, 's', '2026-12-01 00:00:00', '2026-12-01 00:00:00'),
+                   ('b', 'clients.create', 'http', 'http://127.0.0.1:9/b', 'enabled', 0, 1000, 's', '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+                 DELETE FROM handlers WHERE name = 'b';
+                 INSERT INTO events (events_id, entity, object_id, payload, received_at)
+                   VALUES ('clients.create', 'clients', '1', '{}', '2026-12-01 00:00:00');
+                 INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
+                     max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
+                   VALUES (1, 1, 'msg_1', 0, 'clients', '1', 'pending', 0, 3, FALSE, '2026-12-01 00:00:00',
+                           '2026-12-01 00:00:00', '2026-12-01 00:00:00', 'http://127.0.0.1:9/a');",
+            )
+            .unwrap();
+        // Back to before the rebuild, then forward again with the rows in place.
+        sqlite.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        run_migrations(&mut conn).unwrap();
+        let DbConnection::Sqlite(sqlite) = &mut conn else { unreachable!() };
+        assert_eq!((count(sqlite, "handlers"), count(sqlite, "deliveries")), (1, 1), "nothing cascaded");
+        sqlite
+            .batch_execute(
+                "INSERT INTO handlers (name, events_id, handler_type, target, status, priority, timeout_ms, secret,
+                     created_at, updated_at) VALUES
+                   ('c', 'clients.create', 'http', 'http://127.0.0.1:9/c', 'paused', 0, 1000, 's', '2026-12-01 00:00:00', '2026-12-01 00:00:00')",
+            )
+            .unwrap();
+        let id: i64 = diesel::sql_query("SELECT MAX(id) AS n FROM handlers").get_result::<Count>(sqlite).unwrap().n;
+        assert_eq!(id, 3, "a deleted handler's id is never given again");
+        // The reference still holds: deleting the handler takes its delivery along.
+        sqlite.batch_execute("DELETE FROM handlers WHERE id = 1").unwrap();
+        assert_eq!(count(sqlite, "deliveries"), 0, "the foreign key still cascades");
+    }
 }

@@ -30,8 +30,9 @@ impl Attempt {
     /// The handler as it is now decides: an edit applies to the next attempt.
     pub(crate) fn of(delivery: &Claimed) -> Self {
         let call = match (delivery.handler_status, delivery.handler_type) {
-            (HandlerStatus::Enabled, HandlerType::Http) => Call::Http,
-            (HandlerStatus::Enabled, HandlerType::Script) => Call::Script,
+            // Paused after its claim: the claim was made, the attempt goes on.
+            (HandlerStatus::Enabled | HandlerStatus::Paused, HandlerType::Http) => Call::Http,
+            (HandlerStatus::Enabled | HandlerStatus::Paused, HandlerType::Script) => Call::Script,
             (status, _) => Call::Cancel(format!("cancelled: the handler is {status}")),
         };
         // Stored within the form's bounds (100 ms to 300 s); a row out of

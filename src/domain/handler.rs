@@ -32,19 +32,33 @@ pub enum HandlerStatus {
     Enabled,
     Disabled,
     Archived,
+    /// Its events go on making deliveries, in order; none is attempted until
+    /// it is enabled again (DESIGN §8.1). Disabling still cancels.
+    Paused,
 }
 
 text_enum!(HandlerType "handler type" { Http => "http", Script => "script" });
-text_enum!(HandlerStatus "handler status" { Enabled => "enabled", Disabled => "disabled", Archived => "archived" });
+text_enum!(HandlerStatus "handler status" {
+    Enabled => "enabled",
+    Disabled => "disabled",
+    Archived => "archived",
+    Paused => "paused",
+});
 
 impl HandlerStatus {
     /// The status a click on the status icon leads to: enabled and disabled
     /// swap; an archived handler comes back disabled, so it starts nothing by surprise.
+    /// A paused one resumes (a click never throws its backlog away).
     pub fn toggled(self) -> Self {
         match self {
             HandlerStatus::Enabled | HandlerStatus::Archived => HandlerStatus::Disabled,
-            HandlerStatus::Disabled => HandlerStatus::Enabled,
+            HandlerStatus::Disabled | HandlerStatus::Paused => HandlerStatus::Enabled,
         }
+    }
+
+    /// Whether its events make deliveries (enabled, or paused: kept for later).
+    pub fn keeps_deliveries(self) -> bool {
+        matches!(self, HandlerStatus::Enabled | HandlerStatus::Paused)
     }
 }
 
@@ -147,7 +161,7 @@ impl HandlerForm {
             s => s.parse().ok(),
         };
         if status.is_none() {
-            errors.add("status", "Choose a status: enabled, disabled or archived");
+            errors.add("status", "Choose a status: enabled, paused, disabled or archived");
         }
 
         let priority = match self.priority.trim() {
@@ -299,5 +313,6 @@ mod tests {
         assert_eq!(HandlerStatus::Enabled.toggled(), HandlerStatus::Disabled);
         assert_eq!(HandlerStatus::Disabled.toggled(), HandlerStatus::Enabled);
         assert_eq!(HandlerStatus::Archived.toggled(), HandlerStatus::Disabled);
+        assert_eq!(HandlerStatus::Paused.toggled(), HandlerStatus::Enabled, "a click resumes, never cancels");
     }
 }

@@ -52,7 +52,7 @@ impl ListQuery {
             "" => None,
             s => Some(
                 s.parse::<HandlerStatus>()
-                    .map_err(|_| format!("Unknown status `{s}`: use enabled, disabled or archived."))?,
+                    .map_err(|_| format!("Unknown status `{s}`: use enabled, paused, disabled or archived."))?,
             ),
         };
         let sort = match self.sort.trim() {
@@ -153,6 +153,8 @@ pub struct HealthView {
     /// The counts as shown: "12", "10,000+".
     pub failing_text: String,
     pub pending_text: String,
+    /// Since when the oldest of its backlog has been due (a paused handler's).
+    pub waiting_since: Option<String>,
     /// Bars of the attempts-per-hour sparkline: (x, y, height) in a 72×16 box.
     pub bars: Vec<(usize, i64, i64)>,
     pub peak: i64,
@@ -181,6 +183,7 @@ impl From<HandlerHealth> for HealthView {
             pending: h.pending,
             failing_text: count_text(h.failing),
             pending_text: count_text(h.pending),
+            waiting_since: h.oldest_due.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
             bars,
             peak,
         }
@@ -210,6 +213,7 @@ impl HandlerRow {
         match self.status.as_str() {
             "enabled" => "Enabled — click to disable",
             "disabled" => "Disabled — click to enable",
+            "paused" => "Paused — click to resume",
             _ => "Archived — click to restore as disabled",
         }
     }
@@ -220,6 +224,7 @@ impl HandlerRow {
         match self.status.as_str() {
             "enabled" => "Enabled",
             "disabled" => "Disabled",
+            "paused" => "Paused",
             _ => "Archived",
         }
     }
@@ -396,6 +401,13 @@ fn created_message(handler: &Handler) -> (String, String) {
             ),
             format!("/provisioning#handler-{id}"),
         ),
+        HandlerStatus::Paused => (
+            format!(
+                "Handler “{name}” created (#{id}), paused: its events wait as deliveries, none is sent until you \
+                 resume it (the ▶ button in its row)."
+            ),
+            format!("/provisioning#handler-{id}"),
+        ),
         HandlerStatus::Archived => (
             format!(
                 "Handler “{name}” created (#{id}), archived: it receives no event, and the list shows it only with \
@@ -455,13 +467,12 @@ pub async fn change_handler_status(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let CsrfForm { admin, form } = input;
-    let wanted =
-        match form.status.trim() {
-            "" => None,
-            s => Some(s.parse::<HandlerStatus>().map_err(|_| {
-                AppError::BadRequest(format!("Unknown status `{s}`: use enabled, disabled or archived."))
-            })?),
-        };
+    let wanted = match form.status.trim() {
+        "" => None,
+        s => Some(s.parse::<HandlerStatus>().map_err(|_| {
+            AppError::BadRequest(format!("Unknown status `{s}`: use enabled, paused, disabled or archived."))
+        })?),
+    };
     let handler = state.set_handler_status(&admin.actor, id, wanted).await?;
     admin.flash(&state, format!("Handler “{}” is now {}.", handler.name, handler.status)).await?;
     // Back to the row that was toggled, however far down the list.

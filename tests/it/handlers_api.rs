@@ -87,7 +87,7 @@ async fn the_api_validates_like_the_form(db: TestDb) {
         ("events_id", json!("clients.explode"), "Choose an event from the list"),
         ("type", json!("smtp"), "Choose a handler type: http or script"),
         ("target", json!("ftp://x/y"), "Use an http:// or https:// URL, not ftp://"),
-        ("status", json!("paused"), "Choose a status: enabled, disabled or archived"),
+        ("status", json!("sleeping"), "Choose a status: enabled, paused, disabled or archived"),
         ("priority", json!(-1), "Enter a whole number from 0 to 1000000"),
         ("priority", json!(1_000_001), "Enter a whole number from 0 to 1000000"),
         ("priority", json!(1.5), "Enter a whole number from 0 to 1000000"),

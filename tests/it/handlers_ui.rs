@@ -137,7 +137,7 @@ async fn an_invalid_form_keeps_the_values_shows_each_message_and_creates_nothing
         ("type", "ftp", "Choose a handler type: http or script"),
         ("target", "ftp://x/y", "Use an http:// or https:// URL, not ftp://"),
         ("target", "", "Enter the URL to call, e.g. 127.0.0.1:5000/api"),
-        ("status", "paused", "Choose a status: enabled, disabled or archived"),
+        ("status", "sleeping", "Choose a status: enabled, paused, disabled or archived"),
         ("priority", "-1", "Enter a whole number from 0 to 1000000"),
         ("priority", "1000001", "Enter a whole number from 0 to 1000000"),
         ("priority", "ten", "Enter a whole number from 0 to 1000000"),
@@ -227,7 +227,7 @@ async fn advanced_search_filters_by_event_type_and_status(db: TestDb) {
     assert!(filtered.contains(r#"<option value="clients.update" selected>"#), "the drop-down shows the filter");
     // A bad filter is a clear 400, not an empty list.
     for bad in
-        ["/provisioning?status=paused", "/provisioning?type=ftp", "/provisioning?event=nope", "/provisioning?page=0"]
+        ["/provisioning?status=sleeping", "/provisioning?type=ftp", "/provisioning?event=nope", "/provisioning?page=0"]
     {
         let res = app.get(bad).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");

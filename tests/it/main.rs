@@ -22,6 +22,7 @@ mod jobs;
 mod logs_ui;
 mod openapi;
 mod ordering;
+mod pause;
 mod scripts;
 mod startup;
 mod statistics;

@@ -9,7 +9,9 @@
 //! its own, every event stored. With `--backlog` the sink holds its answers
 //! until every event is acknowledged: how fast the backlog then drains. With
 //! `--stuck-chain N`, N events of another type first wait behind a handler
-//! that never answers: what a stuck chain costs everyone else.
+//! that never answers: what a stuck chain costs everyone else. With
+//! `--paused N`, a paused handler of another type keeps a backlog of N
+//! events through the run: what a pause costs everyone else.
 
 use std::{
     process::Stdio,
@@ -61,6 +63,10 @@ struct Args {
     /// them waiting through the run: what a stuck chain costs everyone else.
     #[arg(long, default_value_t = 0)]
     stuck_chain: usize,
+    /// Before the run, pause a handler of another event type and post this
+    /// many events for it; they wait through the run (none is attempted).
+    #[arg(long, default_value_t = 0)]
+    paused: usize,
     #[arg(long, hide = true)]
     serve: bool,
 }
@@ -109,6 +115,9 @@ async fn bench(args: Args) {
     }
     if args.stuck_chain > 0 {
         stick_a_chain(&args, &client, &address, &sink).await;
+    }
+    if args.paused > 0 {
+        pause_a_handler(&args, &client, &address, &sink).await;
     }
 
     let metrics_before = metrics(&client, &address).await;
@@ -215,6 +224,21 @@ async fn stick_a_chain(args: &Args, client: &reqwest::Client, address: &str, sin
     let load =
         post_events(&Args { rate: None, ..args.clone() }, address, Instant::now(), STUCK_EVENT, args.stuck_chain).await;
     assert_eq!(load.accepted, args.stuck_chain, "every event of the stuck chain acknowledged");
+}
+
+/// The event type of `--paused`.
+const PAUSED_EVENT: &str = "clients.delete";
+
+/// `--paused`: a paused handler and that many events for it, acknowledged
+/// and waiting (never attempted) through the run.
+async fn pause_a_handler(args: &Args, client: &reqwest::Client, address: &str, sink: &str) {
+    let handler = serde_json::json!({"name": "paused", "events_id": PAUSED_EVENT, "type": "http",
+                                     "target": format!("{sink}/paused"), "status": "paused"});
+    let res = client.post(format!("{address}/api/v1/handlers")).bearer_auth(TOKEN).json(&handler).send().await;
+    assert_eq!(res.unwrap().status(), 201, "handler created");
+    let load =
+        post_events(&Args { rate: None, ..args.clone() }, address, Instant::now(), PAUSED_EVENT, args.paused).await;
+    assert_eq!(load.accepted, args.paused, "every event for the paused handler acknowledged");
 }
 
 /// The one handler, posting to the sink's `/hook`.

@@ -58,9 +58,10 @@ impl Report<'_> {
             "provisiond-bench: {n} events, {} connections, {backend}{}{}",
             args.connections,
             args.rate.map(|r| format!(", paced at {r} events/s")).unwrap_or_default(),
-            match args.stuck_chain {
-                0 => String::new(),
-                k => format!(", beside {k} events stuck behind a handler that never answers"),
+            match (args.stuck_chain, args.paused) {
+                (0, 0) => String::new(),
+                (0, p) => format!(", beside a paused handler with {p} events waiting"),
+                (k, _) => format!(", beside {k} events stuck behind a handler that never answers"),
             }
         );
         if let Some(c) = self.ceiling {
