@@ -38,6 +38,11 @@ pub struct Settings {
     #[arg(long, env = "PROVISIOND_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub secret_overlap: Duration,
 
+    /// The longest wait an answer's `Retry-After` (on 429, 502, 503, 504) may
+    /// impose on its handler: every attempt of it is held back until then.
+    #[arg(long, env = "PROVISIOND_RETRY_AFTER_MAX", default_value = "1h", value_parser = parse_duration)]
+    pub retry_after_max: Duration,
+
     /// Delays between attempts of a failed delivery, e.g. `5s,30s,2m`; k delays give at most 1 + k attempts.
     #[arg(
         long,

@@ -143,7 +143,8 @@ WITH picked AS MATERIALIZED (
       FROM (
         SELECT h.id AS id, LEAST($4, $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)) AS room
         FROM handlers h
-        WHERE h.status <> 'paused' AND $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0) > 0
+        WHERE h.status <> 'paused' AND (h.hold_until IS NULL OR h.hold_until <= $3)
+          AND $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0) > 0
           AND (SELECT 1 FROM deliveries u
                WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= $3
                ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1
@@ -202,7 +203,8 @@ SELECT r.id, r.room,
 FROM (
   SELECT h.id AS id, MIN(?1, ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0)) AS room
   FROM handlers h
-  WHERE h.status <> 'paused' AND ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0) > 0
+  WHERE h.status <> 'paused' AND (h.hold_until IS NULL OR h.hold_until <= ?4)
+    AND ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0) > 0
     AND (SELECT 1 FROM deliveries u
          WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
          ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1

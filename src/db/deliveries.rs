@@ -459,11 +459,14 @@ impl Delivery {
             #[diesel(sql_type = Nullable<Timestamp>)]
             next_attempt_at: Option<NaiveDateTime>,
         }
+        // A handler held back by a Retry-After: its due work is due when the hold ends.
         cached(
-            "SELECT MIN((SELECT d.next_attempt_at FROM deliveries d
-                         WHERE d.handler_id = h.id AND d.state IN ('pending', 'in_flight')
-                         ORDER BY d.handler_id, d.next_attempt_at LIMIT 1)) AS next_attempt_at
-             FROM handlers h WHERE h.status <> 'paused'",
+            "SELECT MIN(CASE WHEN x.hold_until > x.first_due THEN x.hold_until ELSE x.first_due END) AS next_attempt_at
+             FROM (SELECT h.hold_until,
+                          (SELECT d.next_attempt_at FROM deliveries d
+                           WHERE d.handler_id = h.id AND d.state IN ('pending', 'in_flight')
+                           ORDER BY d.handler_id, d.next_attempt_at LIMIT 1) AS first_due
+                   FROM handlers h WHERE h.status <> 'paused') AS x",
         )
         .get_result::<Due>(conn.db())
         .map(|due| due.next_attempt_at)

@@ -36,6 +36,9 @@ pub struct Handler {
     pub previous_secret: Option<String>,
     #[serde(skip)]
     pub previous_secret_until: Option<NaiveDateTime>,
+    /// An answer's `Retry-After` holds back every attempt until then (DESIGN §8.2).
+    #[serde(skip)]
+    pub hold_until: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]
@@ -400,6 +403,21 @@ impl Handler {
             .execute(conn.db())?;
         Delivery::unpark(conn, &chains)?;
         Ok(handler)
+    }
+
+    /// Holds back every attempt of handler `id` until `until` (a later hold
+    /// already set stays).
+    pub fn hold(conn: &mut Write<'_>, id: i64, until: NaiveDateTime) -> QueryResult<usize> {
+        diesel::update(
+            handlers::table.find(id).filter(handlers::hold_until.is_null().or(handlers::hold_until.lt(until))),
+        )
+        .set(handlers::hold_until.eq(until))
+        .execute(conn.db())
+    }
+
+    /// Whether an answer's `Retry-After` holds it back now: until when.
+    pub fn cooling_down_until(&self, now: NaiveDateTime) -> Option<NaiveDateTime> {
+        self.hold_until.filter(|until| *until > now)
     }
 
     /// Forgets the names of handlers deleted before `before` (their logs,

@@ -9,14 +9,19 @@ use diesel::QueryResult;
 
 use super::{
     Write,
+    audit::AuditEntry,
     deliveries::{Delivery, Finish},
+    handlers::Handler,
     logs::{NewExecutionLog, count_attempts, hour_of},
 };
-use crate::domain::{DeliveryState, Outcome};
+use crate::domain::{DeliveryState, HandlerStatus, Outcome};
 
 /// One finished attempt, settled: the delivery's new state and the log row.
 pub struct Settled {
     pub delivery_id: i64,
+    pub handler_id: i64,
+    /// Its answer asked to wait (`Retry-After`): the handler is held back until then.
+    pub hold_until: Option<NaiveDateTime>,
     pub event_id: i64,
     /// Whether this was the delivery's first attempt to end (it held up the
     /// rest of its event's chain).
@@ -50,7 +55,12 @@ fn write_settled(conn: &mut Write<'_>, owner: &str, settled: Vec<Settled>) -> Qu
     let mut retries = false;
     let mut logs = Vec::with_capacity(settled.len());
     let mut first_attempts = Vec::new();
+    let mut holds: HashMap<i64, NaiveDateTime> = HashMap::new();
     for s in settled {
+        if let Some(until) = s.hold_until {
+            let hold = holds.entry(s.handler_id).or_insert(until);
+            *hold = (*hold).max(until);
+        }
         if s.finish.next_attempt_at.is_some() {
             retries = true;
             Delivery::finish(conn, owner, s.delivery_id, &s.finish)?;
@@ -71,7 +81,43 @@ fn write_settled(conn: &mut Write<'_>, owner: &str, settled: Vec<Settled>) -> Qu
     }
     // A first attempt ended: the next handler of its event's chain may go.
     let unparked = Delivery::unpark(conn, &first_attempts)?;
-    Ok(retries || unparked > 0)
+    for (handler_id, until) in &holds {
+        Handler::hold(conn, *handler_id, *until)?;
+    }
+    let gone = disable_gone(conn, &logs)?;
+    // A hold ends at a time the worker must look again at.
+    Ok(retries || unparked > 0 || gone > 0 || !holds.is_empty())
+}
+
+/// The status an endpoint answers when it is gone for good (DESIGN §8.2).
+pub const GONE: i32 = 410;
+
+/// Disables every still-enabled (or paused) handler one of `logs` got `410
+/// Gone` from — its pending deliveries cancelled, as a disable does — with
+/// an audit entry by `provisiond`. How many it disabled.
+fn disable_gone(conn: &mut Write<'_>, logs: &[NewExecutionLog]) -> QueryResult<usize> {
+    let mut gone: Vec<i64> = logs
+        .iter()
+        .filter(|l| l.status_code == Some(GONE) && l.outcome == Outcome::HttpError.as_str() && !l.test)
+        .map(|l| l.handler_id)
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    let mut disabled = 0;
+    for id in gone {
+        let Some(old) = Handler::find_optional(conn, id)? else { continue };
+        if !old.status.keeps_deliveries() {
+            continue;
+        }
+        let new = Handler::set_status(conn, id, HandlerStatus::Disabled)?;
+        let changes = serde_json::json!({
+            "status": {"old": old.status.as_str(), "new": new.status.as_str()},
+            "reason": "its endpoint answered 410 Gone",
+        });
+        AuditEntry::record(conn, "provisiond", "handler.gone", &format!("handler {} ({})", id, new.name), &changes)?;
+        disabled += 1;
+    }
+    Ok(disabled)
 }
 
 /// Attempts and successes by handler and hour (a cancellation is no attempt).

@@ -17,6 +17,7 @@ diesel::table! {
         ordering_group -> Nullable<Text>,
         previous_secret -> Nullable<Text>,
         previous_secret_until -> Nullable<Timestamp>,
+        hold_until -> Nullable<Timestamp>,
     }
 }
 

@@ -133,6 +133,7 @@ async fn send(client: &Client, request: reqwest::Request, timeout: Duration) -> 
         Err(e) => return Answer::failure(Outcome::ConnectionError, None, String::new(), describe(&e)),
     };
     let status = response.status();
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
     let code = Some(i32::from(status.as_u16()));
     let mut body = Capture::default();
     let read_error = loop {
@@ -152,10 +153,36 @@ async fn send(client: &Client, request: reqwest::Request, timeout: Duration) -> 
         Some(e) => Answer::failure(Outcome::ConnectionError, code, body.into_text(), describe(&e)),
         None if status.is_success() => Answer::success(i32::from(status.as_u16()), body.into_text()),
         None => {
-            let reason = format!("HTTP {status}: the handler answered with a non-2xx status");
-            Answer::failure(Outcome::HttpError, code, body.into_text(), reason)
+            let wait = slow_down(status.as_u16(), retry_after.as_ref(), chrono::Utc::now());
+            let reason = match wait {
+                Some(wait) => format!(
+                    "HTTP {status}: the handler answered with a non-2xx status, asking to wait {} s (Retry-After)",
+                    wait.as_secs()
+                ),
+                None => format!("HTTP {status}: the handler answered with a non-2xx status"),
+            };
+            Answer { retry_after: wait, ..Answer::failure(Outcome::HttpError, code, body.into_text(), reason) }
         }
     }
+}
+
+/// The wait an answer asks for (DESIGN §8.2): its `Retry-After` — seconds, or
+/// an HTTP date — on a 429, 502, 503 or 504; `None` on any other status, or
+/// a header that does not read or lies in the past.
+pub fn slow_down(
+    status: u16,
+    retry_after: Option<&header::HeaderValue>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    if !matches!(status, 429 | 502 | 503 | 504) {
+        return None;
+    }
+    let value = retry_after?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return (seconds > 0).then(|| Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value.replace("GMT", "+0000").as_str()).ok()?;
+    (at.with_timezone(&chrono::Utc) - now).to_std().ok().filter(|d| !d.is_zero())
 }
 
 fn timed_out(timeout: Duration) -> String {
@@ -165,4 +192,28 @@ fn timed_out(timeout: Duration) -> String {
 /// The error and its causes, e.g. "error sending request: connection refused".
 fn describe(error: &reqwest::Error) -> String {
     crate::diagnostics::cause_chain(error)
+}
+
+#[cfg(test)]
+mod slow_down_tests {
+    use std::time::Duration;
+
+    use reqwest::header::HeaderValue;
+
+    use super::slow_down;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_an_http_date_on_the_statuses_that_mean_slow_down() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let wait = |status, value: &str| slow_down(status, Some(&HeaderValue::from_str(value).unwrap()), now);
+        assert_eq!(wait(503, "120"), Some(Duration::from_secs(120)));
+        assert_eq!(wait(429, " 5 "), Some(Duration::from_secs(5)));
+        assert_eq!(wait(502, "Mon, 07 Dec 2026 10:00:30 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(wait(504, "Mon, 07 Dec 2026 09:59:00 GMT"), None, "in the past");
+        assert_eq!(wait(503, "0"), None);
+        assert_eq!(wait(503, "soon"), None, "does not read");
+        assert_eq!(wait(500, "120"), None, "500 does not mean slow down");
+        assert_eq!(wait(200, "120"), None);
+        assert_eq!(slow_down(503, None, now), None);
+    }
 }

@@ -42,6 +42,8 @@ pub struct DispatchSettings {
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
     pub deny_targets: DenyList,
+    /// The cap on an answer's `Retry-After` (DESIGN §8.2).
+    pub retry_after_max: Duration,
 }
 
 impl From<&Settings> for DispatchSettings {
@@ -55,6 +57,7 @@ impl From<&Settings> for DispatchSettings {
             poll_interval: s.poll_interval,
             shutdown_grace: s.shutdown_grace,
             deny_targets: s.deny_targets.clone(),
+            retry_after_max: s.retry_after_max,
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct AttemptResult {
     /// The headers sent (HTTP) or the environment given (script).
     pub request_headers: Vec<(String, String)>,
     pub duration: Duration,
+    /// The answer's `Retry-After` (429, 502, 503, 504), as a wait from now, uncapped.
+    pub retry_after: Option<Duration>,
 }
 
 /// What the handler answered, or why there was no answer: the part of an
@@ -29,21 +31,23 @@ pub struct Answer {
     pub status_code: Option<i32>,
     pub response: String,
     pub error: Option<String>,
+    /// The answer's `Retry-After`, when it means "slow down" (DESIGN §8.2).
+    pub retry_after: Option<Duration>,
 }
 
 impl Answer {
     pub fn success(status_code: i32, response: String) -> Self {
-        Self { outcome: Outcome::Success, status_code: Some(status_code), response, error: None }
+        Self { outcome: Outcome::Success, status_code: Some(status_code), response, error: None, retry_after: None }
     }
 
     pub fn failure(outcome: Outcome, status_code: Option<i32>, response: String, error: String) -> Self {
-        Self { outcome, status_code, response, error: Some(error) }
+        Self { outcome, status_code, response, error: Some(error), retry_after: None }
     }
 
     /// The attempt: this answer to what was sent (`request_headers`), after `duration`.
     pub fn sent(self, request_headers: Vec<(String, String)>, duration: Duration) -> AttemptResult {
-        let Answer { outcome, status_code, response, error } = self;
-        AttemptResult { outcome, status_code, response, error, request_headers, duration }
+        let Answer { outcome, status_code, response, error, retry_after } = self;
+        AttemptResult { outcome, status_code, response, error, request_headers, duration, retry_after }
     }
 }
 
@@ -56,6 +60,7 @@ impl AttemptResult {
             error: Some(reason.to_owned()),
             request_headers: Vec::new(),
             duration: Duration::ZERO,
+            retry_after: None,
         }
     }
 }

@@ -120,10 +120,11 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) -> bool {
 /// One transaction of the recorder.
 async fn write_batch(shared: &Arc<Shared>, todo: Arc<Vec<Done>>) -> Result<bool, DbError> {
     let (owner, schedule) = (shared.owner.clone(), shared.settings.retry_schedule.clone());
+    let cap = shared.settings.retry_after_max;
     shared
         .db
         .bookkeep(move |conn| {
-            record_attempts(conn, &owner, &todo, |d| d.delivery.id, |d, enabled| settle(d, &schedule, enabled))
+            record_attempts(conn, &owner, &todo, |d| d.delivery.id, |d, enabled| settle(d, &schedule, cap, enabled))
         })
         .await
 }
@@ -146,12 +147,18 @@ impl Done {
 }
 
 /// The delivery's next state and the log row of one attempt.
-fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> Settled {
+/// `cap`: the longest wait an answer's `Retry-After` may impose.
+fn settle(done: &Done, schedule: &RetrySchedule, cap: Duration, handler_enabled: bool) -> Settled {
     let d = &done.delivery;
     let r = &done.result;
     let after = after_attempt(r.outcome, done.attempt, d.max_attempts, handler_enabled, schedule);
-    let next_attempt_at =
-        after.retry_in.map(|delay| now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(5)));
+    // "Slow down": the handler is held back until then, and this delivery's
+    // retry comes no sooner.
+    let hold_until = r.retry_after.map(|wait| now() + TimeDelta::from_std(wait.min(cap)).unwrap_or(TimeDelta::zero()));
+    let next_attempt_at = after
+        .retry_in
+        .map(|delay| now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(5)))
+        .map(|at| hold_until.map_or(at, |hold| at.max(hold)));
     let error = match (&r.error, after.not_retried) {
         (None, _) => None,
         (Some(e), Some(why)) => Some(format!("{e}; {why}")),
@@ -160,6 +167,8 @@ fn settle(done: &Done, schedule: &RetrySchedule, handler_enabled: bool) -> Settl
     let log = NewExecutionLog { next_attempt_at, error, ..log_row(d, done.attempt, done.started_at, r) };
     Settled {
         delivery_id: d.id,
+        handler_id: d.handler_id,
+        hold_until,
         event_id: d.event_id,
         first_to_end: !d.first_attempt_done,
         finish: Finish { state: after.state, attempts: done.attempt, next_attempt_at },

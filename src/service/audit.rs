@@ -83,6 +83,7 @@ mod tests {
             ordering_group: None,
             previous_secret: None,
             previous_secret_until: None,
+            hold_until: None,
         }
     }
 

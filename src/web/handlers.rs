@@ -122,11 +122,16 @@ pub struct HandlerRow {
     pub ordering_group: Option<String>,
     pub status: String,
     pub health: HealthView,
+    /// An answer's `Retry-After` holds its attempts back until then.
+    pub cooling_until: Option<String>,
 }
 
 impl From<Handler> for HandlerRow {
     fn from(h: Handler) -> Self {
+        let cooling_until =
+            h.cooling_down_until(crate::db::now()).map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
         Self {
+            cooling_until,
             event_label: event_label(&h.events_id),
             id: h.id,
             priority: h.priority,

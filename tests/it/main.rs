@@ -5,6 +5,7 @@ mod proxy;
 mod sink;
 
 mod access;
+mod answers;
 mod auth;
 mod browser;
 mod browser_ops;

@@ -38,6 +38,9 @@ pub struct Behavior {
     pub only_if_body_contains: Option<String>,
     /// The answer's body (default `{"answered": <status>}`).
     pub body: Option<Vec<u8>>,
+    /// Headers of the answers that take a status from the queue (a
+    /// `Retry-After` with a 503).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Default)]
@@ -143,15 +146,16 @@ async fn answer(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
     state.arrivals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let path = req.path().to_owned();
     let body = String::from_utf8_lossy(&body).into_owned();
-    let (delay, status, answer) = {
+    let (delay, status, answer, extra) = {
         let mut behaviors = state.behaviors.lock().unwrap();
         match behaviors.get_mut(&path) {
             Some(b) => {
                 let matches = b.only_if_body_contains.as_ref().is_none_or(|needle| body.contains(needle.as_str()));
-                let status = if matches { b.statuses.pop_front().unwrap_or(200) } else { 200 };
-                (b.delay, status, b.body.clone())
+                let queued = if matches { b.statuses.pop_front() } else { None };
+                let extra = if queued.is_some() { b.headers.clone() } else { Vec::new() };
+                (b.delay, queued.unwrap_or(200), b.body.clone(), extra)
             }
-            None => (Duration::ZERO, 200, None),
+            None => (Duration::ZERO, 200, None, Vec::new()),
         }
     };
     if !delay.is_zero() {
@@ -161,7 +165,11 @@ async fn answer(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned())).collect();
     state.received.lock().unwrap().push(Received { path, headers, body, started, ended: Instant::now(), status });
     state.arrived.notify_waiters();
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+    let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    for (name, value) in extra {
+        response.insert_header((name, value));
+    }
+    response
         .content_type("application/json")
         .body(answer.unwrap_or_else(|| format!(r#"{{"answered":{status}}}"#).into_bytes()))
 }

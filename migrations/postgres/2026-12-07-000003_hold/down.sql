@@ -1,0 +1,1 @@
+ALTER TABLE handlers DROP COLUMN hold_until;
