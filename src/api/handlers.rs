@@ -20,8 +20,18 @@ use crate::{
 };
 
 /// Fields the API reads; the others of a handler's JSON are read-only and ignored.
-const WRITABLE: &[&str] =
-    &["name", "events_id", "type", "target", "status", "priority", "timeout_ms", "ordering_group", "signature"];
+const WRITABLE: &[&str] = &[
+    "name",
+    "events_id",
+    "type",
+    "target",
+    "status",
+    "priority",
+    "timeout_ms",
+    "ordering_group",
+    "signature",
+    "retry_schedule",
+];
 const READ_ONLY: &[&str] = &["id", "secret", "public_key", "previous_secret_until", "created_at", "updated_at"];
 
 /// Lays the JSON fields over a form: strings and numbers are read as the form
@@ -53,6 +63,7 @@ fn merge_json(mut form: HandlerForm, body: Map<String, Value>) -> Result<Handler
             "status" => &mut form.status,
             "priority" => &mut form.priority,
             "ordering_group" => &mut form.ordering_group,
+            "retry_schedule" => &mut form.retry_schedule,
             "signature" => &mut form.signature,
             _ => &mut form.timeout_ms,
         };

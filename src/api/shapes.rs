@@ -39,6 +39,8 @@ pub struct HandlerOut {
     pub timeout_ms: i32,
     /// Its ordering group (DESIGN §4.4); `null`: its target is.
     pub ordering_group: Option<String>,
+    /// Its own retry schedule (DESIGN §8.1), `none` for no retry; `null`: the global one.
+    pub retry_schedule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// After a rotation, until when the previous secret also signs.
@@ -67,6 +69,7 @@ impl HandlerOut {
             priority: h.priority,
             timeout_ms: h.timeout_ms,
             ordering_group: h.ordering_group,
+            retry_schedule: h.retry_schedule,
             secret: actor.may(Action::SeeSecrets).then_some(h.secret),
             previous_secret_until: h.previous_secret_until.filter(|t| *t > crate::db::now()).map(utc),
             signature,

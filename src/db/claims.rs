@@ -70,6 +70,9 @@ pub struct Claimed {
     pub timeout_ms: i32,
     #[diesel(sql_type = Text, deserialize_as = super::text::Checked<HandlerStatus>)]
     pub handler_status: HandlerStatus,
+    /// The handler's own retry schedule (DESIGN §8.1); `None`: the global one.
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub retry_schedule: Option<String>,
 }
 
 impl Claimed {
@@ -183,7 +186,7 @@ WITH picked AS MATERIALIZED (
 )
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, c.attempts AS attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
-    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status
+    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule
 FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
 WHERE set_config('synchronous_commit', 'off', true) = 'off'
 ORDER BY d.id";
@@ -255,7 +258,7 @@ const LOAD_SQLITE: &str = "
 /* $1 the leased ids, a JSON array */
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, d.attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
-    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status
+    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule
 FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
 WHERE d.id IN (SELECT value FROM json_each($1))
 ORDER BY d.id";

@@ -74,7 +74,8 @@ const CREATE_DELIVERIES_SQLITE: &str = "
 /* $1 the webhook-id prefix, $2 max attempts, $3 PARKED, $4 received at, $5 the events, a JSON array */
 INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
                         max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
-SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $2, h.status = 'paused',
+SELECT e.id, h.id, $1 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0,
+       COALESCE(h.max_attempts, $2), h.status = 'paused',
        CASE WHEN h.status = 'enabled' AND EXISTS (
          SELECT 1 FROM handlers b
          WHERE b.events_id = h.events_id AND b.status = 'enabled'
@@ -99,7 +100,8 @@ WITH new_events AS (
 ), new_deliveries AS (
   INSERT INTO deliveries (event_id, handler_id, webhook_id, priority, entity, object_id, state, attempts,
                           max_attempts, first_attempt_done, next_attempt_at, created_at, updated_at, ordering_key)
-  SELECT e.id, h.id, $3 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0, $4, h.status = 'paused',
+  SELECT e.id, h.id, $3 || e.id || '_' || h.id, h.priority, e.entity, e.object_id, 'pending', 0,
+         COALESCE(h.max_attempts, $4), h.status = 'paused',
          CASE WHEN h.status = 'enabled' AND EXISTS (
            SELECT 1 FROM handlers b
            WHERE b.events_id = h.events_id AND b.status = 'enabled'

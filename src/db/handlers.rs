@@ -39,6 +39,11 @@ pub struct Handler {
     /// An answer's `Retry-After` holds back every attempt until then (DESIGN §8.2).
     #[serde(skip)]
     pub hold_until: Option<NaiveDateTime>,
+    /// Its own retry schedule as written (`none`: no retry); `None`: the global one.
+    pub retry_schedule: Option<String>,
+    /// The most attempts its schedule gives (kept for ingestion).
+    #[serde(skip)]
+    pub max_attempts: Option<i32>,
 }
 
 #[derive(Debug, Insertable)]
@@ -55,6 +60,8 @@ pub struct NewHandler {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub ordering_group: Option<String>,
+    pub retry_schedule: Option<String>,
+    pub max_attempts: Option<i32>,
 }
 
 /// A handler's new values; a blank ordering group is written as NULL.
@@ -70,6 +77,21 @@ pub struct HandlerChangeset {
     pub timeout_ms: i32,
     pub updated_at: NaiveDateTime,
     pub ordering_group: Option<String>,
+    pub retry_schedule: Option<String>,
+    pub max_attempts: Option<i32>,
+}
+
+/// A handler's own retry schedule as stored: its text (`none` for no
+/// retry) and the most attempts it gives; blank: neither (the global one).
+fn stored_schedule(schedule: Option<&crate::domain::RetrySchedule>) -> (Option<String>, Option<i32>) {
+    match schedule {
+        None => (None, None),
+        Some(s) => {
+            let max = i32::try_from(s.max_attempts()).unwrap_or(i32::MAX);
+            let text = if max == 1 { "none".to_owned() } else { s.to_string() };
+            (Some(text), Some(max))
+        }
+    }
 }
 
 impl NewHandler {
@@ -86,6 +108,8 @@ impl NewHandler {
             secret,
             created_at: at,
             updated_at: at,
+            retry_schedule: stored_schedule(valid.retry_schedule.as_ref()).0,
+            max_attempts: stored_schedule(valid.retry_schedule.as_ref()).1,
             ordering_group: valid.ordering_group,
         }
     }
@@ -102,6 +126,8 @@ impl From<ValidHandler> for HandlerChangeset {
             priority: valid.priority,
             timeout_ms: valid.timeout_ms,
             updated_at: now(),
+            retry_schedule: stored_schedule(valid.retry_schedule.as_ref()).0,
+            max_attempts: stored_schedule(valid.retry_schedule.as_ref()).1,
             ordering_group: valid.ordering_group,
         }
     }
@@ -186,6 +212,7 @@ impl Handler {
             timeout_ms: self.timeout_ms.to_string(),
             ordering_group: self.ordering_group.clone().unwrap_or_default(),
             signature: crate::domain::signing::Scheme::of(&self.secret).as_str().to_owned(),
+            retry_schedule: self.retry_schedule.clone().unwrap_or_default(),
         }
     }
 

@@ -18,6 +18,8 @@ diesel::table! {
         previous_secret -> Nullable<Text>,
         previous_secret_until -> Nullable<Timestamp>,
         hold_until -> Nullable<Timestamp>,
+        retry_schedule -> Nullable<Text>,
+        max_attempts -> Nullable<Integer>,
     }
 }
 

@@ -66,6 +66,7 @@ mod tests {
             previous_secret_until: None,
             timeout_ms,
             handler_status: status,
+            retry_schedule: None,
         }
     }
 

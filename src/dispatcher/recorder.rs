@@ -151,6 +151,12 @@ impl Done {
 fn settle(done: &Done, schedule: &RetrySchedule, cap: Duration, handler_enabled: bool) -> Settled {
     let d = &done.delivery;
     let r = &done.result;
+    // The handler's own schedule, as it is now (a stored one always reads).
+    let own = d.retry_schedule.as_deref().map(|s| RetrySchedule::parse(if s == "none" { "" } else { s }));
+    let schedule = match &own {
+        Some(Ok(own)) => own,
+        _ => schedule,
+    };
     let after = after_attempt(r.outcome, done.attempt, d.max_attempts, handler_enabled, schedule);
     // "Slow down": the handler is held back until then, and this delivery's
     // retry comes no sooner.

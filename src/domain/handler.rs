@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 
 use super::{
+    RetrySchedule,
     signing::Scheme,
     target::{DenyList, parse_http_target, parse_script_target},
 };
@@ -62,6 +63,9 @@ impl HandlerStatus {
     }
 }
 
+/// The most attempts a handler's own retry schedule may give a delivery.
+pub const RETRY_ATTEMPTS_MAX: u32 = 100;
+
 /// The handler form as submitted: raw text, kept as typed so an invalid form
 /// can be shown again with every value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +82,8 @@ pub struct HandlerForm {
     pub ordering_group: String,
     /// `v1` or `v1a` (see [`Scheme`]); blank keeps the handler's (a new one: `v1`).
     pub signature: String,
+    /// Its own retry schedule (`5s,1m`, or `none`); blank: the global one.
+    pub retry_schedule: String,
 }
 
 /// A handler that passed every rule, ready to store.
@@ -94,6 +100,8 @@ pub struct ValidHandler {
     pub ordering_group: Option<String>,
     /// How its calls are signed; `None`: as they are (a new handler: `v1`).
     pub signature: Option<Scheme>,
+    /// Its own retry schedule; `None`: the global one.
+    pub retry_schedule: Option<RetrySchedule>,
 }
 
 /// Messages by form field name (`name`, `events_id`, `type`, `target`, …).
@@ -204,6 +212,24 @@ impl HandlerForm {
             s => s.parse::<Scheme>().map_err(|e| errors.add("signature", e)).ok(),
         };
 
+        let retry_schedule = match self.retry_schedule.trim() {
+            "" => None,
+            "none" => RetrySchedule::parse("").ok(),
+            s => RetrySchedule::parse(s)
+                .ok()
+                .filter(|r| r.max_attempts() <= RETRY_ATTEMPTS_MAX)
+                .or_else(|| {
+                    errors.add(
+                        "retry_schedule",
+                        format!(
+                            "Enter delays like 5s,30s,2m (at most {} of them), none for no retry, or leave it blank for the global schedule",
+                            RETRY_ATTEMPTS_MAX - 1
+                        ),
+                    );
+                    None
+                }),
+        };
+
         match (event, handler_type, target, status, priority, timeout_ms) {
             (Some(event), Some(handler_type), Some(target), Some(status), Some(priority), Some(timeout_ms))
                 if errors.is_empty() =>
@@ -218,6 +244,7 @@ impl HandlerForm {
                     timeout_ms,
                     ordering_group,
                     signature,
+                    retry_schedule,
                 })
             }
             _ => Err(errors),
@@ -240,6 +267,7 @@ mod tests {
             timeout_ms: "".into(),
             ordering_group: "".into(),
             signature: "".into(),
+            retry_schedule: "".into(),
         }
     }
 

@@ -39,9 +39,21 @@ impl RetrySchedule {
     }
 }
 
+/// As it is written (and read back): each delay in the largest unit that
+/// divides it, `5s,30s,2m,1h,500ms`.
 impl fmt::Display for RetrySchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|d| format!("{}ms", d.as_millis())).collect();
+        let part = |d: &Duration| {
+            let ms = d.as_millis();
+            match ms {
+                0 => "0s".to_owned(),
+                ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+                ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+                ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+                ms => format!("{ms}ms"),
+            }
+        };
+        let parts: Vec<String> = self.0.iter().map(part).collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -74,6 +86,13 @@ mod tests {
             let d = s.jittered_delay_after(1).unwrap();
             assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
         }
+    }
+
+    #[test]
+    fn is_written_as_it_is_read() {
+        let s = RetrySchedule::parse("5s, 90s,2m,1h,1500ms,3600s").unwrap();
+        assert_eq!(s.to_string(), "5s,90s,2m,1h,1500ms,1h");
+        assert_eq!(RetrySchedule::parse(&s.to_string()).unwrap(), s);
     }
 
     #[test]

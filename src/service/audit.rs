@@ -84,6 +84,8 @@ mod tests {
             previous_secret: None,
             previous_secret_until: None,
             hold_until: None,
+            retry_schedule: None,
+            max_attempts: None,
         }
     }
 

@@ -76,6 +76,7 @@ impl AppState {
             previous_secret_until: handler.previous_secret_until,
             timeout_ms: handler.timeout_ms,
             handler_status: HandlerStatus::Enabled,
+            retry_schedule: None,
         };
         let started_at = now();
         let result: AttemptResult = self.dispatcher.attempt_now(&delivery).await;

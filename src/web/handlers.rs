@@ -324,6 +324,8 @@ pub struct HandlerFormPage {
     pub rotation_question: String,
     /// The `whpk_` key of a `v1a` handler (public: shown to every role).
     pub public_key: Option<String>,
+    /// The server's retry schedule, which a blank field means.
+    pub global_schedule: String,
 }
 
 impl HandlerFormPage {
@@ -357,6 +359,7 @@ impl HandlerFormPage {
             scripts_dir: state.settings.scripts_dir.display().to_string(),
             previous_signs_until,
             rotation_question,
+            global_schedule: state.settings.retry_schedule.to_string(),
             public_key,
         }
     }

@@ -19,6 +19,7 @@ on_both_backends!(
     retry_after_in_seconds_holds_back_the_handlers_other_deliveries,
     retry_after_as_an_http_date_holds_back_the_handler_too,
     gone_disables_the_handler_and_cancels_its_pending_deliveries,
+    each_handler_retries_on_its_own_schedule_or_the_global_one,
 );
 
 /// Posts the first event, waits for its 503, then three more for other
@@ -89,4 +90,48 @@ async fn gone_disables_the_handler_and_cancels_its_pending_deliveries(db: TestDb
     assert_eq!(status, StatusCode::ACCEPTED);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.received_on("/old").len(), 1, "a disabled handler gets no new event");
+}
+
+async fn each_handler_retries_on_its_own_schedule_or_the_global_one(db: TestDb) {
+    let app = TestApp::with_retries(db, "1h").await;
+    let sink = Sink::start().await;
+    for path in ["/quick", "/global", "/never"] {
+        sink.behave(path, Behavior { statuses: [500; 5].into(), ..Behavior::default() });
+    }
+    let mut quick = http_handler("quick", "clients.update", &sink.url("/quick"), 1);
+    quick["retry_schedule"] = json!("100ms, 200ms");
+    let quick = app.create_handler(quick).await;
+    assert_eq!(quick["retry_schedule"], "100ms,200ms", "stored as it reads");
+    let global = app.create_handler(http_handler("global", "clients.update", &sink.url("/global"), 2)).await;
+    assert_eq!(global["retry_schedule"], serde_json::Value::Null);
+    let mut never = http_handler("never", "clients.update", &sink.url("/never"), 3);
+    never["retry_schedule"] = json!("none");
+    let never = app.create_handler(never).await;
+    app.post_event(&envelope("clients.update", json!(1), json!({}))).await;
+    let state_of = |handler: &serde_json::Value, list: &serde_json::Value| {
+        let d = list["deliveries"].as_array().unwrap().iter().find(|d| d["handler_id"] == handler["id"]).cloned();
+        d.map(|d| (d["state"].as_str().unwrap().to_owned(), d["attempts"].as_i64().unwrap()))
+    };
+    let list = app
+        .api_until("/api/v1/deliveries", "each on its schedule", |l| {
+            state_of(&quick, l) == Some(("failed".into(), 3))
+                && state_of(&never, l) == Some(("failed".into(), 1))
+                && state_of(&global, l) == Some(("retrying".into(), 1))
+        })
+        .await;
+    let retrying = list["deliveries"].as_array().unwrap().iter().find(|d| d["handler_id"] == global["id"]).unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339(retrying["next_attempt_at"].as_str().unwrap()).unwrap();
+    assert!(due > chrono::Utc::now() + chrono::TimeDelta::minutes(50), "the global 1h: {retrying}");
+    assert_eq!(sink.received_on("/quick").len(), 3);
+
+    // A schedule that does not read is named; the page shows the global one beside the field.
+    let mut bad = http_handler("bad", "clients.update", &sink.url("/bad"), 4);
+    bad["retry_schedule"] = json!("soon");
+    let res = app.api(reqwest::Method::POST, "/api/v1/handlers").json(&bad).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["errors"]["retry_schedule"].is_string(), "{body}");
+    app.sign_in().await;
+    let page = app.get_page(&format!("/provisioning/{}/edit", quick["id"])).await;
+    assert!(page.contains(r#"value="100ms,200ms""#) && page.contains("<code>1h</code>"), "{page}");
 }

@@ -46,7 +46,7 @@ WITH picked AS MATERIALIZED (
 )
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, c.attempts AS attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
-    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status
+    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule
 FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
 WHERE set_config('synchronous_commit', 'off', true) = 'off'
 ORDER BY d.id

@@ -1,0 +1,2 @@
+ALTER TABLE handlers DROP COLUMN max_attempts;
+ALTER TABLE handlers DROP COLUMN retry_schedule;
