@@ -394,7 +394,13 @@ impl Delivery {
     /// processes ending an event's attempts at once may each have seen the
     /// other's first attempt as still running.
     pub fn unpark_all(conn: &mut Write<'_>) -> QueryResult<usize> {
-        UNPARK_ALL.on(conn.db()).bind::<Timestamp, _>(now()).bind::<Timestamp, _>(PARKED).execute(conn.db())
+        // A paused handler's delivery put back to pending (its attempt cut off
+        // by a stop), or made by an ingestion that read the handler just
+        // before it was paused, stands outside its chain like the others.
+        let stepped_out = Self::leave_chains_of_paused(conn)?;
+        let unparked =
+            UNPARK_ALL.on(conn.db()).bind::<Timestamp, _>(now()).bind::<Timestamp, _>(PARKED).execute(conn.db())?;
+        Ok(stepped_out + unparked)
     }
 }
 

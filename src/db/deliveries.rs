@@ -413,10 +413,36 @@ impl Delivery {
     /// makes due the chains they held.
     pub fn leave_chains(conn: &mut Write<'_>, handler_id: i64) -> QueryResult<usize> {
         let chains = Self::chains_held_by(conn, handler_id)?;
+        Self::step_out(conn, &[handler_id])?;
+        Self::unpark(conn, &chains)
+    }
+
+    /// [`Delivery::leave_chains`] for every paused handler with a delivery
+    /// still in a chain (the upkeep's sweep; usually none); how many stepped out.
+    pub fn leave_chains_of_paused(conn: &mut Write<'_>) -> QueryResult<usize> {
+        let paused: Vec<i64> = super::schema::handlers::table
+            .filter(super::schema::handlers::status.eq(crate::domain::HandlerStatus::Paused.as_str()))
+            .select(super::schema::handlers::id)
+            .load(conn.db())?;
+        let mut chains = Vec::new();
+        for id in &paused {
+            chains.extend(Self::chains_held_by(conn, *id)?);
+        }
+        if chains.is_empty() {
+            return Ok(0);
+        }
+        let n = Self::step_out(conn, &paused)?;
+        Self::unpark(conn, &chains)?;
+        Ok(n)
+    }
+
+    /// The pending deliveries of `handler_ids` not yet past their first
+    /// attempt: out of their chains, due now if they were parked.
+    fn step_out(conn: &mut Write<'_>, handler_ids: &[i64]) -> QueryResult<usize> {
         let at = now();
-        let n = diesel::update(
+        diesel::update(
             deliveries::table
-                .filter(deliveries::handler_id.eq(handler_id))
+                .filter(deliveries::handler_id.eq_any(handler_ids))
                 .filter(deliveries::state.eq(DeliveryState::Pending.as_str()))
                 .filter(deliveries::first_attempt_done.eq(false)),
         )
@@ -429,9 +455,7 @@ impl Delivery {
                 .sql(" ELSE next_attempt_at END")),
             deliveries::updated_at.eq(at),
         ))
-        .execute(conn.db())?;
-        Self::unpark(conn, &chains)?;
-        Ok(n)
+        .execute(conn.db())
     }
 
     /// The events whose chain may wait on the first attempt of a delivery of

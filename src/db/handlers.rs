@@ -432,6 +432,24 @@ impl Handler {
         Ok(handler)
     }
 
+    /// On PostgreSQL, locks the rows of handlers `ids` (sorted), for a
+    /// transaction that changes them after their deliveries; SQLite's one
+    /// writer needs none.
+    pub fn lock(conn: &mut Write<'_>, ids: &[i64]) -> QueryResult<()> {
+        if ids.is_empty() || !matches!(conn.db(), DbConnection::Postgres(_)) {
+            return Ok(());
+        }
+        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        diesel::sql_query(
+            "SELECT id FROM handlers
+             WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)))
+             ORDER BY id FOR UPDATE",
+        )
+        .bind::<diesel::sql_types::Text, _>(ids)
+        .execute(conn.db())
+        .map(drop)
+    }
+
     /// Holds back every attempt of handler `id` until `until` (a later hold
     /// already set stays).
     pub fn hold(conn: &mut Write<'_>, id: i64, until: NaiveDateTime) -> QueryResult<usize> {

@@ -51,6 +51,17 @@ pub fn record_attempts<T>(
 }
 
 fn write_settled(conn: &mut Write<'_>, owner: &str, settled: Vec<Settled>) -> QueryResult<bool> {
+    // Handlers this batch will change (a hold, a 410) are locked first, in id
+    // order, as an edit or a deletion of a handler locks it before its
+    // deliveries: the two never wait on each other the other way round.
+    let mut touched: Vec<i64> = settled
+        .iter()
+        .filter(|s| s.hold_until.is_some() || s.log.status_code == Some(GONE))
+        .map(|s| s.handler_id)
+        .collect();
+    touched.sort_unstable();
+    touched.dedup();
+    Handler::lock(conn, &touched)?;
     let mut ended: HashMap<(DeliveryState, i32), Vec<i64>> = HashMap::new();
     let mut retries = false;
     let mut logs = Vec::with_capacity(settled.len());

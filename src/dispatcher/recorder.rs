@@ -160,11 +160,19 @@ fn settle(done: &Done, schedule: &RetrySchedule, cap: Duration, handler_enabled:
     let after = after_attempt(r.outcome, done.attempt, d.max_attempts, handler_enabled, schedule);
     // "Slow down": the handler is held back until then, and this delivery's
     // retry comes no sooner.
-    let hold_until = r.retry_after.map(|wait| now() + TimeDelta::from_std(wait.min(cap)).unwrap_or(TimeDelta::zero()));
+    // Delays come from a schedule or a capped header, but a time past the
+    // calendar must never stop the recorder: it is the latest date there is.
+    let later = |wait: Duration| {
+        TimeDelta::from_std(wait)
+            .ok()
+            .and_then(|d| now().checked_add_signed(d))
+            .unwrap_or(crate::db::deliveries::PARKED)
+    };
+    let hold_until = r.retry_after.map(|wait| later(wait.min(cap)));
     let next_attempt_at = after
         .retry_in
-        .map(|delay| now() + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(5)))
-        .map(|at| hold_until.map_or(at, |hold| at.max(hold)));
+        .map(later)
+        .map(|at| hold_until.map_or(at, |hold| at.max(hold)).min(crate::db::deliveries::PARKED));
     let error = match (&r.error, after.not_retried) {
         (None, _) => None,
         (Some(e), Some(why)) => Some(format!("{e}; {why}")),

@@ -65,6 +65,8 @@ impl HandlerStatus {
 
 /// The most attempts a handler's own retry schedule may give a delivery.
 pub const RETRY_ATTEMPTS_MAX: u32 = 100;
+/// The longest delay of a handler's own retry schedule.
+pub const RETRY_DELAY_MAX: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// The handler form as submitted: raw text, kept as typed so an invalid form
 /// can be shown again with every value.
@@ -217,12 +219,12 @@ impl HandlerForm {
             "none" => RetrySchedule::parse("").ok(),
             s => RetrySchedule::parse(s)
                 .ok()
-                .filter(|r| r.max_attempts() <= RETRY_ATTEMPTS_MAX)
+                .filter(|r| r.max_attempts() <= RETRY_ATTEMPTS_MAX && r.longest() <= RETRY_DELAY_MAX)
                 .or_else(|| {
                     errors.add(
                         "retry_schedule",
                         format!(
-                            "Enter delays like 5s,30s,2m (at most {} of them), none for no retry, or leave it blank for the global schedule",
+                            "Enter delays like 5s,30s,2m (at most {} of them, each at most 30d), none for no retry, or leave it blank for the global schedule",
                             RETRY_ATTEMPTS_MAX - 1
                         ),
                     );
@@ -305,7 +307,7 @@ mod tests {
             ("type", Box::new(|f| f.handler_type = "ftp".into())),
             ("target", Box::new(|f| f.target = "ftp://x/y".into())),
             ("target", Box::new(|f| f.target = "".into())),
-            ("status", Box::new(|f| f.status = "paused".into())),
+            ("status", Box::new(|f| f.status = "sleeping".into())),
             ("priority", Box::new(|f| f.priority = "-1".into())),
             ("priority", Box::new(|f| f.priority = "1000001".into())),
             ("priority", Box::new(|f| f.priority = "1.5".into())),
@@ -313,6 +315,9 @@ mod tests {
             ("timeout_ms", Box::new(|f| f.timeout_ms = "300001".into())),
             ("ordering_group", Box::new(|f| f.ordering_group = "g".repeat(201))),
             ("ordering_group", Box::new(|f| f.ordering_group = "crm\0".into())),
+            ("retry_schedule", Box::new(|f| f.retry_schedule = "soon".into())),
+            ("retry_schedule", Box::new(|f| f.retry_schedule = "1s,31d".into())),
+            ("retry_schedule", Box::new(|f| f.retry_schedule = vec!["1s"; 100].join(","))),
         ];
         for (field, change) in cases {
             let mut f = form();

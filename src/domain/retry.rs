@@ -19,6 +19,11 @@ impl RetrySchedule {
         text.split(',').map(parse_duration).collect::<Result<_, _>>().map(Self)
     }
 
+    /// Its longest delay (zero when it never retries).
+    pub fn longest(&self) -> Duration {
+        self.0.iter().copied().max().unwrap_or_default()
+    }
+
     /// The most attempts a delivery gets.
     pub fn max_attempts(&self) -> u32 {
         u32::try_from(self.0.len()).unwrap_or(u32::MAX - 1) + 1

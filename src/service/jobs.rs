@@ -234,7 +234,8 @@ impl AppState {
                             return Ok(0);
                         };
                         let events = jobs::replayable_after(conn, &filter, &handler.events_id, position, upto, BATCH)?;
-                        let n = jobs::replay_to(conn, &handler, id, &events, max_attempts)?;
+                        let attempts = handler.max_attempts.unwrap_or(max_attempts);
+                        let n = jobs::replay_to(conn, &handler, id, &events, attempts)?;
                         let finished = (events.len() as i64) < BATCH;
                         let last = events.last().map_or(upto, |(event_id, _, _)| *event_id);
                         BulkJob::advance(conn, id, last, n as i64, finished)?;
