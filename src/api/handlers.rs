@@ -46,14 +46,9 @@ fn merge_json(mut form: HandlerForm, body: Map<String, Value>) -> Result<Handler
             errors.add(&key, format!("unknown field; the fields are {}", WRITABLE.join(", ")));
             continue;
         }
-        let text = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Null => String::new(),
-            _ => {
-                errors.add(&key, "must be a string or a number");
-                continue;
-            }
+        let Some(text) = super::form_text(value) else {
+            errors.add(&key, "must be a string or a number");
+            continue;
         };
         let slot = match key.as_str() {
             "name" => &mut form.name,

@@ -39,16 +39,10 @@ fn filter_and_dry_run<Q: DeserializeOwned>(body: Map<String, Value>, fields: &[&
             errors.add(&key, format!("unknown field; the fields are {}, dry_run", fields.join(", ")));
             continue;
         }
-        let text = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Null => String::new(),
-            _ => {
-                errors.add(&key, "must be a string or a number");
-                continue;
-            }
-        };
-        filter.insert(key, Value::String(text));
+        match super::form_text(value) {
+            Some(text) => drop(filter.insert(key, Value::String(text))),
+            None => errors.add(&key, "must be a string or a number"),
+        }
     }
     if !errors.is_empty() {
         return Err(Refusal::Invalid(errors).into());

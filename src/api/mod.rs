@@ -85,6 +85,18 @@ pub async fn read_json_object(
     }
 }
 
+/// A JSON value read as a form field reads its text: a string as it is, a
+/// number's digits, `null` as blank; `None` for anything else (an object, a
+/// list, a boolean), which the caller names as its field's error.
+pub fn form_text(value: serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
 /// Parses an id from the path; a non-number is a 404 like any unknown id.
 pub fn parse_id(text: &str) -> ApiResult<i64> {
     text.parse().map_err(|_| ApiError::NotFound(format!("no such id `{text}`")))
