@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod deliveries;
 pub mod events;
+pub mod handler_list;
 pub mod handlers;
 pub mod help;
 pub mod jobs;
@@ -43,7 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(help::event_samples)
         .service(test_event::test_event_form)
         .service(test_event::send_test_event)
-        .service(handlers::list_handlers)
+        .service(handler_list::list_handlers)
         .service(handlers::new_handler_form)
         .service(handlers::create_handler)
         .service(handlers::edit_handler_form)
