@@ -22,6 +22,7 @@ on_both_backends!(
     after_an_outage_the_failures_are_retried_in_one_confirmed_action,
     a_handler_is_tested_before_it_is_enabled_then_given_past_events,
     the_fixes_an_administrator_asked_for_hold,
+    a_handler_is_paused_and_resumed_from_its_row,
 );
 
 /// Runs `js` in the page (its `return` value).
@@ -288,5 +289,41 @@ async fn the_fixes_an_administrator_asked_for_hold(db: TestDb) {
     assert!(browser.text("table.logs time.utc").await.ends_with("GMT+9"), "the choice is kept");
     c.find(Locator::Id("tz-toggle")).await.unwrap().click().await.unwrap();
     assert_eq!(browser.text("table.logs time.utc").await, utc, "back to UTC");
+    browser.close().await;
+}
+
+async fn a_handler_is_paused_and_resumed_from_its_row(db: TestDb) {
+    let Some(browser) = Browser::start().await else { return };
+    let app = TestApp::spawn(db).await;
+    let sink = Sink::start().await;
+    let crm = app.create_handler(http_handler("CRM", "clients.update", &sink.url("/crm"), 1)).await;
+    // A second endpoint that asks to slow down for a minute.
+    sink.behave(
+        "/busy",
+        Behavior { statuses: [503].into(), headers: vec![("Retry-After", "60".into())], ..Behavior::default() },
+    );
+    app.create_handler(http_handler("Busy", "clients.create", &sink.url("/busy"), 1)).await;
+    app.post_event(&envelope("clients.create", json!(1), json!({}))).await;
+    sink.wait_for("/busy", 1, Duration::from_secs(10)).await;
+    browser.sign_in(&app).await;
+    let c = &browser.client;
+    let row = format!("#handler-{}", crm["id"]);
+
+    c.find(Locator::Css(&format!("{row} button.pause"))).await.unwrap().click().await.unwrap();
+    browser.wait_text("p.flash", |t| t.contains("now paused")).await;
+    assert_eq!(browser.text(&format!("{row} .status-text")).await, "Paused");
+    assert!(c.current_url().await.unwrap().as_str().ends_with(&row), "back to the row");
+    for n in 0..3 {
+        app.post_event(&envelope("clients.update", json!(n), json!({}))).await;
+    }
+    c.refresh().await.unwrap();
+    let backlog = browser.text(&format!("{row} .paused-backlog")).await;
+    assert!(backlog.starts_with("paused: 3 waiting, the oldest since"), "{backlog}");
+    assert!(browser.text("table.grid tbody").await.contains("cooling down until"), "the busy handler is held back");
+    assert!(sink.received_on("/crm").is_empty());
+
+    c.find(Locator::Css(&format!("{row} button.resume"))).await.unwrap().click().await.unwrap();
+    browser.wait_text("p.flash", |t| t.contains("now enabled")).await;
+    sink.wait_for("/crm", 3, Duration::from_secs(10)).await;
     browser.close().await;
 }
