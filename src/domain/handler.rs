@@ -214,23 +214,7 @@ impl HandlerForm {
             s => s.parse::<Scheme>().map_err(|e| errors.add("signature", e)).ok(),
         };
 
-        let retry_schedule = match self.retry_schedule.trim() {
-            "" => None,
-            "none" => RetrySchedule::parse("").ok(),
-            s => RetrySchedule::parse(s)
-                .ok()
-                .filter(|r| r.max_attempts() <= RETRY_ATTEMPTS_MAX && r.longest() <= RETRY_DELAY_MAX)
-                .or_else(|| {
-                    errors.add(
-                        "retry_schedule",
-                        format!(
-                            "Enter delays like 5s,30s,2m (at most {} of them, each at most 30d), none for no retry, or leave it blank for the global schedule",
-                            RETRY_ATTEMPTS_MAX - 1
-                        ),
-                    );
-                    None
-                }),
-        };
+        let retry_schedule = parse_retry_schedule(&self.retry_schedule, &mut errors);
 
         match (event, handler_type, target, status, priority, timeout_ms) {
             (Some(event), Some(handler_type), Some(target), Some(status), Some(priority), Some(timeout_ms))
@@ -251,6 +235,29 @@ impl HandlerForm {
             }
             _ => Err(errors),
         }
+    }
+}
+
+/// A handler's own retry schedule as typed: blank is `None` (the global
+/// one), `none` never retries; at most [`RETRY_ATTEMPTS_MAX`] attempts, each
+/// delay at most [`RETRY_DELAY_MAX`]. What is wrong goes to `errors`.
+fn parse_retry_schedule(text: &str, errors: &mut FieldErrors) -> Option<RetrySchedule> {
+    match text.trim() {
+        "" => None,
+        "none" => RetrySchedule::parse("").ok(),
+        s => RetrySchedule::parse(s)
+            .ok()
+            .filter(|r| r.max_attempts() <= RETRY_ATTEMPTS_MAX && r.longest() <= RETRY_DELAY_MAX)
+            .or_else(|| {
+                errors.add(
+                    "retry_schedule",
+                    format!(
+                        "Enter delays like 5s,30s,2m (at most {} of them, each at most 30d), none for no retry, or leave it blank for the global schedule",
+                        RETRY_ATTEMPTS_MAX - 1
+                    ),
+                );
+                None
+            }),
     }
 }
 

@@ -285,6 +285,22 @@ pub struct AttemptRow {
     pub current: bool,
 }
 
+impl AttemptRow {
+    /// Attempt `o` of a delivery, the one the page is about being `current`.
+    fn new(o: &ExecutionLog, current: i64) -> Self {
+        Self {
+            id: o.id,
+            attempt: o.attempt,
+            started_at: o.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            outcome: o.outcome.label().to_owned(),
+            success: o.outcome == Outcome::Success,
+            code: o.status_code.map(|c| c.to_string()).unwrap_or_default(),
+            duration_ms: o.duration_ms,
+            current: o.id == current,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "logs/detail.html")]
 pub struct LogDetailPage {
@@ -310,6 +326,32 @@ pub struct LogDetailPage {
     pub resend_question: Option<String>,
 }
 
+/// What an attempt's page shows: the attempt, its delivery and that
+/// delivery's every attempt (a test attempt: no delivery, itself alone), and
+/// its handler now with its name (a deleted one's as it was).
+struct Details {
+    log: ExecutionLog,
+    delivery: Option<Delivery>,
+    others: Vec<ExecutionLog>,
+    handler: Option<Handler>,
+    name: Option<String>,
+}
+
+fn load_details(conn: &mut Read<'_>, log_id: i64) -> QueryResult<Details> {
+    let log = ExecutionLog::find(conn, log_id)?;
+    let (delivery, others) = if log.test {
+        (None, vec![log.clone()])
+    } else {
+        (Delivery::find_optional(conn, log.delivery_id)?, ExecutionLog::for_delivery(conn, log.delivery_id)?)
+    };
+    let handler = Handler::find_optional(conn, log.handler_id)?;
+    let name = match &handler {
+        Some(h) => Some(h.name.clone()),
+        None => Handler::names(conn, &[log.handler_id])?.remove(&log.handler_id),
+    };
+    Ok(Details { log, delivery, others, handler, name })
+}
+
 #[get("/provisioning/logs/{log_id:\\d+}")]
 pub async fn show_log(
     state: web::Data<AppState>,
@@ -317,21 +359,8 @@ pub async fn show_log(
     log_id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let log_id = log_id.into_inner();
-    let (log, delivery, others, handler) = state
-        .db
-        .read(move |conn| {
-            let log = ExecutionLog::find(conn, log_id)?;
-            // A test attempt belongs to no delivery.
-            let (delivery, others) = if log.test {
-                (None, vec![log.clone()])
-            } else {
-                (Delivery::find_optional(conn, log.delivery_id)?, ExecutionLog::for_delivery(conn, log.delivery_id)?)
-            };
-            let handler = Handler::find_optional(conn, log.handler_id)?;
-            let name = Handler::names(conn, &[log.handler_id])?.remove(&log.handler_id);
-            Ok((log, delivery, others, (handler, name)))
-        })
-        .await?;
+    let Details { log, delivery, others, handler, name } =
+        state.db.read(move |conn| load_details(conn, log_id)).await?;
     let payload = serde_json::from_str::<serde_json::Value>(&log.request_body)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
@@ -339,21 +368,8 @@ pub async fn show_log(
     let headers = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&log.request_headers)
         .map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
         .unwrap_or_default();
-    let attempts = others
-        .iter()
-        .map(|o| AttemptRow {
-            id: o.id,
-            attempt: o.attempt,
-            started_at: o.started_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-            outcome: o.outcome.label().to_owned(),
-            success: o.outcome == Outcome::Success,
-            code: o.status_code.map(|c| c.to_string()).unwrap_or_default(),
-            duration_ms: o.duration_ms,
-            current: o.id == log.id,
-        })
-        .collect();
+    let attempts = others.iter().map(|o| AttemptRow::new(o, log.id)).collect();
     let finished = delivery.as_ref().is_some_and(|d| d.state.is_finished());
-    let (handler, name) = handler;
     let target_now =
         handler.as_ref().map(|h| h.target.clone()).filter(|now| log.target.as_ref().is_some_and(|t| t != now));
     let latest = others.last().filter(|latest| latest.id != log.id);
