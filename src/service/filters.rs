@@ -2,6 +2,7 @@
 //! receives them (DESIGN §8.5), read once for both — and kept, as typed, by a
 //! bulk retry or a replay, which reads them again for each batch.
 
+use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -45,22 +46,14 @@ impl DeliveryQuery {
         if refuse_nul(&mut errors, &fields) {
             return Err(errors);
         }
-        let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        let mut id = |field: &str, s: &str| match s.trim() {
-            "" => None,
-            n => n.parse::<i64>().map_err(|_| errors.add(field, format!("`{n}` is not a number"))).ok(),
-        };
-        let (handler_id, before) = (id("handler_id", &self.handler_id), id("before", &self.before));
-        let event_id = id("event_id", &self.event_id);
-        let events_id = text(&self.event);
-        if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
-            errors.add("event", "not an event of the catalogue");
-        }
+        let handler_id = id(&mut errors, "handler_id", &self.handler_id, "a number");
+        let before = id(&mut errors, "before", &self.before, "a number");
+        let event_id = id(&mut errors, "event_id", &self.event_id, "a number");
+        let events_id = catalogue_event(&mut errors, &self.event);
         let state = text(&self.state).and_then(|s| {
             s.parse::<StandingFilter>().map_err(|e| errors.add("state", format!("`{s}` is not a state: it {e}"))).ok()
         });
-        let from = parse_instant(&self.from, false).map_err(|e| errors.add("from", e)).ok().flatten();
-        let to = parse_instant(&self.to, true).map_err(|e| errors.add("to", e)).ok().flatten();
+        let (from, to) = range(&mut errors, &self.from, &self.to);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -96,22 +89,43 @@ impl EventQuery {
         if refuse_nul(&mut errors, &fields) {
             return Err(errors);
         }
-        let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        let events_id = text(&self.event);
-        if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
-            errors.add("event", "not an event of the catalogue");
-        }
-        let before = match self.before.trim() {
-            "" => None,
-            b => b.parse::<i64>().map_err(|_| errors.add("before", format!("`{b}` is not an event id"))).ok(),
-        };
-        let from = parse_instant(&self.from, false).map_err(|e| errors.add("from", e)).ok().flatten();
-        let to = parse_instant(&self.to, true).map_err(|e| errors.add("to", e)).ok().flatten();
+        let events_id = catalogue_event(&mut errors, &self.event);
+        let before = id(&mut errors, "before", &self.before, "an event id");
+        let (from, to) = range(&mut errors, &self.from, &self.to);
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok((EventFilter { events_id, object_id: text(&self.object_id), from, to }, before))
     }
+}
+
+/// The text of a field, `None` when blank.
+fn text(s: &str) -> Option<String> {
+    Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// An id field (`None` when blank); what does not read is named as not `what`.
+fn id(errors: &mut FieldErrors, field: &str, s: &str, what: &str) -> Option<i64> {
+    match s.trim() {
+        "" => None,
+        n => n.parse::<i64>().map_err(|_| errors.add(field, format!("`{n}` is not {what}"))).ok(),
+    }
+}
+
+/// The `event` field: an event of the catalogue, or blank.
+fn catalogue_event(errors: &mut FieldErrors, s: &str) -> Option<String> {
+    let events_id = text(s);
+    if events_id.as_deref().is_some_and(|e| crate::catalogue::find(e).is_none()) {
+        errors.add("event", "not an event of the catalogue");
+    }
+    events_id
+}
+
+/// The `from` and `to` fields: a time range, a bare date as `to` meaning its day's end.
+fn range(errors: &mut FieldErrors, from: &str, to: &str) -> (Option<NaiveDateTime>, Option<NaiveDateTime>) {
+    let from = parse_instant(from, false).map_err(|e| errors.add("from", e)).ok().flatten();
+    let to = parse_instant(to, true).map_err(|e| errors.add("to", e)).ok().flatten();
+    (from, to)
 }
 
 /// A NUL character in any field (a JSON body can hold one; no database text
