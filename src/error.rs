@@ -80,7 +80,7 @@ impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         if e.is_not_found() {
             AppError::NotFound("There is no such item; it may have been deleted.".into())
-        } else if e.is_unavailable() {
+        } else if e.is_transient() {
             AppError::Unavailable(cause_chain(&e))
         } else {
             AppError::Internal(cause_chain(&e))
@@ -98,7 +98,7 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         if e.is_not_found() {
             ApiError::NotFound("not found".into())
-        } else if e.is_unavailable() {
+        } else if e.is_transient() {
             ApiError::Unavailable(cause_chain(&e))
         } else {
             ApiError::Internal(cause_chain(&e))

@@ -67,6 +67,10 @@ pub struct IdempotencyKey {
 //   one before it has ended;
 // - its ordering group for good (DESIGN §4.4): the handler's
 //   `ordering_group`, else its target.
+// On PostgreSQL the handlers read are locked against their deletion (the
+// lock the deliveries' foreign key takes anyway, taken as they are read): a
+// handler deleted meanwhile is waited for and then left out, where reading
+// it unlocked would fail the statement on the foreign key.
 
 /// SQLite: the deliveries of the events `$5` (a JSON array of ids), received
 /// at `$4`, the events being written just before in the same transaction.
@@ -109,6 +113,7 @@ WITH new_events AS (
          THEN $5 ELSE $1 END,
          $1, $1, COALESCE(h.ordering_group, h.target)
   FROM new_events e JOIN handlers h ON h.events_id = e.events_id AND h.status IN ('enabled', 'paused')
+  FOR KEY SHARE OF h
   RETURNING event_id
 )
 SELECT e.id, COUNT(d.event_id) AS deliveries

@@ -432,22 +432,22 @@ impl Handler {
         Ok(handler)
     }
 
-    /// On PostgreSQL, locks the rows of handlers `ids` (sorted), for a
-    /// transaction that changes them after their deliveries; SQLite's one
-    /// writer needs none.
-    pub fn lock(conn: &mut Write<'_>, ids: &[i64]) -> QueryResult<()> {
+    /// On PostgreSQL, locks the rows of handlers `ids` (in id order), for a
+    /// transaction that then changes their deliveries; SQLite's one writer
+    /// needs none.
+    pub fn lock(conn: &mut Write<'_>, ids: &[i64], how: RowLock) -> QueryResult<()> {
         if ids.is_empty() || !matches!(conn.db(), DbConnection::Postgres(_)) {
             return Ok(());
         }
-        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        diesel::sql_query(
-            "SELECT id FROM handlers
-             WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)))
-             ORDER BY id FOR UPDATE",
-        )
-        .bind::<diesel::sql_types::Text, _>(ids)
-        .execute(conn.db())
-        .map(drop)
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        let query = match how {
+            RowLock::Change => LOCK_TO_CHANGE,
+            RowLock::KeepKey => LOCK_KEY,
+        };
+        diesel::sql_query(query).bind::<diesel::sql_types::Text, _>(ids).execute(conn.db()).map(drop)
     }
 
     /// Holds back every attempt of handler `id` until `until` (a later hold
@@ -471,3 +471,21 @@ impl Handler {
         diesel::delete(deleted_handlers::table.filter(deleted_handlers::deleted_at.lt(before))).execute(conn.db())
     }
 }
+
+/// How [`Handler::lock`] holds a handler's row until the transaction ends.
+#[derive(Clone, Copy, Debug)]
+pub enum RowLock {
+    /// Against every other change (`FOR NO KEY UPDATE`): the row is changed.
+    Change,
+    /// Only against its deletion (`FOR KEY SHARE`, what a row referencing it
+    /// takes): the transaction adds to or records against the handler.
+    KeepKey,
+}
+
+const LOCK_TO_CHANGE: &str = "SELECT id FROM handlers
+ WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)))
+ ORDER BY id FOR NO KEY UPDATE";
+
+const LOCK_KEY: &str = "SELECT id FROM handlers
+ WHERE id = ANY(ARRAY(SELECT value::bigint FROM jsonb_array_elements_text($1::jsonb)))
+ ORDER BY id FOR KEY SHARE";

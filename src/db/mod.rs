@@ -117,6 +117,24 @@ impl DbError {
         )
     }
 
+    /// True when PostgreSQL aborted the transaction to break a deadlock or a
+    /// serialization conflict with another one: the same transaction, tried
+    /// again, may well succeed, and the database is not down.
+    pub fn is_conflict(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => true,
+            DbError::Query(e @ Error::DatabaseError(..)) => e.to_string().contains("deadlock detected"),
+            _ => false,
+        }
+    }
+
+    /// True when trying the same again later may succeed: the database is
+    /// unavailable, or another transaction was in the way.
+    pub fn is_transient(&self) -> bool {
+        self.is_unavailable() || self.is_conflict()
+    }
+
     /// True when the database, not the request, is the problem and the same
     /// request may succeed later: no connection (PostgreSQL down or
     /// restarting), a connection lost, a full disk, a lock held too long.

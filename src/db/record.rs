@@ -11,7 +11,7 @@ use super::{
     Write,
     audit::AuditEntry,
     deliveries::{Delivery, Finish},
-    handlers::Handler,
+    handlers::{Handler, RowLock},
     logs::{NewExecutionLog, count_attempts, hour_of},
 };
 use crate::domain::{DeliveryState, HandlerStatus, Outcome};
@@ -30,6 +30,15 @@ pub struct Settled {
     pub log: NewExecutionLog,
 }
 
+/// What a finished attempt touches besides its delivery: its handler's row,
+/// and whether the row will change (the answer held the handler back, or
+/// said it is gone).
+pub struct Touches {
+    pub delivery_id: i64,
+    pub handler_id: i64,
+    pub changes_handler: bool,
+}
+
 /// Records the attempts `todo` of deliveries leased by `owner` (in one
 /// bookkeeping transaction: [`crate::db::Db::bookkeep`]). `settle` decides each one's outcome, told
 /// whether its handler is still enabled; a delivery deleted meanwhile (its
@@ -40,28 +49,32 @@ pub fn record_attempts<T>(
     conn: &mut Write<'_>,
     owner: &str,
     todo: &[T],
-    delivery_of: impl Fn(&T) -> i64,
+    touches: impl Fn(&T) -> Touches,
     settle: impl Fn(&T, bool) -> Settled,
 ) -> QueryResult<bool> {
-    let ids: Vec<i64> = todo.iter().map(&delivery_of).collect();
+    // The handlers' rows are locked first, in id order, as an edit or a
+    // deletion of a handler locks it before its deliveries: the two never
+    // wait on each other the other way round (a deletion waiting here for
+    // this batch, while this batch waits for the deliveries it deletes).
+    // A row this batch changes is locked for that; the others only against
+    // their deletion, which other recorders and ingestion do not wait for.
+    let (mut changed, mut kept) = (Vec::new(), Vec::new());
+    for t in todo.iter().map(&touches) {
+        if t.changes_handler { &mut changed } else { &mut kept }.push(t.handler_id);
+    }
+    Handler::lock(conn, &changed, RowLock::Change)?;
+    kept.retain(|id| !changed.contains(id));
+    Handler::lock(conn, &kept, RowLock::KeepKey)?;
+    let ids: Vec<i64> = todo.iter().map(|t| touches(t).delivery_id).collect();
     let present: HashMap<i64, bool> = Delivery::still_present(conn, &ids)?.into_iter().collect();
-    let settled: Vec<Settled> =
-        todo.iter().filter_map(|item| present.get(&delivery_of(item)).map(|&enabled| settle(item, enabled))).collect();
+    let settled: Vec<Settled> = todo
+        .iter()
+        .filter_map(|item| present.get(&touches(item).delivery_id).map(|&enabled| settle(item, enabled)))
+        .collect();
     write_settled(conn, owner, settled)
 }
 
 fn write_settled(conn: &mut Write<'_>, owner: &str, settled: Vec<Settled>) -> QueryResult<bool> {
-    // Handlers this batch will change (a hold, a 410) are locked first, in id
-    // order, as an edit or a deletion of a handler locks it before its
-    // deliveries: the two never wait on each other the other way round.
-    let mut touched: Vec<i64> = settled
-        .iter()
-        .filter(|s| s.hold_until.is_some() || s.log.status_code == Some(GONE))
-        .map(|s| s.handler_id)
-        .collect();
-    touched.sort_unstable();
-    touched.dedup();
-    Handler::lock(conn, &touched)?;
     let mut ended: HashMap<(DeliveryState, i32), Vec<i64>> = HashMap::new();
     let mut retries = false;
     let mut logs = Vec::with_capacity(settled.len());

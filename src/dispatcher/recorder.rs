@@ -20,7 +20,7 @@ use crate::{
         deliveries::Finish,
         logs::NewExecutionLog,
         now,
-        record::{Settled, record_attempts},
+        record::{GONE, Settled, Touches, record_attempts},
     },
     diagnostics::cause_chain,
     domain::{RetrySchedule, after_attempt},
@@ -93,14 +93,14 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) -> bool {
             Ok(news) => return news,
             Err(e) => e,
         };
-        if !error.is_unavailable() && items.len() > 1 {
+        if !error.is_transient() && items.len() > 1 {
             tracing::warn!(error = %cause_chain(&error), "cannot record a batch of attempts; recording them one by one");
             for one in items.iter() {
                 Box::pin(write(shared, vec![one.clone()])).await;
             }
             return true;
         }
-        if !error.is_unavailable() {
+        if !error.is_transient() {
             let degraded = Arc::new(vec![items[0].without_answer(&error)]);
             match write_batch(shared, degraded).await {
                 Ok(news) => {
@@ -124,12 +124,24 @@ async fn write_batch(shared: &Arc<Shared>, todo: Arc<Vec<Done>>) -> Result<bool,
     shared
         .db
         .bookkeep(move |conn| {
-            record_attempts(conn, &owner, &todo, |d| d.delivery.id, |d, enabled| settle(d, &schedule, cap, enabled))
+            record_attempts(conn, &owner, &todo, Done::touches, |d, enabled| settle(d, &schedule, cap, enabled))
         })
         .await
 }
 
 impl Done {
+    /// What recording it touches: an answer that holds the handler back or
+    /// says it is gone changes the handler's row.
+    fn touches(&self) -> Touches {
+        let r = &self.result;
+        let gone = r.status_code == Some(GONE) && r.outcome == Outcome::HttpError;
+        Touches {
+            delivery_id: self.delivery.id,
+            handler_id: self.delivery.handler_id,
+            changes_handler: r.retry_after.is_some() || gone,
+        }
+    }
+
     /// This attempt without what the database refused to store: the
     /// handler's answer is left out, and the error says why.
     fn without_answer(&self, error: &DbError) -> Done {

@@ -4,8 +4,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
+    dispatch::{envelope, http_handler},
     helpers::{TestApp, TestDb},
     on_both_backends,
+    sink::{Behavior, Sink},
 };
 
 on_both_backends!(
@@ -14,6 +16,7 @@ on_both_backends!(
     the_api_needs_its_bearer_token,
     bad_bodies_get_clear_errors,
     the_list_filters_like_the_advanced_search,
+    handlers_deleted_while_their_attempts_are_recorded,
 );
 
 fn body() -> Value {
@@ -213,4 +216,49 @@ async fn the_list_filters_like_the_advanced_search(db: TestDb) {
     assert_eq!(names("?type=script").await, Vec::<String>::new());
     let res = app.api(Method::GET, "/api/v1/handlers?status=nope").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// A deletion and the recorder meet on the handler's row and its deliveries:
+/// each deletion, made while attempts of the handler are being recorded
+/// (some asking to be held back), answers 204, and every attempt recorded is
+/// recorded with its answer, never without it after a failed transaction.
+async fn handlers_deleted_while_their_attempts_are_recorded(db: TestDb) {
+    let app = TestApp::with_retries(db, "0s").await;
+    let sink = Sink::start().await;
+    sink.behave(
+        "/slow-down",
+        Behavior { statuses: [429].into(), headers: vec![("Retry-After", "0".into())], ..Behavior::default() },
+    );
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let path = if n % 2 == 0 { "/ok" } else { "/slow-down" };
+        let handler =
+            app.create_handler(http_handler(&format!("h{n}"), "clients.create", &sink.url(path), 1 + n)).await;
+        ids.push(handler["id"].as_i64().unwrap());
+    }
+    let poster = {
+        let app_url = app.url("/api/v1/events");
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..400 {
+                let body = envelope("clients.create", json!(n % 40), json!({"n": n}));
+                let res =
+                    client.post(&app_url).bearer_auth(crate::helpers::API_TOKEN).json(&body).send().await.unwrap();
+                assert_eq!(res.status(), StatusCode::ACCEPTED);
+            }
+        })
+    };
+    for (n, id) in ids.iter().enumerate() {
+        sink.wait_until(std::time::Duration::from_secs(20), "attempts going on", |r| r.len() >= 40 * (n + 1)).await;
+        let res = app.api(Method::DELETE, &format!("/api/v1/handlers/{id}")).send().await.unwrap();
+        let status = res.status();
+        assert_eq!(status, StatusCode::NO_CONTENT, "deleting handler {id}: {}", res.text().await.unwrap());
+    }
+    poster.await.unwrap();
+    app.settled().await;
+    // (An UPDATE that changes nothing counts the rows it matches.)
+    let without_answer =
+        app.raw_sql("UPDATE execution_logs SET error = error WHERE error LIKE '%could not be recorded%'");
+    assert_eq!(without_answer, 0, "attempts recorded without their answer");
+    assert!(app.raw_sql("UPDATE execution_logs SET error = error") > 0, "attempts were recorded");
 }

@@ -142,6 +142,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(db: TestDb, scripts: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> Self {
+        show_server_log();
         let mut s = settings(&db, scripts.path());
         tweak(&mut s);
         let app = Application::build(s).await.expect("the server starts");
@@ -399,4 +400,15 @@ impl Browser {
         all.extend_from_slice(fields);
         self.client.post(format!("{}{path}", self.address)).form(&all).send().await.unwrap()
     }
+}
+
+/// The server's warnings and errors go to the test's output, which the
+/// harness shows beside a failure (`RUST_LOG` to see more).
+fn show_server_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("provisiond=warn"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
 }

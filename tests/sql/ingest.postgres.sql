@@ -17,6 +17,7 @@ WITH new_events AS (
          THEN $5 ELSE $1 END,
          $1, $1, COALESCE(h.ordering_group, h.target)
   FROM new_events e JOIN handlers h ON h.events_id = e.events_id AND h.status IN ('enabled', 'paused')
+  FOR KEY SHARE OF h
   RETURNING event_id
 )
 SELECT e.id, COUNT(d.event_id) AS deliveries
