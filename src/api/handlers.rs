@@ -31,6 +31,7 @@ const WRITABLE: &[&str] = &[
     "ordering_group",
     "signature",
     "retry_schedule",
+    "rate_limit",
 ];
 const READ_ONLY: &[&str] = &["id", "secret", "public_key", "previous_secret_until", "created_at", "updated_at"];
 
@@ -59,6 +60,7 @@ fn merge_json(mut form: HandlerForm, body: Map<String, Value>) -> Result<Handler
             "priority" => &mut form.priority,
             "ordering_group" => &mut form.ordering_group,
             "retry_schedule" => &mut form.retry_schedule,
+            "rate_limit" => &mut form.rate_limit,
             "signature" => &mut form.signature,
             _ => &mut form.timeout_ms,
         };

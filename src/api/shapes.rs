@@ -17,7 +17,7 @@ use crate::{
         logs::ExecutionLog,
         tokens::ApiToken,
     },
-    domain::{DeliveryState, HandlerStatus, HandlerType, Outcome},
+    domain::{DeliveryState, HandlerStatus, HandlerType, Outcome, RateLimit},
     service::{Action, Actor},
 };
 
@@ -41,6 +41,8 @@ pub struct HandlerOut {
     pub ordering_group: Option<String>,
     /// Its own retry schedule (DESIGN §8.1), `none` for no retry; `null`: the global one.
     pub retry_schedule: Option<String>,
+    /// At most so many attempts a second (DESIGN §8.1); `null`: no limit.
+    pub rate_limit: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// After a rotation, until when the previous secret also signs.
@@ -59,6 +61,7 @@ impl HandlerOut {
     pub fn new(h: Handler, actor: &Actor) -> Self {
         let (signature, public_key) =
             (crate::domain::signing::Scheme::of(&h.secret).as_str(), crate::domain::signing::public_key(&h.secret));
+        let rate_limit = h.rate_limit().map(RateLimit::per_second);
         Self {
             id: h.id,
             name: h.name,
@@ -70,6 +73,7 @@ impl HandlerOut {
             timeout_ms: h.timeout_ms,
             ordering_group: h.ordering_group,
             retry_schedule: h.retry_schedule,
+            rate_limit,
             secret: actor.may(Action::SeeSecrets).then_some(h.secret),
             previous_secret_until: h.previous_secret_until.filter(|t| *t > crate::db::now()).map(utc),
             signature,

@@ -17,13 +17,16 @@ use diesel::{
     sql_types::{BigInt, Integer, Text, Timestamp},
 };
 
+use std::collections::HashMap;
+
 use super::{
     DbConnection, Read, Write,
     deliveries::{Delivery, PARKED},
+    handlers::Handler,
     now,
     prepared::{ByBackend, cached, id_list},
 };
-use crate::domain::{HandlerStatus, HandlerType};
+use crate::domain::{HandlerStatus, HandlerType, RateLimit};
 
 /// A claimed delivery with what its attempt needs: the payload and the
 /// handler as it is now (an edit applies to the next attempt).
@@ -73,6 +76,12 @@ pub struct Claimed {
     /// The handler's own retry schedule (DESIGN §8.1); `None`: the global one.
     #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
     pub retry_schedule: Option<String>,
+    /// The handler's rate limit (DESIGN §8.1), in thousandths of an attempt a second.
+    #[diesel(sql_type = diesel::sql_types::Nullable<Integer>)]
+    pub rate_limit_milli: Option<i32>,
+    /// A rate-limited handler's attempt starts no sooner (see [`space_out`]).
+    #[diesel(sql_type = diesel::sql_types::Nullable<Timestamp>)]
+    pub not_before: Option<NaiveDateTime>,
 }
 
 impl Claimed {
@@ -121,8 +130,19 @@ pub struct ClaimLimits {
 // - rule 3, for a first attempt: no handler before it in its event's chain
 //   (priority, then id) is still waiting for its first attempt to end (a
 //   parked delivery is not due, so this only confirms it).
+// - rate (DESIGN §8.1): a rate-limited handler's room is also the start times
+//   it has left before the look-ahead's end, one interval apart from the
+//   earliest free one (`rate_next`), which the claim moves past those it
+//   hands out. On PostgreSQL its row is locked for that (`SKIP LOCKED`: a
+//   handler another process is pacing is left to it this time), so every
+//   process sharing the database draws from one handler's one sequence.
 // Candidates are taken in due order (the due index's); each costs a few
 // index probes, and only its handler's rows are looked at.
+
+/// How far ahead a claim hands out a rate-limited handler's start times: its
+/// attempts wait at most this long in flight for their turn, and a handler
+/// limited to N a second is claimed about every this long.
+pub const RATE_LOOK_AHEAD: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// PostgreSQL: one round trip, the lease and the load together, a statement
 /// in a transaction of its own ([`crate::db::Db::bookkeep_one`]). Each handler with room is joined laterally to
@@ -138,19 +158,33 @@ pub struct ClaimLimits {
 /// and `COMMIT` round trips. It is evaluated with the rows returned: a claim
 /// that takes nothing commits as usual, with next to nothing to flush.
 const CLAIM_POSTGRES: &str = "
-/* $1 owner, $2 the lease's end, $3 now, $4 limit, $5 per handler, $6 busy */
-WITH picked AS MATERIALIZED (
+/* $1 owner, $2 the lease's end, $3 now, $4 limit, $5 per handler, $6 busy, $7 the rate look-ahead's end */
+WITH paced AS MATERIALIZED (
+  SELECT h.id, h.rate_limit_milli, GREATEST(COALESCE(h.rate_next, $3), $3) AS start
+  FROM handlers h
+  WHERE h.rate_limit_milli IS NOT NULL AND h.status <> 'paused' AND (h.hold_until IS NULL OR h.hold_until <= $3)
+    AND (h.rate_next IS NULL OR h.rate_next < $7)
+    AND $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0) > 0
+    AND (SELECT 1 FROM deliveries u
+         WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= $3
+         ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1
+  FOR NO KEY UPDATE SKIP LOCKED
+), picked AS MATERIALIZED (
   SELECT id, state AS was FROM deliveries
   WHERE id = ANY(ARRAY(
       SELECT e.id
       FROM (
         SELECT h.id AS id, LEAST($4, $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0)) AS room
         FROM handlers h
-        WHERE h.status <> 'paused' AND (h.hold_until IS NULL OR h.hold_until <= $3)
+        WHERE h.rate_limit_milli IS NULL AND h.status <> 'paused' AND (h.hold_until IS NULL OR h.hold_until <= $3)
           AND $5 - COALESCE(($6::jsonb ->> h.id::text)::bigint, 0) > 0
           AND (SELECT 1 FROM deliveries u
                WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= $3
                ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) = 1
+        UNION ALL
+        SELECT p.id, LEAST($4, $5 - COALESCE(($6::jsonb ->> p.id::text)::bigint, 0),
+                     CEIL(EXTRACT(EPOCH FROM ($7 - p.start)) * p.rate_limit_milli / 1000)::bigint)
+        FROM paced p
       ) AS r CROSS JOIN LATERAL (
         SELECT c.id, c.next_attempt_at
         FROM deliveries c
@@ -174,7 +208,7 @@ WITH picked AS MATERIALIZED (
   UPDATE deliveries d SET state = 'in_flight', attempts = d.attempts + 1, lease_owner = $1, lease_until = $2,
       next_attempt_at = $2, updated_at = $3
   FROM picked p WHERE d.id = p.id
-  RETURNING d.id, d.attempts
+  RETURNING d.id, d.attempts, d.handler_id
 ), interrupted AS (
   INSERT INTO execution_logs (delivery_id, handler_id, event_id, events_id, entity, object_id, attempt,
       started_at, duration_ms, outcome, status_code, request_body, request_headers, response_body, error, next_attempt_at)
@@ -183,11 +217,17 @@ WITH picked AS MATERIALIZED (
       'its lease ran out before a result was recorded (its process was killed or stopped answering); attempted again', NULL
   FROM picked p JOIN deliveries d ON d.id = p.id JOIN events e ON e.id = d.event_id
   WHERE p.was = 'in_flight'
+), spaced AS (
+  UPDATE handlers h SET rate_next = p.start + make_interval(secs => (n.k * 1000.0 / p.rate_limit_milli)::float8)
+  FROM paced p JOIN (SELECT handler_id, COUNT(*) AS k FROM claimed GROUP BY handler_id) AS n ON n.handler_id = p.id
+  WHERE h.id = p.id
 )
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, c.attempts AS attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
-    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule
+    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule,
+    h.rate_limit_milli, p.start AS not_before
 FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
+  LEFT JOIN paced p ON p.id = d.handler_id
 WHERE set_config('synchronous_commit', 'off', true) = 'off'
 ORDER BY d.id";
 
@@ -198,15 +238,17 @@ ORDER BY d.id";
 /// parameter N wherever it first appears (`$4` here would be numbered 1,
 /// being first in the text; see `prepared`).
 const ROOMS_SQLITE: &str = "
-/* ?1 limit, ?2 per handler, ?3 busy, ?4 now */
-SELECT r.id, r.room,
+/* ?1 limit, ?2 per handler, ?3 busy, ?4 now, ?5 the rate look-ahead's end */
+SELECT r.id, r.room, r.rate_limit_milli, r.rate_next,
     (SELECT u.next_attempt_at FROM deliveries u
      WHERE u.handler_id = r.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
      ORDER BY u.handler_id, u.next_attempt_at, u.id LIMIT 1) AS first_due
 FROM (
-  SELECT h.id AS id, MIN(?1, ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0)) AS room
+  SELECT h.id AS id, MIN(?1, ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0)) AS room,
+         h.rate_limit_milli, h.rate_next
   FROM handlers h
   WHERE h.status <> 'paused' AND (h.hold_until IS NULL OR h.hold_until <= ?4)
+    AND (h.rate_limit_milli IS NULL OR h.rate_next IS NULL OR h.rate_next < ?5)
     AND ?2 - COALESCE((SELECT value FROM json_each(?3) WHERE key = CAST(h.id AS TEXT)), 0) > 0
     AND (SELECT 1 FROM deliveries u
          WHERE u.handler_id = h.id AND u.state IN ('pending', 'in_flight') AND u.next_attempt_at <= ?4
@@ -216,7 +258,7 @@ FROM (
 /// SQLite, then for each handler with room: its first candidates.
 const CANDIDATES_SQLITE: &str = "
 /* $1 handler, $2 now, $3 its room */
-SELECT c.id, c.next_attempt_at, c.state = 'in_flight' AS lease_ran_out
+SELECT c.id, c.handler_id, c.next_attempt_at, c.state = 'in_flight' AS lease_ran_out
 FROM deliveries c
 WHERE c.handler_id = $1 AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= $2
   AND NOT EXISTS (
@@ -258,7 +300,8 @@ const LOAD_SQLITE: &str = "
 /* $1 the leased ids, a JSON array */
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, d.attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
-    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule
+    h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule,
+    h.rate_limit_milli, NULL AS not_before
 FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
 WHERE d.id IN (SELECT value FROM json_each($1))
 ORDER BY d.id";
@@ -324,6 +367,10 @@ struct Room {
     id: i64,
     #[diesel(sql_type = BigInt)]
     room: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Integer>)]
+    rate_limit_milli: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Timestamp>)]
+    rate_next: Option<NaiveDateTime>,
     #[diesel(sql_type = Timestamp)]
     first_due: NaiveDateTime,
 }
@@ -332,6 +379,8 @@ struct Room {
 struct Candidate {
     #[diesel(sql_type = BigInt)]
     id: i64,
+    #[diesel(sql_type = BigInt)]
+    handler_id: i64,
     #[diesel(sql_type = Timestamp)]
     next_attempt_at: NaiveDateTime,
     /// In flight and due: its lease ran out, its attempt is taken over.
@@ -357,21 +406,30 @@ impl Delivery {
         limits: &ClaimLimits,
     ) -> QueryResult<Vec<Claimed>> {
         let at = now();
-        if let DbConnection::Postgres(_) = conn.db() {
-            return cached(CLAIM_POSTGRES)
+        let ahead = at + RATE_LOOK_AHEAD;
+        let mut claimed: Vec<Claimed> = if let DbConnection::Postgres(_) = conn.db() {
+            cached(CLAIM_POSTGRES)
                 .bind::<Text, _>(owner)
                 .bind::<Timestamp, _>(lease_until)
                 .bind::<Timestamp, _>(at)
                 .bind::<BigInt, _>(limits.limit)
                 .bind::<BigInt, _>(limits.per_handler)
                 .bind::<Text, _>(&limits.busy)
-                .load::<Claimed>(conn.db());
-        }
-        let ids = lease_sqlite(conn, owner, lease_until, limits, at)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        cached(LOAD_SQLITE).bind::<Text, _>(id_list(&ids)).load(conn.db())
+                .bind::<Timestamp, _>(ahead)
+                .load(conn.db())?
+        } else {
+            let (ids, starts) = lease_sqlite(conn, owner, lease_until, limits, at, ahead)?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut claimed: Vec<Claimed> = cached(LOAD_SQLITE).bind::<Text, _>(id_list(&ids)).load(conn.db())?;
+            for c in &mut claimed {
+                c.not_before = starts.get(&c.handler_id).copied();
+            }
+            claimed
+        };
+        space_out(&mut claimed);
+        Ok(claimed)
     }
 
     /// Makes due now the parked deliveries of the events `event_ids` whose
@@ -405,17 +463,19 @@ impl Delivery {
 }
 
 /// SQLite: leases the deliveries [`pick_sqlite`] picks (a picked row whose
-/// lease ran out is logged as interrupted); their ids.
+/// lease ran out is logged as interrupted); their ids, and each
+/// rate-limited handler's first start time, its next moved past them.
 fn lease_sqlite(
     conn: &mut Write<'_>,
     owner: &str,
     lease_until: NaiveDateTime,
     limits: &ClaimLimits,
     at: NaiveDateTime,
-) -> QueryResult<Vec<i64>> {
-    let candidates = pick_sqlite(conn, limits, at)?;
+    ahead: NaiveDateTime,
+) -> QueryResult<(Vec<i64>, HashMap<i64, NaiveDateTime>)> {
+    let (candidates, paced) = pick_sqlite(conn, limits, at, ahead)?;
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), HashMap::new()));
     }
     let taken_over: Vec<i64> = candidates.iter().filter(|c| c.lease_ran_out).map(|c| c.id).collect();
     if !taken_over.is_empty() {
@@ -428,17 +488,33 @@ fn lease_sqlite(
         .bind::<Timestamp, _>(at)
         .bind::<Text, _>(id_list(&picked))
         .load(conn.db())?;
-    Ok(leased.into_iter().map(|r| r.id).collect())
+    let leased: Vec<i64> = leased.into_iter().map(|r| r.id).collect();
+    let mut starts = HashMap::new();
+    for (handler, (rate, start)) in paced {
+        let handed_out = candidates.iter().filter(|c| c.handler_id == handler && leased.contains(&c.id)).count();
+        if handed_out > 0 {
+            Handler::pace(conn, handler, start + rate.interval() * u32::try_from(handed_out).unwrap_or(u32::MAX))?;
+            starts.insert(handler, start);
+        }
+    }
+    Ok((leased, starts))
 }
 
 /// SQLite: the first `limit` deliveries of all the handlers with
-/// room, in due order (see [`ROOMS_SQLITE`]).
-fn pick_sqlite(conn: &mut Read<'_>, limits: &ClaimLimits, at: NaiveDateTime) -> QueryResult<Vec<Candidate>> {
+/// room, in due order (see [`ROOMS_SQLITE`]); and of each rate-limited
+/// handler among them, its limit and first start time.
+fn pick_sqlite(
+    conn: &mut Read<'_>,
+    limits: &ClaimLimits,
+    at: NaiveDateTime,
+    ahead: NaiveDateTime,
+) -> QueryResult<(Vec<Candidate>, HashMap<i64, (RateLimit, NaiveDateTime)>)> {
     let mut rooms: Vec<Room> = cached(ROOMS_SQLITE)
         .bind::<BigInt, _>(limits.limit)
         .bind::<BigInt, _>(limits.per_handler)
         .bind::<Text, _>(&limits.busy)
         .bind::<Timestamp, _>(at)
+        .bind::<Timestamp, _>(ahead)
         .load(conn.db())?;
     // Handlers whose due work is oldest first: once `limit` are picked, a
     // handler whose first due row is later than all of them has nothing to
@@ -446,20 +522,55 @@ fn pick_sqlite(conn: &mut Read<'_>, limits: &ClaimLimits, at: NaiveDateTime) -> 
     rooms.sort_unstable_by_key(|r| (r.first_due, r.id));
     let limit = usize::try_from(limits.limit).unwrap_or(0);
     let mut picked: Vec<Candidate> = Vec::new();
+    let mut paced = HashMap::new();
     for room in rooms {
         if picked.len() >= limit && picked.last().is_none_or(|last| last.next_attempt_at < room.first_due) {
             break;
         }
+        let mut room_left = room.room;
+        if let Some(rate) = room.rate_limit_milli.and_then(RateLimit::from_milli) {
+            let start = room.rate_next.map_or(at, |next| next.max(at));
+            room_left = room_left.min(start_times_before(rate, start, ahead));
+            paced.insert(room.id, (rate, start));
+        }
         let candidates: Vec<Candidate> = cached(CANDIDATES_SQLITE)
             .bind::<BigInt, _>(room.id)
             .bind::<Timestamp, _>(at)
-            .bind::<BigInt, _>(room.room)
+            .bind::<BigInt, _>(room_left)
             .load(conn.db())?;
         picked.extend(candidates);
         picked.sort_unstable_by_key(|c| (c.next_attempt_at, c.id));
         picked.truncate(limit);
     }
-    Ok(picked)
+    Ok((picked, paced))
+}
+
+/// How many start times `rate` gives from `start` (one, then one interval
+/// apart) before `end`: as PostgreSQL's claim counts them.
+fn start_times_before(rate: RateLimit, start: NaiveDateTime, end: NaiveDateTime) -> i64 {
+    let window = (end - start).num_microseconds().unwrap_or(0);
+    if window <= 0 {
+        return 0;
+    }
+    // ceil(window × rate), in microseconds and thousandths.
+    let product = i128::from(window) * i128::from(rate.milli());
+    i64::try_from((product + 999_999_999) / 1_000_000_000).unwrap_or(i64::MAX)
+}
+
+/// Gives the attempts of each rate-limited handler their start times: the
+/// claim answered the handler's first (`not_before`), the others follow one
+/// interval apart, in the claim's order.
+fn space_out(claimed: &mut [Claimed]) {
+    let mut nth: HashMap<i64, u32> = HashMap::new();
+    for c in claimed.iter_mut() {
+        let (Some(start), Some(rate)) = (c.not_before, c.rate_limit_milli.and_then(RateLimit::from_milli)) else {
+            c.not_before = None;
+            continue;
+        };
+        let n = nth.entry(c.handler_id).or_insert(0);
+        c.not_before = Some(start + rate.interval() * *n);
+        *n += 1;
+    }
 }
 
 /// The claim's statements as they run, for the golden files (`db::golden`).

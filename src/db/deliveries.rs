@@ -483,14 +483,16 @@ impl Delivery {
             #[diesel(sql_type = Nullable<Timestamp>)]
             next_attempt_at: Option<NaiveDateTime>,
         }
-        // A handler held back by a Retry-After: its due work is due when the hold ends.
+        // A handler held back by a Retry-After: its due work is due when the
+        // hold ends; a rate-limited one's, at its next start time.
         cached(
-            "SELECT MIN(CASE WHEN x.hold_until > x.first_due THEN x.hold_until ELSE x.first_due END) AS next_attempt_at
-             FROM (SELECT h.hold_until,
-                          (SELECT d.next_attempt_at FROM deliveries d
-                           WHERE d.handler_id = h.id AND d.state IN ('pending', 'in_flight')
-                           ORDER BY d.handler_id, d.next_attempt_at LIMIT 1) AS first_due
-                   FROM handlers h WHERE h.status <> 'paused') AS x",
+            "SELECT MIN(CASE WHEN y.rate_next > y.ready THEN y.rate_next ELSE y.ready END) AS next_attempt_at
+             FROM (SELECT x.rate_next, CASE WHEN x.hold_until > x.first_due THEN x.hold_until ELSE x.first_due END AS ready
+                   FROM (SELECT h.hold_until, h.rate_next,
+                                (SELECT d.next_attempt_at FROM deliveries d
+                                 WHERE d.handler_id = h.id AND d.state IN ('pending', 'in_flight')
+                                 ORDER BY d.handler_id, d.next_attempt_at LIMIT 1) AS first_due
+                         FROM handlers h WHERE h.status <> 'paused') AS x) AS y",
         )
         .get_result::<Due>(conn.db())
         .map(|due| due.next_attempt_at)

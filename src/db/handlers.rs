@@ -10,7 +10,7 @@ use super::{
     now,
     schema::{deleted_handlers, handlers},
 };
-use crate::domain::{HandlerForm, HandlerStatus, HandlerType, ValidHandler};
+use crate::domain::{HandlerForm, HandlerStatus, HandlerType, RateLimit, ValidHandler};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Identifiable, Serialize)]
 #[diesel(table_name = handlers)]
@@ -44,6 +44,12 @@ pub struct Handler {
     /// The most attempts its schedule gives (kept for ingestion).
     #[serde(skip)]
     pub max_attempts: Option<i32>,
+    /// Its rate limit in thousandths of an attempt a second (see [`Handler::rate_limit`]).
+    #[serde(skip)]
+    pub rate_limit_milli: Option<i32>,
+    /// The earliest start of its next attempt, given those the claim handed out.
+    #[serde(skip)]
+    pub rate_next: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]
@@ -62,6 +68,7 @@ pub struct NewHandler {
     pub ordering_group: Option<String>,
     pub retry_schedule: Option<String>,
     pub max_attempts: Option<i32>,
+    pub rate_limit_milli: Option<i32>,
 }
 
 /// A handler's new values; a blank ordering group is written as NULL.
@@ -79,6 +86,7 @@ pub struct HandlerChangeset {
     pub ordering_group: Option<String>,
     pub retry_schedule: Option<String>,
     pub max_attempts: Option<i32>,
+    pub rate_limit_milli: Option<i32>,
 }
 
 /// A handler's own retry schedule as stored: its text (`none` for no
@@ -110,6 +118,7 @@ impl NewHandler {
             updated_at: at,
             retry_schedule: stored_schedule(valid.retry_schedule.as_ref()).0,
             max_attempts: stored_schedule(valid.retry_schedule.as_ref()).1,
+            rate_limit_milli: valid.rate_limit.map(RateLimit::milli),
             ordering_group: valid.ordering_group,
         }
     }
@@ -128,6 +137,7 @@ impl From<ValidHandler> for HandlerChangeset {
             updated_at: now(),
             retry_schedule: stored_schedule(valid.retry_schedule.as_ref()).0,
             max_attempts: stored_schedule(valid.retry_schedule.as_ref()).1,
+            rate_limit_milli: valid.rate_limit.map(RateLimit::milli),
             ordering_group: valid.ordering_group,
         }
     }
@@ -213,6 +223,7 @@ impl Handler {
             ordering_group: self.ordering_group.clone().unwrap_or_default(),
             signature: crate::domain::signing::Scheme::of(&self.secret).as_str().to_owned(),
             retry_schedule: self.retry_schedule.clone().unwrap_or_default(),
+            rate_limit: self.rate_limit().map(|r| r.to_string()).unwrap_or_default(),
         }
     }
 
@@ -458,6 +469,17 @@ impl Handler {
         )
         .set(handlers::hold_until.eq(until))
         .execute(conn.db())
+    }
+
+    /// At most so many attempts a second (DESIGN §8.1); `None`: no limit.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit_milli.and_then(RateLimit::from_milli)
+    }
+
+    /// Moves the earliest start of handler `id`'s next attempt to `next`
+    /// (SQLite's claim; PostgreSQL's moves it in its own statement).
+    pub fn pace(conn: &mut Write<'_>, id: i64, next: NaiveDateTime) -> QueryResult<usize> {
+        diesel::update(handlers::table.find(id)).set(handlers::rate_next.eq(next)).execute(conn.db())
     }
 
     /// Whether an answer's `Retry-After` holds it back now: until when.

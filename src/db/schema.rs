@@ -20,6 +20,8 @@ diesel::table! {
         hold_until -> Nullable<Timestamp>,
         retry_schedule -> Nullable<Text>,
         max_attempts -> Nullable<Integer>,
+        rate_limit_milli -> Nullable<Integer>,
+        rate_next -> Nullable<Timestamp>,
     }
 }
 

@@ -67,6 +67,8 @@ mod tests {
             timeout_ms,
             handler_status: status,
             retry_schedule: None,
+            rate_limit_milli: None,
+            not_before: None,
         }
     }
 

@@ -319,6 +319,10 @@ fn should_refresh(took: Duration, claimed: usize, last: Option<std::time::Instan
 /// One attempt, then off to the recorder.
 async fn attempt(shared: &Arc<Shared>, delivery: Claimed, tx: mpsc::UnboundedSender<Done>) {
     let Attempt { call, number: attempt, timeout } = Attempt::of(&delivery);
+    // A rate-limited handler's attempt waits for its start time.
+    if let Some(wait) = delivery.not_before.and_then(|at| (at - now()).to_std().ok()) {
+        tokio::time::sleep(wait).await;
+    }
     let started_at = now();
     let result = match call {
         Call::Script => super::script::run(&shared.settings.scripts_dir, &delivery, attempt, timeout).await,

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    RetrySchedule,
+    RateLimit, RetrySchedule,
     signing::Scheme,
     target::{DenyList, parse_http_target, parse_script_target},
 };
@@ -86,6 +86,8 @@ pub struct HandlerForm {
     pub signature: String,
     /// Its own retry schedule (`5s,1m`, or `none`); blank: the global one.
     pub retry_schedule: String,
+    /// Attempts per second at most (`50`, `0.5`); blank: no limit.
+    pub rate_limit: String,
 }
 
 /// A handler that passed every rule, ready to store.
@@ -104,6 +106,8 @@ pub struct ValidHandler {
     pub signature: Option<Scheme>,
     /// Its own retry schedule; `None`: the global one.
     pub retry_schedule: Option<RetrySchedule>,
+    /// At most so many attempts a second; `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Messages by form field name (`name`, `events_id`, `type`, `target`, …).
@@ -216,6 +220,11 @@ impl HandlerForm {
 
         let retry_schedule = parse_retry_schedule(&self.retry_schedule, &mut errors);
 
+        let rate_limit = match self.rate_limit.trim() {
+            "" => None,
+            r => r.parse::<RateLimit>().map_err(|e| errors.add("rate_limit", e)).ok(),
+        };
+
         match (event, handler_type, target, status, priority, timeout_ms) {
             (Some(event), Some(handler_type), Some(target), Some(status), Some(priority), Some(timeout_ms))
                 if errors.is_empty() =>
@@ -231,6 +240,7 @@ impl HandlerForm {
                     ordering_group,
                     signature,
                     retry_schedule,
+                    rate_limit,
                 })
             }
             _ => Err(errors),
@@ -277,6 +287,7 @@ mod tests {
             ordering_group: "".into(),
             signature: "".into(),
             retry_schedule: "".into(),
+            rate_limit: "".into(),
         }
     }
 
@@ -323,6 +334,8 @@ mod tests {
             ("ordering_group", Box::new(|f| f.ordering_group = "g".repeat(201))),
             ("ordering_group", Box::new(|f| f.ordering_group = "crm\0".into())),
             ("retry_schedule", Box::new(|f| f.retry_schedule = "soon".into())),
+            ("rate_limit", Box::new(|f| f.rate_limit = "0.05".into())),
+            ("rate_limit", Box::new(|f| f.rate_limit = "fast".into())),
             ("retry_schedule", Box::new(|f| f.retry_schedule = "1s,31d".into())),
             ("retry_schedule", Box::new(|f| f.retry_schedule = vec!["1s"; 100].join(","))),
         ];

@@ -67,10 +67,12 @@ pub mod handler;
 pub mod job;
 #[cfg(test)]
 mod properties;
+pub mod rate;
 pub mod retry;
 pub mod signing;
 pub mod target;
 
 pub use delivery::{AfterAttempt, DeliveryState, Outcome, after_attempt};
 pub use handler::{FieldErrors, HandlerForm, HandlerStatus, HandlerType, ValidHandler};
+pub use rate::RateLimit;
 pub use retry::RetrySchedule;

@@ -86,6 +86,8 @@ mod tests {
             hold_until: None,
             retry_schedule: None,
             max_attempts: None,
+            rate_limit_milli: None,
+            rate_next: None,
         }
     }
 

@@ -77,6 +77,9 @@ impl AppState {
             timeout_ms: handler.timeout_ms,
             handler_status: HandlerStatus::Enabled,
             retry_schedule: None,
+            // A test goes at once, outside the handler's rate limit.
+            rate_limit_milli: None,
+            not_before: None,
         };
         let started_at = now();
         let result: AttemptResult = self.dispatcher.attempt_now(&delivery).await;

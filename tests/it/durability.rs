@@ -18,14 +18,14 @@ use crate::{
 };
 
 /// A provisiond process.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: String,
+    pub(crate) address: String,
     log: std::path::PathBuf,
 }
 
 impl Server {
-    async fn start(db: &TestDb, dir: &std::path::Path, name: &str) -> Self {
+    pub(crate) async fn start(db: &TestDb, dir: &std::path::Path, name: &str) -> Self {
         Self::start_with(db, dir, name, &[]).await
     }
 

@@ -99,7 +99,7 @@ async fn the_api_validates_like_the_form(db: TestDb) {
         (
             "colour",
             json!("red"),
-            "unknown field; the fields are name, events_id, type, target, status, priority, timeout_ms, ordering_group, signature, retry_schedule",
+            "unknown field; the fields are name, events_id, type, target, status, priority, timeout_ms, ordering_group, signature, retry_schedule, rate_limit",
         ),
     ];
     for (field, value, message) in cases {

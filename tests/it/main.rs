@@ -24,6 +24,7 @@ mod logs_ui;
 mod openapi;
 mod ordering;
 mod pause;
+mod rate;
 mod scripts;
 mod startup;
 mod statistics;

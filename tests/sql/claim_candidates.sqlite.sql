@@ -1,5 +1,5 @@
 /* $1 handler, $2 now, $3 its room */
-SELECT c.id, c.next_attempt_at, c.state = 'in_flight' AS lease_ran_out
+SELECT c.id, c.handler_id, c.next_attempt_at, c.state = 'in_flight' AS lease_ran_out
 FROM deliveries c
 WHERE c.handler_id = $1 AND c.state IN ('pending', 'in_flight') AND c.next_attempt_at <= $2
   AND NOT EXISTS (

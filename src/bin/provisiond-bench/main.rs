@@ -11,7 +11,11 @@
 //! `--stuck-chain N`, N events of another type first wait behind a handler
 //! that never answers: what a stuck chain costs everyone else. With
 //! `--paused N`, a paused handler of another type keeps a backlog of N
-//! events through the run: what a pause costs everyone else.
+//! events through the run: what a pause costs everyone else. With
+//! `--limited R`, a handler of another type limited to R attempts a second
+//! drains a backlog beside the run: the rate it gets, and what it costs the
+//! unlimited one. `--instances 2` (PostgreSQL) runs a second server on the
+//! same database, claiming beside the first.
 
 use std::{
     process::Stdio,
@@ -67,6 +71,18 @@ struct Args {
     /// many events for it; they wait through the run (none is attempted).
     #[arg(long, default_value_t = 0)]
     paused: usize,
+    /// Before the run, add a handler of another event type limited to this
+    /// many attempts a second, and post it `--limited-events` events: they
+    /// drain beside the run, and the report gives the rate they arrived at.
+    #[arg(long)]
+    limited: Option<f64>,
+    /// The events for the `--limited` handler (default: ten seconds' worth).
+    #[arg(long)]
+    limited_events: Option<usize>,
+    /// Servers sharing the database (PostgreSQL): the others claim beside
+    /// the first, which the events are posted to.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
     #[arg(long, hide = true)]
     serve: bool,
 }
@@ -107,9 +123,16 @@ async fn bench(args: Args) {
 
     let dir = tempfile_dir();
     let (database, dropper) = fresh_database(&args.database, &dir);
-    let (mut server, address) = start_server(&database, &dir);
+    let (server, address) = start_server(&database, &dir);
     let pid = server.id();
     wait_ready(&client, &address).await;
+    let mut others = Vec::new();
+    for _ in 1..args.instances {
+        assert!(database.starts_with("postgres"), "--instances needs a PostgreSQL --database");
+        let (other, other_address) = start_server(&database, &dir);
+        wait_ready(&client, &other_address).await;
+        others.push(other);
+    }
     if !args.ingest_only {
         register_handler(&client, &address, &sink, args.backlog).await;
     }
@@ -119,6 +142,10 @@ async fn bench(args: Args) {
     if args.paused > 0 {
         pause_a_handler(&args, &client, &address, &sink).await;
     }
+    let limited = match args.limited {
+        Some(rate) => Some(limit_a_handler(&args, rate, &client, &address, &sink).await),
+        None => None,
+    };
 
     let metrics_before = metrics(&client, &address).await;
     let cpu_before = cpu_seconds(pid);
@@ -135,6 +162,10 @@ async fn bench(args: Args) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let last_arrival = arrivals.at.lock().unwrap().iter().filter_map(|t| *t).max();
+    let limited = match limited {
+        Some(n) => Some(limited_rate(&arrivals, n).await),
+        None => None,
+    };
     let ui_times = ui_probe.stop().await;
     let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu_before;
     tokio::time::sleep(Duration::from_millis(300)).await; // any duplicate would show now
@@ -165,10 +196,13 @@ async fn bench(args: Args) {
         metrics_before,
         ui_times,
         drain,
+        limited,
     };
     let exact = report.print();
-    let _ = server.kill();
-    let _ = server.wait();
+    for mut server in others.into_iter().chain([server]) {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
     dropper();
     if !exact {
         std::process::exit(1);
@@ -239,6 +273,47 @@ async fn pause_a_handler(args: &Args, client: &reqwest::Client, address: &str, s
     let load =
         post_events(&Args { rate: None, ..args.clone() }, address, Instant::now(), PAUSED_EVENT, args.paused).await;
     assert_eq!(load.accepted, args.paused, "every event for the paused handler acknowledged");
+}
+
+/// The event type of `--limited`.
+const LIMITED_EVENT: &str = "clients.unblock";
+
+/// `--limited`: a handler limited to `rate` attempts a second and its events,
+/// acknowledged; how many.
+async fn limit_a_handler(args: &Args, rate: f64, client: &reqwest::Client, address: &str, sink: &str) -> usize {
+    let handler = serde_json::json!({"name": "limited", "events_id": LIMITED_EVENT, "type": "http",
+                                     "target": format!("{sink}/limited"), "rate_limit": rate});
+    let res = client.post(format!("{address}/api/v1/handlers")).bearer_auth(TOKEN).json(&handler).send().await;
+    assert_eq!(res.unwrap().status(), 201, "handler created");
+    let n = args.limited_events.unwrap_or((rate * 10.0).ceil().max(20.0) as usize);
+    let load = post_events(&Args { rate: None, ..args.clone() }, address, Instant::now(), LIMITED_EVENT, n).await;
+    assert_eq!(load.accepted, n, "every event for the limited handler acknowledged");
+    n
+}
+
+/// Waits for the `--limited` handler's `n` events; the rate they arrived
+/// at, from the first arrival to the last.
+async fn limited_rate(arrivals: &Arrivals, n: usize) -> report::Limited {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrivals.limited.lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let at = arrivals.limited.lock().unwrap().clone();
+    let span = match (at.first(), at.last()) {
+        (Some(first), Some(last)) => last.duration_since(*first).as_secs_f64(),
+        _ => f64::NAN,
+    };
+    // n arrivals span n − 1 intervals; the busiest second is the burst seen.
+    let busiest = at
+        .iter()
+        .map(|t| at.iter().filter(|u| **u >= *t && u.duration_since(*t) < Duration::from_secs(1)).count())
+        .max();
+    report::Limited {
+        expected: n,
+        arrived: at.len(),
+        per_second: (at.len().saturating_sub(1)) as f64 / span,
+        busiest_second: busiest.unwrap_or(0),
+    }
 }
 
 /// The one handler, posting to the sink's `/hook`.

@@ -25,6 +25,18 @@ pub struct Report<'a> {
     pub ui_times: Vec<Duration>,
     /// With `--backlog`: how the backlog drained once the sink answered.
     pub drain: Option<Drain>,
+    /// With `--limited`: the rate the limited handler's events arrived at.
+    pub limited: Option<Limited>,
+}
+
+/// What the `--limited` handler got.
+pub struct Limited {
+    pub expected: usize,
+    pub arrived: usize,
+    /// From its first arrival to its last.
+    pub per_second: f64,
+    /// The most arrivals within one second (from any arrival on).
+    pub busiest_second: usize,
 }
 
 /// The drain of a backlog, from the moment the sink answers again.
@@ -64,6 +76,9 @@ impl Report<'_> {
                 (k, _) => format!(", beside {k} events stuck behind a handler that never answers"),
             }
         );
+        if args.instances > 1 {
+            println!("  {} servers sharing the database; the events posted to the first", args.instances);
+        }
         if let Some(c) = self.ceiling {
             println!("  raw sink ceiling      {c:>10.0} requests/s (loopback, same connections)");
         }
@@ -105,6 +120,16 @@ impl Report<'_> {
             ms(self.latencies.last().copied().unwrap_or_default())
         );
         self.print_acks("of which post→202");
+        if let Some(limited) = &self.limited {
+            println!(
+                "  limited handler       {:>10.2} attempts/s  (limit {}: {} of {} arrived; at most {} within a second)",
+                limited.per_second,
+                self.args.limited.unwrap_or_default(),
+                limited.arrived,
+                limited.expected,
+                limited.busiest_second
+            );
+        }
         self.print_resources();
         self.print_batches();
         self.print_ui();
@@ -113,10 +138,19 @@ impl Report<'_> {
 
     fn verdict(&self) -> bool {
         let (n, ok) = (self.args.events, self.accepted);
+        let limited_ok = self.limited.as_ref().is_none_or(|l| l.arrived == l.expected);
         verdict(
-            self.arrived == n && self.duplicates == 0 && ok == n,
+            self.arrived == n && self.duplicates == 0 && ok == n && limited_ok,
             "every event arrived exactly once",
-            &format!("{} of {n} arrived, {} duplicates, {ok} accepted", self.arrived, self.duplicates),
+            &format!(
+                "{} of {n} arrived, {} duplicates, {ok} accepted{}",
+                self.arrived,
+                self.duplicates,
+                self.limited
+                    .as_ref()
+                    .map(|l| format!("; limited handler: {} of {}", l.arrived, l.expected))
+                    .unwrap_or_default()
+            ),
         )
     }
 

@@ -93,6 +93,8 @@ pub struct Arrivals {
     pub at: Mutex<Vec<Option<Instant>>>,
     pub total: AtomicUsize,
     pub duplicates: AtomicUsize,
+    /// When each request for the rate-limited handler (`/limited`) arrived.
+    pub limited: Mutex<Vec<Instant>>,
     /// While true the sink keeps `/hook` requests waiting for their answer,
     /// as an endpoint that has stopped answering would.
     held: tokio::sync::watch::Sender<bool>,
@@ -104,6 +106,7 @@ impl Arrivals {
             at: Mutex::new(vec![None; n]),
             total: AtomicUsize::new(0),
             duplicates: AtomicUsize::new(0),
+            limited: Mutex::new(Vec::new()),
             held: tokio::sync::watch::Sender::new(held),
         }
     }
@@ -143,7 +146,7 @@ fn event_number(body: &[u8]) -> Option<usize> {
 
 /// A sink on 127.0.0.1 that answers every request `204 No Content`, at once
 /// unless held, and records the event numbers of `/hook` bodies when they
-/// arrive. Returns its address.
+/// arrive (and when `/limited` requests do). Returns its address.
 pub async fn start_sink(arrivals: Arc<Arrivals>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
@@ -176,6 +179,8 @@ async fn serve(mut stream: TcpStream, arrivals: Arc<Arrivals>) -> std::io::Resul
         if head.contains(" /hook ") {
             arrivals.record(&buf[end + 4..total]);
             arrivals.answerable().await;
+        } else if head.contains(" /limited ") {
+            arrivals.limited.lock().unwrap().push(Instant::now());
         }
         buf.drain(..total);
         stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await?;

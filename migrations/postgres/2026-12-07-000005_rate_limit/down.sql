@@ -1,0 +1,3 @@
+DROP INDEX handlers_rate_limited;
+ALTER TABLE handlers DROP COLUMN rate_next;
+ALTER TABLE handlers DROP COLUMN rate_limit_milli;
