@@ -59,6 +59,12 @@ impl Application {
                 .await
                 .map_err(|e| StartupError::Setup(e.to_string()))??
         };
+        if settings.alert_url.is_some() && settings.alert_secret.is_none() {
+            return Err(StartupError::Setup(
+                "PROVISIOND_ALERT_SECRET (whsec_<base64>) is needed to sign the alerts sent to PROVISIOND_ALERT_URL"
+                    .into(),
+            ));
+        }
         ensure_admin(&db, &settings).await?;
         let api_token_hash = ensure_api_token(&db, &settings).await?;
         if !settings.scripts_dir.is_dir() {
@@ -139,6 +145,10 @@ impl Application {
             let state = self.state.clone();
             tokio::spawn(async move { state.run_jobs().await })
         };
+        let alerts = {
+            let state = self.state.clone();
+            tokio::spawn(async move { state.run_alerts().await })
+        };
         let signals = tokio::spawn(async move {
             wait_for_signal().await;
             stopper.stop().await;
@@ -148,6 +158,7 @@ impl Application {
         let _ = dispatching.await;
         housekeeping.abort();
         jobs.abort();
+        alerts.abort();
         signals.abort();
         self.state.db.release_lock();
         result

@@ -147,9 +147,53 @@ pub struct Settings {
     #[arg(long, env = "PROVISIOND_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
 
+    /// Where operational alerts are POSTed (DESIGN §8.6): `handler.failing`,
+    /// `handler.recovered`, `handler.disabled`, `delivery.exhausted`, signed
+    /// as deliveries are (Standard Webhooks) with `PROVISIOND_ALERT_SECRET`.
+    /// Unset: alerts are listed in the UI only.
+    #[arg(long, env = "PROVISIOND_ALERT_URL", value_parser = parse_alert_url)]
+    pub alert_url: Option<String>,
+
+    /// The `whsec_<base64>` secret alerts are signed with (needed with `PROVISIOND_ALERT_URL`).
+    #[arg(long, env = "PROVISIOND_ALERT_SECRET", hide_env_values = true, value_parser = parse_alert_secret)]
+    pub alert_secret: Option<String>,
+
+    /// A handler whose every attempt has failed for this long is disabled, with
+    /// an alert; `0`: never.
+    #[arg(long, env = "PROVISIOND_AUTO_DISABLE_AFTER", default_value = "72h", value_parser = parse_duration)]
+    pub auto_disable_after: Duration,
+
+    /// `handler.failing` is raised once this many attempts of a handler have failed in a row.
+    #[arg(long, env = "PROVISIOND_ALERT_FAILING_AFTER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub alert_failing_after: u32,
+
+    /// A handler raises at most one alert of a type within this window (one
+    /// alert, not one per delivery).
+    #[arg(long, env = "PROVISIOND_ALERT_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub alert_window: Duration,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `provisiond=debug`.
     #[arg(long, env = "PROVISIOND_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// An alert URL: `http` or `https`, with a host.
+fn parse_alert_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("an http:// or https:// URL with a host".into());
+    }
+    Ok(url.to_string())
+}
+
+/// An alert signing secret: `whsec_` and base64, at least 16 bytes.
+fn parse_alert_secret(text: &str) -> Result<String, String> {
+    use base64::Engine;
+    let key = text.trim().strip_prefix("whsec_").ok_or("a secret of the form whsec_<base64>")?;
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(bytes) if bytes.len() >= 16 => Ok(text.trim().to_owned()),
+        _ => Err("whsec_ and at least 16 bytes in base64".into()),
+    }
 }
 
 impl Settings {

@@ -34,8 +34,15 @@ pub async fn run(db: Db, settings: Settings) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let delta = |d: Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::days(365));
     let (max_age, lockout) = (delta(settings.session_max_age), delta(settings.login_lockout));
+    let watch = crate::dispatcher::DispatchSettings::from(&settings).watch;
     loop {
         tick.tick().await;
+        // Failing for too long, with no attempt since to disable them (DESIGN §8.6).
+        match db.write(move |c| crate::db::health::disable_overdue(c, &watch)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(handlers = n, "disabled handlers whose every attempt has failed for too long"),
+            Err(e) => tracing::warn!(error = %cause_chain(&e), "cannot disable the handlers failing for too long"),
+        }
         prune(&db, retention).await;
         prune_audit(&db, settings.audit_retention).await;
         for (what, result) in [
@@ -56,13 +63,14 @@ pub async fn run(db: Db, settings: Settings) {
 /// bulk jobs finished before it. Unfinished deliveries and their events stay.
 pub async fn prune(db: &Db, retention: Duration) {
     let before = now() - TimeDelta::from_std(retention).unwrap_or(TimeDelta::days(30));
-    let steps: [(&str, PruneStep); 5] = [
+    let steps: [(&str, PruneStep); 6] = [
         ("execution logs", |c, t| ExecutionLog::prune(c, t, BATCH)),
         ("finished deliveries", |c, t| Delivery::prune_finished(c, t, BATCH)),
         ("events", |c, t| Event::prune_undelivered(c, t, BATCH)),
         // A deleted handler's name is kept for its logs, all older than its deletion.
         ("deleted handlers' names", |c, t| Handler::prune_deleted(c, t)),
         ("finished bulk jobs", |c, t| BulkJob::prune_finished(c, t)),
+        ("alerts", |c, t| crate::db::alerts::Alert::prune(c, t)),
     ];
     prune_steps(db, before, &steps).await;
 }

@@ -82,6 +82,9 @@ pub struct Claimed {
     /// A rate-limited handler's attempt starts no sooner (see [`space_out`]).
     #[diesel(sql_type = diesel::sql_types::Nullable<Timestamp>)]
     pub not_before: Option<NaiveDateTime>,
+    /// Whether the handler's last attempts failed (a success ends its run of failures).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub handler_failing: bool,
 }
 
 impl Claimed {
@@ -225,7 +228,7 @@ WITH paced AS MATERIALIZED (
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, c.attempts AS attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
     h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule,
-    h.rate_limit_milli, p.start AS not_before
+    h.rate_limit_milli, p.start AS not_before, h.failures_in_a_row > 0 AS handler_failing
 FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
   LEFT JOIN paced p ON p.id = d.handler_id
 WHERE set_config('synchronous_commit', 'off', true) = 'off'
@@ -301,7 +304,7 @@ const LOAD_SQLITE: &str = "
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, d.attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
     h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule,
-    h.rate_limit_milli, NULL AS not_before
+    h.rate_limit_milli, NULL AS not_before, h.failures_in_a_row > 0 AS handler_failing
 FROM deliveries d JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
 WHERE d.id IN (SELECT value FROM json_each($1))
 ORDER BY d.id";
@@ -500,6 +503,9 @@ fn lease_sqlite(
     Ok((leased, starts))
 }
 
+/// The rate-limited handlers of a claim: each one's limit and first start time.
+type Paced = HashMap<i64, (RateLimit, NaiveDateTime)>;
+
 /// SQLite: the first `limit` deliveries of all the handlers with
 /// room, in due order (see [`ROOMS_SQLITE`]); and of each rate-limited
 /// handler among them, its limit and first start time.
@@ -508,7 +514,7 @@ fn pick_sqlite(
     limits: &ClaimLimits,
     at: NaiveDateTime,
     ahead: NaiveDateTime,
-) -> QueryResult<(Vec<Candidate>, HashMap<i64, (RateLimit, NaiveDateTime)>)> {
+) -> QueryResult<(Vec<Candidate>, Paced)> {
     let mut rooms: Vec<Room> = cached(ROOMS_SQLITE)
         .bind::<BigInt, _>(limits.limit)
         .bind::<BigInt, _>(limits.per_handler)

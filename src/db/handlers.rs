@@ -50,6 +50,17 @@ pub struct Handler {
     /// The earliest start of its next attempt, given those the claim handed out.
     #[serde(skip)]
     pub rate_next: Option<NaiveDateTime>,
+    /// Its attempts that failed in a row, since when, and whether
+    /// `handler.failing` was raised for them (DESIGN §8.6).
+    #[serde(skip)]
+    pub failures_in_a_row: i32,
+    #[serde(skip)]
+    pub failing_since: Option<NaiveDateTime>,
+    #[serde(skip)]
+    pub failing_alerted: bool,
+    /// When it was disabled for failing (`PROVISIOND_AUTO_DISABLE_AFTER`).
+    #[serde(skip)]
+    pub auto_disabled_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]
@@ -338,6 +349,7 @@ impl Handler {
     /// just before the change commits its deliveries in the old group: the
     /// window of one statement.)
     pub fn update(conn: &mut Write<'_>, id: i64, changes: &HandlerChangeset) -> QueryResult<Handler> {
+        Self::restart_run_if_status_changes(conn, id, &changes.status)?;
         let n = diesel::update(handlers::table.find(id)).set(changes).execute(conn.db())?;
         if n == 0 {
             return Err(diesel::result::Error::NotFound);
@@ -356,6 +368,7 @@ impl Handler {
 
     /// Changes the status; leaving `enabled` cancels its pending deliveries (rule 8).
     pub fn set_status(conn: &mut Write<'_>, id: i64, status: HandlerStatus) -> QueryResult<Handler> {
+        Self::restart_run_if_status_changes(conn, id, status.as_str())?;
         let n = diesel::update(handlers::table.find(id))
             .set((handlers::status.eq(status.as_str()), handlers::updated_at.eq(now())))
             .execute(conn.db())?;
@@ -365,6 +378,39 @@ impl Handler {
         let handler = Self::find(conn, id)?;
         handler.cancel_pending_unless_enabled(conn)?;
         Ok(handler)
+    }
+
+    /// A change of status starts the handler afresh (DESIGN §8.6): its run of
+    /// failures is forgotten (re-enabled after an automatic disable, it is
+    /// not disabled again at its next failure), and so is the mark of an
+    /// automatic disable.
+    fn restart_run_if_status_changes(conn: &mut Write<'_>, id: i64, status: &str) -> QueryResult<usize> {
+        diesel::update(handlers::table.find(id).filter(handlers::status.ne(status)))
+            .set((
+                handlers::failures_in_a_row.eq(0),
+                handlers::failing_since.eq(None::<NaiveDateTime>),
+                handlers::failing_alerted.eq(false),
+                handlers::auto_disabled_at.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn.db())
+    }
+
+    /// The handlers an operator should look at (DESIGN §8.6): failing (an
+    /// alert was raised for their run of failures) or disabled for failing,
+    /// the most recent first.
+    pub fn in_trouble(conn: &mut Read<'_>, limit: i64) -> QueryResult<Vec<Handler>> {
+        handlers::table
+            .filter(
+                handlers::failing_alerted
+                    .eq(true)
+                    .and(handlers::status.eq_any([HandlerStatus::Enabled.as_str(), HandlerStatus::Paused.as_str()]))
+                    .or(handlers::status
+                        .eq(HandlerStatus::Disabled.as_str())
+                        .and(handlers::auto_disabled_at.is_not_null())),
+            )
+            .order(handlers::updated_at.desc())
+            .limit(limit)
+            .load(conn.db())
     }
 
     /// Leaving `enabled` for `disabled` or `archived` cancels its pending

@@ -8,6 +8,7 @@
 
 mod access;
 pub(crate) mod admins;
+pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod claims;
 pub(crate) mod deliveries;
@@ -17,6 +18,7 @@ pub(crate) mod events;
 #[cfg(test)]
 mod golden;
 pub(crate) mod handlers;
+pub(crate) mod health;
 pub(crate) mod jobs;
 pub(crate) mod logs;
 mod pool;

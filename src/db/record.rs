@@ -9,12 +9,14 @@ use diesel::QueryResult;
 
 use super::{
     Write,
+    alerts::Alert,
     audit::AuditEntry,
     deliveries::{Delivery, Finish},
     handlers::{Handler, RowLock},
+    health::{self, Watch},
     logs::{NewExecutionLog, count_attempts, hour_of},
 };
-use crate::domain::{DeliveryState, HandlerStatus, Outcome};
+use crate::domain::{DeliveryState, HandlerStatus, Outcome, alert::AlertType};
 
 /// One finished attempt, settled: the delivery's new state and the log row.
 pub struct Settled {
@@ -48,6 +50,7 @@ pub struct Touches {
 pub fn record_attempts<T>(
     conn: &mut Write<'_>,
     owner: &str,
+    watch: &Watch,
     todo: &[T],
     touches: impl Fn(&T) -> Touches,
     settle: impl Fn(&T, bool) -> Settled,
@@ -71,15 +74,16 @@ pub fn record_attempts<T>(
         .iter()
         .filter_map(|item| present.get(&touches(item).delivery_id).map(|&enabled| settle(item, enabled)))
         .collect();
-    write_settled(conn, owner, settled)
+    write_settled(conn, owner, watch, settled)
 }
 
-fn write_settled(conn: &mut Write<'_>, owner: &str, settled: Vec<Settled>) -> QueryResult<bool> {
+fn write_settled(conn: &mut Write<'_>, owner: &str, watch: &Watch, settled: Vec<Settled>) -> QueryResult<bool> {
     let mut ended: HashMap<(DeliveryState, i32), Vec<i64>> = HashMap::new();
     let mut retries = false;
     let mut logs = Vec::with_capacity(settled.len());
     let mut first_attempts = Vec::new();
     let mut holds: HashMap<i64, NaiveDateTime> = HashMap::new();
+    let settled_handlers: Vec<(i64, i64)> = settled.iter().map(|s| (s.delivery_id, s.handler_id)).collect();
     for s in settled {
         if let Some(until) = s.hold_until {
             let hold = holds.entry(s.handler_id).or_insert(until);
@@ -100,7 +104,11 @@ fn write_settled(conn: &mut Write<'_>, owner: &str, settled: Vec<Settled>) -> Qu
     for ((handler_id, hour), (attempts, successes)) in hourly_counts(&logs) {
         count_attempts(conn, handler_id, hour, attempts, successes)?;
     }
+    let mut exhausted = Vec::new();
     for ((state, attempt), ids) in ended {
+        if state == DeliveryState::Failed {
+            exhausted.extend(settled_handlers.iter().filter(|(d, _)| ids.contains(d)).map(|(_, h)| *h));
+        }
         Delivery::end_all(conn, owner, &ids, attempt, state)?;
     }
     // A first attempt ended: the next handler of its event's chain may go.
@@ -108,7 +116,8 @@ fn write_settled(conn: &mut Write<'_>, owner: &str, settled: Vec<Settled>) -> Qu
     for (handler_id, until) in &holds {
         Handler::hold(conn, *handler_id, *until)?;
     }
-    let gone = disable_gone(conn, &logs)?;
+    let gone = disable_gone(conn, watch, &logs)?;
+    health::track(conn, watch, &logs, &exhausted)?;
     // A hold ends at a time the worker must look again at.
     Ok(retries || unparked > 0 || gone > 0 || !holds.is_empty())
 }
@@ -119,7 +128,7 @@ pub const GONE: i32 = 410;
 /// Disables every still-enabled (or paused) handler one of `logs` got `410
 /// Gone` from — its pending deliveries cancelled, as a disable does — with
 /// an audit entry by `provisiond`. How many it disabled.
-fn disable_gone(conn: &mut Write<'_>, logs: &[NewExecutionLog]) -> QueryResult<usize> {
+fn disable_gone(conn: &mut Write<'_>, watch: &Watch, logs: &[NewExecutionLog]) -> QueryResult<usize> {
     let mut gone: Vec<i64> = logs
         .iter()
         .filter(|l| l.status_code == Some(GONE) && l.outcome == Outcome::HttpError.as_str() && !l.test)
@@ -139,6 +148,8 @@ fn disable_gone(conn: &mut Write<'_>, logs: &[NewExecutionLog]) -> QueryResult<u
             "reason": "its endpoint answered 410 Gone",
         });
         AuditEntry::record(conn, "provisiond", "handler.gone", &format!("handler {} ({})", id, new.name), &changes)?;
+        let message = format!("{} was disabled: its endpoint answered 410 Gone", new.name);
+        Alert::raise(conn, watch.raising, AlertType::Disabled, (id, &new.name), &message, serde_json::json!({}))?;
         disabled += 1;
     }
     Ok(disabled)

@@ -22,6 +22,27 @@ diesel::table! {
         max_attempts -> Nullable<Integer>,
         rate_limit_milli -> Nullable<Integer>,
         rate_next -> Nullable<Timestamp>,
+        failures_in_a_row -> Integer,
+        failing_since -> Nullable<Timestamp>,
+        failing_alerted -> Bool,
+        auto_disabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> BigInt,
+        alert_type -> Text,
+        handler_id -> BigInt,
+        handler_name -> Text,
+        message -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
     }
 }
 

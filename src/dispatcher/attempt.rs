@@ -69,6 +69,7 @@ mod tests {
             retry_schedule: None,
             rate_limit_milli: None,
             not_before: None,
+            handler_failing: false,
         }
     }
 

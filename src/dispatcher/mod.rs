@@ -26,7 +26,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use crate::db::claims::Claimed;
+use crate::db::{alerts::Raising, claims::Claimed, health::Watch};
 use crate::domain::{HandlerType, RetrySchedule, target::DenyList};
 use crate::{config::Settings, db::Db};
 pub use metrics::{DatabaseFigures, Metrics};
@@ -44,6 +44,8 @@ pub struct DispatchSettings {
     pub deny_targets: DenyList,
     /// The cap on an answer's `Retry-After` (DESIGN §8.2).
     pub retry_after_max: Duration,
+    /// What the recorder raises alerts on (DESIGN §8.6).
+    pub watch: Watch,
 }
 
 impl From<&Settings> for DispatchSettings {
@@ -58,6 +60,11 @@ impl From<&Settings> for DispatchSettings {
             shutdown_grace: s.shutdown_grace,
             deny_targets: s.deny_targets.clone(),
             retry_after_max: s.retry_after_max,
+            watch: Watch {
+                raising: Raising { send: s.alert_url.is_some(), window: s.alert_window },
+                failing_after: i32::try_from(s.alert_failing_after).unwrap_or(i32::MAX),
+                auto_disable_after: Some(s.auto_disable_after).filter(|d| !d.is_zero()),
+            },
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::{
         deliveries::Finish,
         logs::NewExecutionLog,
         now,
-        record::{GONE, Settled, Touches, record_attempts},
+        record::{Settled, Touches, record_attempts},
     },
     diagnostics::cause_chain,
     domain::{RetrySchedule, after_attempt},
@@ -120,25 +120,30 @@ async fn write(shared: &Arc<Shared>, items: Vec<Done>) -> bool {
 /// One transaction of the recorder.
 async fn write_batch(shared: &Arc<Shared>, todo: Arc<Vec<Done>>) -> Result<bool, DbError> {
     let (owner, schedule) = (shared.owner.clone(), shared.settings.retry_schedule.clone());
-    let cap = shared.settings.retry_after_max;
+    let (cap, watch) = (shared.settings.retry_after_max, shared.settings.watch);
     shared
         .db
         .bookkeep(move |conn| {
-            record_attempts(conn, &owner, &todo, Done::touches, |d, enabled| settle(d, &schedule, cap, enabled))
+            record_attempts(conn, &owner, &watch, &todo, Done::touches, |d, enabled| settle(d, &schedule, cap, enabled))
         })
         .await
 }
 
 impl Done {
     /// What recording it touches: an answer that holds the handler back or
-    /// says it is gone changes the handler's row.
+    /// says it is gone changes the handler's row, and so do a failure (its
+    /// run of failures grows) and a success that ends a run.
     fn touches(&self) -> Touches {
         let r = &self.result;
-        let gone = r.status_code == Some(GONE) && r.outcome == Outcome::HttpError;
+        let run_changes = match r.outcome {
+            Outcome::Success => self.delivery.handler_failing,
+            Outcome::Cancelled => false,
+            _ => true,
+        };
         Touches {
             delivery_id: self.delivery.id,
             handler_id: self.delivery.handler_id,
-            changes_handler: r.retry_after.is_some() || gone,
+            changes_handler: r.retry_after.is_some() || run_changes,
         }
     }
 

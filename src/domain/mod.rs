@@ -60,6 +60,7 @@ macro_rules! text_enum {
     };
 }
 
+pub mod alert;
 pub mod delivery;
 pub mod duration;
 pub mod envelope;

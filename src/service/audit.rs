@@ -88,6 +88,10 @@ mod tests {
             max_attempts: None,
             rate_limit_milli: None,
             rate_next: None,
+            failures_in_a_row: 0,
+            failing_since: None,
+            failing_alerted: false,
+            auto_disabled_at: None,
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod accounts;
+mod alerts;
 mod audit;
 mod deliveries;
 mod events;

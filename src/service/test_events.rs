@@ -80,6 +80,7 @@ impl AppState {
             // A test goes at once, outside the handler's rate limit.
             rate_limit_milli: None,
             not_before: None,
+            handler_failing: false,
         };
         let started_at = now();
         let result: AttemptResult = self.dispatcher.attempt_now(&delivery).await;

@@ -7,6 +7,7 @@ use askama::Template;
 use super::{
     render,
     session::CurrentAdmin,
+    views::utc,
     views::{EventGroup, Layout, event_groups, event_label, link_with, query_string},
 };
 use crate::{
@@ -47,10 +48,6 @@ pub struct DeliveryRow {
     pub last_code: String,
     pub last_at: String,
     pub last_log: Option<i64>,
-}
-
-fn utc(t: chrono::NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 impl From<ListedDelivery> for DeliveryRow {

@@ -233,10 +233,37 @@ impl HandlerRow {
     }
 }
 
+/// A handler an operator should look at, for the banner above the list.
+pub struct Trouble {
+    pub id: i64,
+    pub name: String,
+    /// What is wrong, after the name.
+    pub text: String,
+}
+
+impl From<Handler> for Trouble {
+    fn from(h: Handler) -> Self {
+        let at = |t: Option<chrono::NaiveDateTime>| t.map(super::views::utc);
+        let text = match at(h.auto_disabled_at) {
+            Some(when) if h.status == HandlerStatus::Disabled => {
+                format!("was disabled automatically at {when}: every attempt had failed for too long")
+            }
+            _ => format!(
+                "is failing: {} attempts in a row have failed{}",
+                h.failures_in_a_row,
+                at(h.failing_since).map(|t| format!(", since {t}")).unwrap_or_default()
+            ),
+        };
+        Self { id: h.id, name: h.name, text }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "handlers/list.html")]
 pub struct HandlerListPage {
     pub layout: Layout,
+    /// Handlers failing or disabled for failing (DESIGN §8.6).
+    pub trouble: Vec<Trouble>,
     pub rows: Vec<HandlerRow>,
     pub event: String,
     pub handler_type: String,
@@ -257,13 +284,13 @@ pub async fn list_handlers(
 ) -> AppResult<HttpResponse> {
     let filter = query.filter().map_err(AppError::BadRequest)?;
     let page = parse_page(&query.page).map_err(AppError::BadRequest)?;
-    let (rows, total, mut health) = state
+    let (rows, total, mut health, trouble) = state
         .db
         .read(move |conn| {
             let (rows, total) = Handler::list(conn, &filter, Pager::offset(page), Pager::PER_PAGE)?;
             let ids: Vec<i64> = rows.iter().map(|h| h.id).collect();
             let health = HandlerHealth::of(conn, &ids)?;
-            Ok((rows, total, health))
+            Ok((rows, total, health, Handler::in_trouble(conn, 10)?))
         })
         .await?;
     let filters = query.filters_query();
@@ -277,6 +304,7 @@ pub async fn list_handlers(
         StatusCode::OK,
         &HandlerListPage {
             layout: Layout::new(&admin, "Provisioning", "handlers"),
+            trouble: trouble.into_iter().map(Trouble::from).collect(),
             rows: rows
                 .into_iter()
                 .map(|h| {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::{
     render, see_other,
     session::{CsrfForm, CurrentAdmin},
+    views::utc,
     views::{Layout, event_label, query_string},
 };
 use crate::{
@@ -20,10 +21,6 @@ use crate::{
         filters::{DeliveryQuery, EventQuery, in_one_line},
     },
 };
-
-fn utc(t: chrono::NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
 
 /// The filters of a job or a form, as name → value lines (the blank ones left out).
 fn summary(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -1,5 +1,6 @@
 //! The server-rendered web UI (askama). Every page works without JavaScript.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod deliveries;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(jobs::show_job)
         .service(jobs::list_jobs)
         .service(jobs::cancel_job)
+        .service(alerts::list_alerts)
         .service(events::list_events)
         .service(timeline::show_timeline)
         .service(help::handlers_guide)

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, get, http::StatusCode, post, web};
 use askama::Template;
-use chrono::NaiveDateTime;
 use serde::Deserialize;
 
 use super::{
@@ -10,6 +9,7 @@ use super::{
     render, see_other,
     session::{CsrfForm, CurrentAdmin},
     views::Layout,
+    views::utc,
 };
 use crate::{
     db::{admins::Admin, tokens::ApiToken},
@@ -21,10 +21,6 @@ use crate::{
         tokens::NewToken,
     },
 };
-
-fn utc(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
 
 /// One account as the users page lists it.
 pub struct UserRow {

@@ -174,3 +174,9 @@ pub struct ConfirmPage {
     pub button_class: &'static str,
     pub back: String,
 }
+
+/// A time as pages show it: UTC, to the second, labelled (a `<time
+/// class="utc">` the browser may show in its own zone).
+pub fn utc(t: chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}

@@ -5,6 +5,7 @@ mod proxy;
 mod sink;
 
 mod access;
+mod alerts;
 mod answers;
 mod auth;
 mod browser;

@@ -40,6 +40,13 @@ fn assert_near(rate: f64, limit: f64, what: &str) {
     assert!((rate - limit).abs() <= limit * 0.1, "{what}: {rate:.2} attempts/s for a limit of {limit}");
 }
 
+/// No more within a second than the limit allows, give or take 10 % (an
+/// attempt started late on a busy machine arrives beside the next).
+fn assert_no_burst(busiest: usize, limit: f64) {
+    let most = (limit * 1.1).ceil() as usize + 1;
+    assert!(busiest <= most, "a burst: {busiest} within one second for a limit of {limit}");
+}
+
 async fn a_rate_limited_handler_gets_its_rate_beside_an_unlimited_one(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let sink = Sink::start().await;
@@ -57,14 +64,19 @@ async fn a_rate_limited_handler_gets_its_rate_beside_an_unlimited_one(db: TestDb
         }
     }
     let free = sink.wait_for("/free", 60, Duration::from_secs(10)).await;
-    let free_took = free.iter().map(|r| r.started.duration_since(started)).max().unwrap();
+    let last = |arrived: &[Received]| arrived.iter().map(|r| r.started.duration_since(started)).max().unwrap();
+    let free_took = last(&free);
     let limited = sink.wait_for("/limited", 60, Duration::from_secs(20)).await;
     let limited: Vec<Received> = limited.into_iter().filter(|r| r.path == "/limited").collect();
     let (rate, busiest) = rate_of(&limited);
     assert_near(rate, 20.0, "the limited handler");
-    assert!(busiest <= 21, "never a burst: {busiest} within one second");
+    assert_no_burst(busiest, 20.0);
     // 60 at 20 a second take three seconds; the unlimited one did not wait for them.
-    assert!(free_took < Duration::from_millis(2500), "the unlimited handler went at its own pace: {free_took:?}");
+    let limited_took = last(&limited);
+    assert!(
+        free_took + Duration::from_secs(1) < limited_took,
+        "the unlimited handler went at its own pace: all in {free_took:?}, the limited one's in {limited_took:?}"
+    );
     // Per object, in the order received.
     for object in 0..6 {
         let ns: Vec<i64> = limited
@@ -177,7 +189,7 @@ async fn two_instances_share_one_rate_limit() {
     let arrived = sink.wait_for("/limited", 100, Duration::from_secs(30)).await;
     let (rate, busiest) = rate_of(&arrived);
     assert_near(rate, 25.0, "two processes together");
-    assert!(busiest <= 26, "never a burst: {busiest} within one second");
+    assert_no_burst(busiest, 25.0);
     let claimed = |address: String| {
         let client = client.clone();
         async move {

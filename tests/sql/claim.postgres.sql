@@ -65,7 +65,7 @@ WITH paced AS MATERIALIZED (
 SELECT d.id, d.event_id, d.handler_id, d.webhook_id, d.entity, d.object_id, c.attempts AS attempts,
     d.max_attempts, d.first_attempt_done, e.events_id, e.payload, h.handler_type, h.target, h.secret,
     h.previous_secret, h.previous_secret_until, h.timeout_ms, h.status AS handler_status, h.retry_schedule,
-    h.rate_limit_milli, p.start AS not_before
+    h.rate_limit_milli, p.start AS not_before, h.failures_in_a_row > 0 AS handler_failing
 FROM claimed c JOIN deliveries d ON d.id = c.id JOIN events e ON e.id = d.event_id JOIN handlers h ON h.id = d.handler_id
   LEFT JOIN paced p ON p.id = d.handler_id
 WHERE set_config('synchronous_commit', 'off', true) = 'off'

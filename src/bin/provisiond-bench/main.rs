@@ -276,7 +276,7 @@ async fn pause_a_handler(args: &Args, client: &reqwest::Client, address: &str, s
 }
 
 /// The event type of `--limited`.
-const LIMITED_EVENT: &str = "clients.unblock";
+const LIMITED_EVENT: &str = "clients.archive";
 
 /// `--limited`: a handler limited to `rate` attempts a second and its events,
 /// acknowledged; how many.
