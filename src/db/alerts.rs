@@ -48,7 +48,10 @@ impl Alert {
         extra: serde_json::Value,
     ) -> QueryResult<bool> {
         let at = now();
-        let since = at - chrono::TimeDelta::from_std(how.window).unwrap_or(chrono::TimeDelta::MAX);
+        let since = chrono::TimeDelta::from_std(how.window)
+            .ok()
+            .and_then(|window| at.checked_sub_signed(window))
+            .unwrap_or(NaiveDateTime::MIN);
         let recent: i64 = alerts::table
             .filter(alerts::handler_id.eq(handler_id))
             .filter(alerts::alert_type.eq(alert_type.as_str()))
@@ -120,7 +123,8 @@ impl Alert {
         id: i64,
         result: Result<(), (String, Option<NaiveDateTime>)>,
     ) -> QueryResult<usize> {
-        let target = alerts::table.find(id);
+        // Only while it is still pending: a late answer never undoes a result.
+        let target = alerts::table.find(id).filter(alerts::state.eq(AlertState::Pending.as_str()));
         match result {
             Ok(()) => diesel::update(target)
                 .set((

@@ -488,7 +488,7 @@ impl Delivery {
         cached(
             "SELECT MIN(CASE WHEN y.rate_next > y.ready THEN y.rate_next ELSE y.ready END) AS next_attempt_at
              FROM (SELECT x.rate_next, CASE WHEN x.hold_until > x.first_due THEN x.hold_until ELSE x.first_due END AS ready
-                   FROM (SELECT h.hold_until, h.rate_next,
+                   FROM (SELECT h.hold_until, CASE WHEN h.rate_limit_milli IS NULL THEN NULL ELSE h.rate_next END AS rate_next,
                                 (SELECT d.next_attempt_at FROM deliveries d
                                  WHERE d.handler_id = h.id AND d.state IN ('pending', 'in_flight')
                                  ORDER BY d.handler_id, d.next_attempt_at LIMIT 1) AS first_due

@@ -103,7 +103,10 @@ fn recovered(conn: &mut Write<'_>, watch: &Watch, ids: &[i64]) -> QueryResult<()
 /// the handler is disabled once it has lasted too long.
 fn failed(conn: &mut Write<'_>, watch: &Watch, id: i64, run: &Run) -> QueryResult<()> {
     let since = run.first_failure.unwrap_or_else(now);
+    // Only an enabled handler's run counts: a paused or disabled one's
+    // attempts still under way say nothing of it now.
     let target = handlers::table.find(id);
+    let enabled = handlers::status.eq(HandlerStatus::Enabled.as_str());
     let n =
         if run.succeeded {
             diesel::update(target)
@@ -126,12 +129,11 @@ fn failed(conn: &mut Write<'_>, watch: &Watch, id: i64, run: &Run) -> QueryResul
                 .execute(conn.db())?
         };
     if n == 0 {
-        return Ok(()); // deleted meanwhile
+        return Ok(()); // deleted or no longer enabled meanwhile
     }
     let h = Handler::find(conn, id)?;
     let failing_since = h.failing_since.unwrap_or(since);
     if h.failures_in_a_row >= watch.failing_after && !h.failing_alerted {
-        diesel::update(target).set(handlers::failing_alerted.eq(true)).execute(conn.db())?;
         let message = format!(
             "{} has failed {} attempts in a row, since {} UTC",
             h.name,
@@ -139,13 +141,18 @@ fn failed(conn: &mut Write<'_>, watch: &Watch, id: i64, run: &Run) -> QueryResul
             failing_since.format("%Y-%m-%d %H:%M:%S")
         );
         let extra = serde_json::json!({"failures": h.failures_in_a_row, "since": utc(failing_since)});
-        Alert::raise(conn, watch.raising, AlertType::Failing, (h.id, &h.name), &message, extra)?;
+        // Within the window of an earlier one it is not raised: tried again
+        // at the next failure, so the run is told of once the window ends.
+        if Alert::raise(conn, watch.raising, AlertType::Failing, (h.id, &h.name), &message, extra)? {
+            diesel::update(target).set(handlers::failing_alerted.eq(true)).execute(conn.db())?;
+        }
     }
     let too_long = watch
         .auto_disable_after
         .and_then(|after| TimeDelta::from_std(after).ok())
-        .is_some_and(|after| failing_since + after <= now());
-    if too_long && h.status.keeps_deliveries() {
+        .and_then(|after| failing_since.checked_add_signed(after))
+        .is_some_and(|deadline| deadline <= now());
+    if too_long {
         auto_disable(conn, watch, h, failing_since)?;
     }
     Ok(())
@@ -154,16 +161,30 @@ fn failed(conn: &mut Write<'_>, watch: &Watch, id: i64, run: &Run) -> QueryResul
 /// Disables the handlers whose every attempt has failed for too long, though
 /// none has been attempted since (a sweep now and then); how many.
 pub fn disable_overdue(conn: &mut Write<'_>, watch: &Watch) -> QueryResult<usize> {
-    let Some(after) = watch.auto_disable_after.and_then(|after| TimeDelta::from_std(after).ok()) else {
+    let Some(cutoff) = watch
+        .auto_disable_after
+        .and_then(|after| TimeDelta::from_std(after).ok())
+        .and_then(|after| now().checked_sub_signed(after))
+    else {
         return Ok(0);
     };
-    let overdue: Vec<Handler> = handlers::table
-        .filter(handlers::status.eq_any([HandlerStatus::Enabled.as_str(), HandlerStatus::Paused.as_str()]))
-        .filter(handlers::failing_since.le(now() - after))
-        .load(conn.db())?;
+    let overdue = |conn: &mut Write<'_>| {
+        handlers::table
+            .filter(handlers::status.eq(HandlerStatus::Enabled.as_str()))
+            .filter(handlers::failing_since.le(cutoff))
+            .order(handlers::id)
+            .load::<Handler>(conn.db())
+    };
+    // Locked in id order (as the recorder locks), then read again: a success,
+    // an edit or another process's sweep may have come first.
+    let ids: Vec<i64> = overdue(conn)?.iter().map(|h| h.id).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Handler::lock(conn, &ids, super::handlers::RowLock::Change)?;
+    let overdue = overdue(conn)?;
     let n = overdue.len();
     for h in overdue {
-        Handler::lock(conn, &[h.id], super::handlers::RowLock::Change)?;
         let since = h.failing_since.unwrap_or_else(now);
         auto_disable(conn, watch, h, since)?;
     }

@@ -61,6 +61,11 @@ pub fn record_attempts<T>(
     // this batch, while this batch waits for the deliveries it deletes).
     // A row this batch changes is locked for that; the others only against
     // their deletion, which other recorders and ingestion do not wait for.
+    // Which rows change is judged from the claim (a success changes its
+    // handler's row only if it was failing then); a run of failures that
+    // began after the claim upgrades the lock later, which can deadlock with
+    // another recorder: PostgreSQL then aborts one, and it is tried again
+    // (`DbError::is_conflict`), its answers kept.
     let (mut changed, mut kept) = (Vec::new(), Vec::new());
     for t in todo.iter().map(&touches) {
         if t.changes_handler { &mut changed } else { &mut kept }.push(t.handler_id);

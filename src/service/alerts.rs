@@ -48,7 +48,8 @@ impl AppState {
         loop {
             // Leased for longer than a POST can take: after a crash, sent again.
             let lease_until = now() + TimeDelta::from_std(TIMEOUT * 3).unwrap_or(TimeDelta::MAX);
-            let due = match self.db.write(move |conn| Alert::take_due(conn, lease_until, 20)).await {
+            // One at a time, each leased for longer than its POST can take.
+            let due = match self.db.write(move |conn| Alert::take_due(conn, lease_until, 1)).await {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %cause_chain(&e), "cannot read the alerts to send");

@@ -126,6 +126,8 @@ pub struct HandlerRow {
     pub health: HealthView,
     /// An answer's `Retry-After` holds its attempts back until then.
     pub cooling_until: Option<String>,
+    /// Its rate limit, in attempts a second (DESIGN §8.1).
+    pub rate_limit: Option<String>,
 }
 
 impl From<Handler> for HandlerRow {
@@ -134,6 +136,7 @@ impl From<Handler> for HandlerRow {
             h.cooling_down_until(crate::db::now()).map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
         Self {
             cooling_until,
+            rate_limit: h.rate_limit().map(|r| r.to_string()),
             event_label: event_label(&h.events_id),
             id: h.id,
             priority: h.priority,

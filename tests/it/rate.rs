@@ -139,6 +139,7 @@ async fn the_rate_limit_is_a_field_of_the_form_and_the_api(db: TestDb) {
     // The form shows it as written, refuses what is out of bounds beside the field, and blank lifts it.
     let page = app.get_page(&format!("/provisioning/{id}/edit")).await;
     assert!(page.contains(r#"name="rate_limit" value="0.5""#), "{page}");
+    assert!(app.get_page("/provisioning").await.contains("at most 0.5/s"), "the list shows it");
     let mut form = vec![
         ("name", "h"),
         ("events_id", "clients.create"),
