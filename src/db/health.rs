@@ -105,8 +105,7 @@ fn failed(conn: &mut Write<'_>, watch: &Watch, id: i64, run: &Run) -> QueryResul
     let since = run.first_failure.unwrap_or_else(now);
     // Only an enabled handler's run counts: a paused or disabled one's
     // attempts still under way say nothing of it now.
-    let target = handlers::table.find(id);
-    let enabled = handlers::status.eq(HandlerStatus::Enabled.as_str());
+    let target = handlers::table.find(id).filter(handlers::status.eq(HandlerStatus::Enabled.as_str()));
     let n =
         if run.succeeded {
             diesel::update(target)

@@ -195,7 +195,8 @@ async fn an_alert_endpoint_that_fails_holds_up_no_delivery(db: TestDb) {
 
 async fn an_endpoint_gone_raises_handler_disabled(db: TestDb) {
     let sink = Sink::start().await;
-    let app = alerting(db, &sink, 10, Duration::ZERO).await;
+    // A failure in a row is "failing" here, but a gone endpoint is disabled, not failing.
+    let app = alerting(db, &sink, 1, Duration::ZERO).await;
     sink.behave("/gone", Behavior { statuses: [410].into(), ..Behavior::default() });
     let handler = app.create_handler(http_handler("Old CRM", "clients.create", &sink.url("/gone"), 1)).await;
     let (status, _) = app.post_event(&envelope("clients.create", json!(1), json!({}))).await;
@@ -203,4 +204,8 @@ async fn an_endpoint_gone_raises_handler_disabled(db: TestDb) {
     let disabled = wait_for_alert(&sink, "handler.disabled").await;
     assert_eq!(disabled["handler"]["id"], handler["id"]);
     assert!(disabled["message"].as_str().unwrap().contains("410 Gone"), "{disabled}");
+    app.settled().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(alerts_of(&sink, "handler.failing").is_empty(), "no stray handler.failing beside handler.disabled");
+    assert!(!app.get_page("/provisioning").await.contains("is failing"));
 }
