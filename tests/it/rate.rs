@@ -47,6 +47,21 @@ fn assert_no_burst(busiest: usize, limit: f64) {
     assert!(busiest <= most, "a burst: {busiest} within one second for a limit of {limit}");
 }
 
+/// Each of `objects` objects (ids 0, 1, …) got its `each` events, in the
+/// order they were posted (`data.n` rising).
+fn assert_in_order_per_object(arrived: &[Received], objects: i64, each: usize) {
+    for object in 0..objects {
+        let ns: Vec<i64> = arrived
+            .iter()
+            .map(|r| r.json())
+            .filter(|j| j["event"]["object_id"] == json!(object))
+            .map(|j| j["data"]["n"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ns.len(), each, "object {object}: {ns:?}");
+        assert!(ns.windows(2).all(|w| w[0] < w[1]), "object {object} in order: {ns:?}");
+    }
+}
+
 async fn a_rate_limited_handler_gets_its_rate_beside_an_unlimited_one(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let sink = Sink::start().await;
@@ -77,16 +92,7 @@ async fn a_rate_limited_handler_gets_its_rate_beside_an_unlimited_one(db: TestDb
         free_took + Duration::from_secs(1) < limited_took,
         "the unlimited handler went at its own pace: all in {free_took:?}, the limited one's in {limited_took:?}"
     );
-    // Per object, in the order received.
-    for object in 0..6 {
-        let ns: Vec<i64> = limited
-            .iter()
-            .map(|r| r.json())
-            .filter(|j| j["event"]["object_id"] == json!(object))
-            .map(|j| j["data"]["n"].as_i64().unwrap())
-            .collect();
-        assert!(ns.windows(2).all(|w| w[0] < w[1]), "object {object} in order: {ns:?}");
-    }
+    assert_in_order_per_object(&limited, 6, 10);
 }
 
 async fn a_paused_rate_limited_handler_drains_its_backlog_at_its_rate_in_order(db: TestDb) {
@@ -108,16 +114,7 @@ async fn a_paused_rate_limited_handler_drains_its_backlog_at_its_rate_in_order(d
     let drained = sink.wait_for("/limited", 40, Duration::from_secs(20)).await;
     let (rate, _) = rate_of(&drained);
     assert_near(rate, 12.5, "the backlog");
-    for object in 0..4 {
-        let ns: Vec<i64> = drained
-            .iter()
-            .map(|r| r.json())
-            .filter(|j| j["event"]["object_id"] == json!(object))
-            .map(|j| j["data"]["n"].as_i64().unwrap())
-            .collect();
-        assert_eq!(ns.len(), 10);
-        assert!(ns.windows(2).all(|w| w[0] < w[1]), "object {object} in order: {ns:?}");
-    }
+    assert_in_order_per_object(&drained, 4, 10);
 }
 
 async fn the_rate_limit_is_a_field_of_the_form_and_the_api(db: TestDb) {
