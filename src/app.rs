@@ -52,6 +52,12 @@ impl Drop for Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        if settings.alert_url.is_some() && settings.alert_secret.is_none() {
+            return Err(StartupError::Setup(
+                "PROVISIOND_ALERT_SECRET (whsec_<base64>) is needed to sign the alerts sent to PROVISIOND_ALERT_URL"
+                    .into(),
+            ));
+        }
         let db = {
             let (url, size, max_bytes) =
                 (settings.database_url.clone(), settings.db_pool_size, settings.sqlite_max_bytes);
@@ -59,12 +65,6 @@ impl Application {
                 .await
                 .map_err(|e| StartupError::Setup(e.to_string()))??
         };
-        if settings.alert_url.is_some() && settings.alert_secret.is_none() {
-            return Err(StartupError::Setup(
-                "PROVISIOND_ALERT_SECRET (whsec_<base64>) is needed to sign the alerts sent to PROVISIOND_ALERT_URL"
-                    .into(),
-            ));
-        }
         ensure_admin(&db, &settings).await?;
         let api_token_hash = ensure_api_token(&db, &settings).await?;
         if !settings.scripts_dir.is_dir() {

@@ -57,6 +57,27 @@ async fn a_bad_database_url_is_named() {
     assert!(!error.to_string().contains("hunter2"), "{error}");
 }
 
+/// Alerts are signed, or not sent: an alert URL without its secret stops the
+/// start, saying what is missing; bad values of either are refused by name.
+#[tokio::test]
+async fn an_alert_url_needs_its_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Settings::with_database(format!("sqlite://{}", dir.path().join("a.db").display()));
+    s.bind = "127.0.0.1:0".parse().unwrap();
+    s.alert_url = Some("http://127.0.0.1:9/alerts".into());
+    let error = Application::build(s).await.err().expect("the server does not start");
+    assert!(error.to_string().contains("PROVISIOND_ALERT_SECRET"), "{error}");
+    for (flag, value) in [
+        ("--alert-url", "ftp://example.com/x"),
+        ("--alert-url", "not a url"),
+        ("--alert-secret", "hunter2"),
+        ("--alert-secret", "whsec_c2hvcnQ="),
+    ] {
+        let error = <Settings as clap::Parser>::try_parse_from(["provisiond", flag, value]).unwrap_err().to_string();
+        assert!(error.contains(flag), "{flag} {value}: {error}");
+    }
+}
+
 on_both_backends!(starts_twice_on_one_database_and_answers_health_checks);
 
 async fn starts_twice_on_one_database_and_answers_health_checks(db: TestDb) {
