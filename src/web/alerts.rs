@@ -64,7 +64,7 @@ pub async fn list_alerts(state: web::Data<AppState>, admin: CurrentAdmin) -> App
     render(
         StatusCode::OK,
         &AlertsPage {
-            layout: Layout::new(&admin, "Alerts", "alerts"),
+            layout: Layout::new(&admin, "Alerts", "handlers"),
             rows: alerts.into_iter().map(AlertRow::from).collect(),
             url_set: state.settings.alert_url.is_some(),
         },

@@ -23,6 +23,7 @@ on_both_backends!(
     a_handler_is_tested_before_it_is_enabled_then_given_past_events,
     the_fixes_an_administrator_asked_for_hold,
     a_handler_is_paused_and_resumed_from_its_row,
+    a_failing_handler_is_shown_above_the_list_and_another_is_rate_limited,
 );
 
 /// Runs `js` in the page (its `return` value).
@@ -325,5 +326,52 @@ async fn a_handler_is_paused_and_resumed_from_its_row(db: TestDb) {
     c.find(Locator::Css(&format!("{row} button.resume"))).await.unwrap().click().await.unwrap();
     browser.wait_text("p.flash", |t| t.contains("now enabled")).await;
     sink.wait_for("/crm", 3, Duration::from_secs(10)).await;
+    browser.close().await;
+}
+
+/// The banner above the list names a failing handler and leads to the
+/// alerts; a rate limit is set in the edit pop-up (an out-of-range one is
+/// refused beside its field) and shown in the row.
+async fn a_failing_handler_is_shown_above_the_list_and_another_is_rate_limited(db: TestDb) {
+    let Some(browser) = Browser::start().await else { return };
+    let app = TestApp::spawn_with(db, tempfile::tempdir().unwrap(), |s| s.alert_failing_after = 2).await;
+    let sink = Sink::start().await;
+    sink.behave("/down", Behavior { statuses: [503; 6].into(), ..Behavior::default() });
+    app.create_handler(http_handler("Down CRM", "clients.create", &sink.url("/down"), 1)).await;
+    let fragile = app.create_handler(http_handler("Fragile", "clients.update", &sink.url("/fragile"), 1)).await;
+    app.post_event(&envelope("clients.create", json!(1), json!({}))).await;
+    sink.wait_for("/down", 2, Duration::from_secs(10)).await;
+    browser.sign_in(&app).await;
+    let c = &browser.client;
+
+    let banner = browser.wait_text(".alert-banner", |t| t.contains("Down CRM is failing")).await;
+    assert!(banner.contains("attempts in a row have failed, since"), "{banner}");
+    browser.screenshot("alerts-banner").await;
+    c.find(Locator::LinkText("All alerts")).await.unwrap().click().await.unwrap();
+    let alerts = browser.wait_text("table.alerts tbody", |t| t.contains("handler.failing")).await;
+    assert!(alerts.contains("Down CRM") && alerts.contains("not sent: no PROVISIOND_ALERT_URL is set"), "{alerts}");
+    assert_eq!(browser.text("nav a[aria-current=page]").await, "Provisioning API", "a page of the section");
+    // Also reached from under the list's heading, banner or not.
+    c.goto(&app.url("/provisioning")).await.unwrap();
+    c.find(Locator::Css("p.note a[href='/provisioning/alerts']")).await.unwrap();
+
+    // The rate limit, in the edit pop-up.
+    c.goto(&app.url("/provisioning")).await.unwrap();
+    let row = format!("#handler-{}", fragile["id"]);
+    c.find(Locator::Css(&format!("{row} a[data-dialog]"))).await.unwrap().click().await.unwrap();
+    c.wait().for_element(Locator::Css("dialog[open] #handler-form")).await.unwrap();
+    let field = c.find(Locator::Css("dialog #rate_limit")).await.unwrap();
+    field.send_keys("20000").await.unwrap();
+    c.find(Locator::Css("dialog button[type=submit]")).await.unwrap().click().await.unwrap();
+    let error = browser.wait_text("dialog[open] #rate_limit-error", |t| !t.is_empty()).await;
+    assert!(error.contains("from 0.1 to 10000"), "{error}");
+    let field = c.find(Locator::Css("dialog #rate_limit")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("2.5").await.unwrap();
+    c.find(Locator::Css("dialog button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser.wait_text("p.flash", |t| t.contains("saved") || t.contains("updated")).await;
+    // (Badges are shown in capitals.)
+    let shown = browser.text(&row).await;
+    assert!(shown.to_lowercase().contains("at most 2.5/s"), "{shown}");
     browser.close().await;
 }
