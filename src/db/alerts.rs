@@ -63,7 +63,7 @@ impl Alert {
         }
         let mut body = serde_json::json!({
             "type": alert_type.as_str(),
-            "at": format!("{}Z", at.format("%Y-%m-%dT%H:%M:%S%.6f")),
+            "at": super::health::utc(at),
             "handler": {"id": handler_id, "name": name},
             "message": message,
         });

@@ -211,6 +211,7 @@ fn auto_disable(conn: &mut Write<'_>, watch: &Watch, h: Handler, failing_since: 
     Ok(())
 }
 
-fn utc(t: NaiveDateTime) -> String {
-    format!("{}Z", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
+/// A time as alerts give it: RFC 3339, UTC, to the microsecond.
+pub(super) fn utc(t: NaiveDateTime) -> String {
+    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }

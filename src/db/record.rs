@@ -88,7 +88,8 @@ fn write_settled(conn: &mut Write<'_>, owner: &str, watch: &Watch, settled: Vec<
     let mut logs = Vec::with_capacity(settled.len());
     let mut first_attempts = Vec::new();
     let mut holds: HashMap<i64, NaiveDateTime> = HashMap::new();
-    let settled_handlers: Vec<(i64, i64)> = settled.iter().map(|s| (s.delivery_id, s.handler_id)).collect();
+    // Handlers a delivery of which failed its last attempt.
+    let mut exhausted = Vec::new();
     for s in settled {
         if let Some(until) = s.hold_until {
             let hold = holds.entry(s.handler_id).or_insert(until);
@@ -98,6 +99,9 @@ fn write_settled(conn: &mut Write<'_>, owner: &str, watch: &Watch, settled: Vec<
             retries = true;
             Delivery::finish(conn, owner, s.delivery_id, &s.finish)?;
         } else {
+            if s.finish.state == DeliveryState::Failed {
+                exhausted.push(s.handler_id);
+            }
             ended.entry((s.finish.state, s.finish.attempts)).or_default().push(s.delivery_id);
         }
         if s.first_to_end {
@@ -109,11 +113,7 @@ fn write_settled(conn: &mut Write<'_>, owner: &str, watch: &Watch, settled: Vec<
     for ((handler_id, hour), (attempts, successes)) in hourly_counts(&logs) {
         count_attempts(conn, handler_id, hour, attempts, successes)?;
     }
-    let mut exhausted = Vec::new();
     for ((state, attempt), ids) in ended {
-        if state == DeliveryState::Failed {
-            exhausted.extend(settled_handlers.iter().filter(|(d, _)| ids.contains(d)).map(|(_, h)| *h));
-        }
         Delivery::end_all(conn, owner, &ids, attempt, state)?;
     }
     // A first attempt ended: the next handler of its event's chain may go.
