@@ -352,7 +352,15 @@ async fn tokens_are_made_and_revoked_in_the_ui_and_shown_once(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED, "the token works");
-    let listed = app.get_page("/settings/tokens").await;
+    // The last use is written beside the request, not before its answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let listed = loop {
+        let listed = app.get_page("/settings/tokens").await;
+        if !listed.contains(">never<") || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(!listed.contains(">never<"), "its last use is shown");
 
     let re = regex::Regex::new(r#"action="/settings/tokens/(\d+)/revoke""#).unwrap();
